@@ -1,0 +1,284 @@
+"""Settings for KTRDR Operations, all read from the environment.
+
+The defaults are the embedded development setup that `make run` starts on a fresh machine:
+SQLite, the local-memory cache, an in-memory channel layer, local execution, synthetic data.
+Production sets `DJANGO_SECRET_KEY`, `DJANGO_DEBUG=0`, `DJANGO_ALLOWED_HOSTS`, `DATABASE_URL`
+and `REDIS_URL`. Every knob is listed in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be ≥ {minimum}, got {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be ≥ {minimum}, got {raw!r}")
+    return value
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+
+_DEV_SECRET = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = _DEV_SECRET
+
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(
+        ","
+    )
+    if h.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    # daphne first: its runserver replaces Django's, so `manage.py runserver` serves ASGI.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "channels",
+    "operations",
+    "marketdata",
+    "training",
+    "hostagents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = os.environ.get("KTRDR_URLCONF", "ktrdr_site.urls")
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "ktrdr_site.wsgi.application"
+ASGI_APPLICATION = "ktrdr_site.asgi.application"
+
+# --- Database -----------------------------------------------------------------------------
+DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))
+_default_sqlite = f"sqlite:///{DATA_ROOT / 'ktrdr.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", _default_sqlite), conn_max_age=0, conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Worker threads, readers and the request thread share one SQLite file: WAL lets readers run
+    # beside a writer, IMMEDIATE transactions take the write lock up front (no upgrade deadlocks),
+    # and the timeout makes a busy writer wait instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file, not the shared in-memory database: worker threads need real concurrency.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_ROOT / "test_ktrdr.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and channel layer -------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("KTRDR_CACHE_PREFIX", "ktrdr"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "ktrdr-default",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth ----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "operations:list"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Security (check --deploy is clean when DEBUG is off) -------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- I18N / static -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+
+# --- REST framework ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Token first so an anonymous API call gets 401 with a WWW-Authenticate header; the session
+    # keeps the browsable API and the htmx pages working for logged-in users.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "KTRDR Operations API",
+    "DESCRIPTION": "Pull-based long-running operations: data loads, training, host agents.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- KTRDR knobs (read through operations.conf.ktrdr_setting) -------------------------------
+KTRDR = {
+    # Seconds a pulled snapshot is served before the next read refreshes it.
+    "OPERATIONS_CACHE_TTL": env_float("KTRDR_OPERATIONS_CACHE_TTL", 1.0),
+    # Run work in worker threads of this process (embedded mode). Off when several backend
+    # processes serve the site: a bridge can only be read by the process that owns it.
+    "LOCAL_EXECUTION": env_bool("KTRDR_LOCAL_EXECUTION", True),
+    # Worker threads for local operations; more queue as `pending`.
+    "LOCAL_WORKERS": env_int("KTRDR_LOCAL_WORKERS", 2, minimum=1),
+    # Where bar files, model artifacts and agent caches live.
+    "DATA_DIR": Path(os.environ.get("KTRDR_DATA_DIR", DATA_ROOT / "data")),
+    "MODELS_DIR": Path(os.environ.get("KTRDR_MODELS_DIR", DATA_ROOT / "models")),
+    "STRATEGIES_DIR": Path(os.environ.get("KTRDR_STRATEGIES_DIR", BASE_DIR / "strategies")),
+    # Interactive Brokers for local IB loads (empty host: IB only through an `ib` agent).
+    "IB_HOST": os.environ.get("KTRDR_IB_HOST", ""),
+    "IB_PORT": env_int("KTRDR_IB_PORT", 4002, minimum=1),
+    "IB_CLIENT_ID": env_int("KTRDR_IB_CLIENT_ID", 1, minimum=0),
+    # Host agents: "name=url,name=url"; the token they and the backend share.
+    "AGENTS": os.environ.get("KTRDR_AGENTS", ""),
+    "AGENT_TOKEN": os.environ.get("KTRDR_AGENT_TOKEN", ""),
+    "TRAINING_DEFAULT_MODE": os.environ.get("KTRDR_TRAINING_DEFAULT_MODE", "auto"),
+    # The demo user `make run` creates.
+    "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+        "ktrdr": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO"), "propagate": True},
+        "operations": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+        "marketdata": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+        "training": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+        "hostagents": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,59 @@
+"""One mapping from errors to the API's error envelope: `{"error": {code, message, details}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from operations.exceptions import KtrdrError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _validation_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for field, errors in detail.items():
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            if isinstance(first, dict):
+                first = _validation_message(first)
+            parts.append(f"{field}: {first}")
+        return "; ".join(parts) or "invalid input"
+    if isinstance(detail, list):
+        return "; ".join(str(d) for d in detail) or "invalid input"
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, KtrdrError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound(str(exc) or "not found")
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    if not isinstance(exc, drf_exceptions.APIException):
+        return None  # a real bug: let Django log it and answer 500
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    set_rollback()
+    if isinstance(exc, drf_exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = error_body("invalid", _validation_message(details), details)
+    else:
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        body = error_body(code, str(exc.detail))
+    return Response(body, status=exc.status_code, headers=headers)

@@ -1,0 +1,170 @@
+"""The operations API (v1): thin views over the selectors and services.
+
+The same views serve the backend and every host agent (ARCHITECTURE §1: one API everywhere).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from operations import selectors, services
+from operations.countdown import countdown_start
+from operations.models import OperationStatus
+from operations.serializers import (
+    CancelRequestSerializer,
+    CountdownStartSerializer,
+    ErrorSerializer,
+    MetricsPageSerializer,
+    OperationListSerializer,
+    OperationSerializer,
+    operation_payload,
+    serialize_operation,
+)
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+
+
+class ListQuery(serializers.Serializer):
+    status = serializers.CharField(required=False, allow_blank=True)
+    operation_type = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    active_only = serializers.BooleanField(required=False, default=False)
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=selectors.MAX_LIST_LIMIT, default=50
+    )
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+
+    def validate_status(self, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            if part not in OperationStatus.values:
+                raise serializers.ValidationError(
+                    f"unknown status {part!r}; use one of {', '.join(OperationStatus.values)}"
+                )
+        return value
+
+
+class GetQuery(serializers.Serializer):
+    force_refresh = serializers.BooleanField(required=False, default=False)
+
+
+class MetricsQuery(serializers.Serializer):
+    cursor = serializers.IntegerField(required=False, min_value=0, default=0)
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=selectors.MAX_METRICS_LIMIT, default=None
+    )
+    kind = serializers.CharField(required=False, allow_blank=True, max_length=32)
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+@extend_schema(
+    parameters=[ListQuery], responses={200: OperationListSerializer, **ERRORS}, tags=["operations"]
+)
+@api_view(["GET"])
+def operation_list(request: Request) -> Response:
+    q = _query(ListQuery, request)
+    page = selectors.operation_list(
+        status=q.get("status") or None,
+        operation_type=q.get("operation_type") or None,
+        active_only=q["active_only"],
+        limit=q["limit"],
+        offset=q["offset"],
+    )
+    body = {
+        "operations": [operation_payload(op) for op in page.operations],
+        "total": page.total,
+        "active_count": page.active_count,
+    }
+    return Response(OperationListSerializer(body).data)
+
+
+@extend_schema(
+    parameters=[GetQuery], responses={200: OperationSerializer, **ERRORS}, tags=["operations"]
+)
+@api_view(["GET"])
+def operation_detail(request: Request, operation_id: str) -> Response:
+    q = _query(GetQuery, request)
+    op = selectors.operation_get(operation_id=operation_id, force_refresh=q["force_refresh"])
+    return Response(serialize_operation(op))
+
+
+@extend_schema(
+    parameters=[MetricsQuery], responses={200: MetricsPageSerializer, **ERRORS}, tags=["operations"]
+)
+@api_view(["GET"])
+def operation_metrics(request: Request, operation_id: str) -> Response:
+    q = _query(MetricsQuery, request)
+    page = selectors.operation_metrics(
+        operation_id=operation_id, cursor=q["cursor"], limit=q["limit"], kind=q.get("kind") or None
+    )
+    return Response({"metrics": page.records, "new_cursor": page.new_cursor})
+
+
+@extend_schema(
+    request=CancelRequestSerializer,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["operations"],
+)
+@api_view(["POST"])
+def operation_cancel(request: Request, operation_id: str) -> Response:
+    body = CancelRequestSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    selectors.operation_get(operation_id=operation_id)  # 404 before anything else
+    services.operation_request_cancel(
+        operation_id=operation_id, reason=body.validated_data["reason"]
+    )
+    op = selectors.operation_get(operation_id=operation_id, force_refresh=True)
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
+class ResultsSerializer(serializers.Serializer):
+    operation_id = serializers.CharField()
+    status = serializers.CharField()
+    result_summary = serializers.JSONField(allow_null=True)
+    error_message = serializers.CharField(allow_blank=True)
+
+
+@extend_schema(
+    responses={200: ResultsSerializer, **ERRORS},
+    tags=["operations"],
+    description="The result summary of a finished operation; 409 while it is still active.",
+)
+@api_view(["GET"])
+def operation_results(request: Request, operation_id: str) -> Response:
+    op = selectors.operation_get(operation_id=operation_id)
+    if not op.is_terminal:
+        from operations.exceptions import Conflict
+
+        raise Conflict(
+            f"Operation {operation_id} is {op.status}; results exist once it has ended",
+            details={"operation_id": operation_id, "status": op.status},
+        )
+    return Response(
+        {
+            "operation_id": op.operation_id,
+            "status": op.status,
+            "result_summary": op.result_summary,
+            "error_message": op.error_message,
+        }
+    )
+
+
+@extend_schema(
+    request=CountdownStartSerializer,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["operations"],
+    description="Start the built-in countdown operation (N steps, one metric per step).",
+)
+@api_view(["POST"])
+def countdown_create(request: Request) -> Response:
+    body = CountdownStartSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    op = countdown_start(**body.validated_data, user=request.user)
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)

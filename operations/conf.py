@@ -1,0 +1,35 @@
+"""One accessor for the `KTRDR` settings dict, with the defaults in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "OPERATIONS_CACHE_TTL": 1.0,
+    "LOCAL_EXECUTION": True,
+    "LOCAL_WORKERS": 2,
+    "DATA_DIR": Path("var/data"),
+    "MODELS_DIR": Path("var/models"),
+    "STRATEGIES_DIR": Path("strategies"),
+    "IB_HOST": "",
+    "IB_PORT": 4002,
+    "IB_CLIENT_ID": 1,
+    "AGENTS": "",
+    "AGENT_TOKEN": "",
+    "TRAINING_DEFAULT_MODE": "auto",
+    "DEMO_USERNAME": "demo",
+}
+
+
+def ktrdr_setting(name: str) -> Any:
+    """Return the KTRDR knob `name`, read on every call so tests can override settings."""
+    configured = getattr(settings, "KTRDR", {})
+    if name in configured:
+        return configured[name]
+    try:
+        return DEFAULTS[name]
+    except KeyError:
+        raise KeyError(f"unknown KTRDR setting {name!r}") from None

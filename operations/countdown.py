@@ -1,0 +1,98 @@
+"""The built-in `countdown` operation: N steps of a configurable length, one metric per step.
+
+It exercises the whole machinery end to end (bridge, pull, cursor, cancel, failure) without real
+work, for the demo, the tests and anyone checking an installation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from operations.bridge import ProgressBridge
+from operations.exceptions import InvalidInput
+from operations.local import WorkContext
+
+OPERATION_TYPE = "countdown"
+MAX_STEPS = 100_000
+MAX_STEP_SECONDS = 60.0
+
+
+def validate_params(
+    *, steps: Any = 10, step_seconds: Any = 0.5, fail_at: Any = None
+) -> dict[str, Any]:
+    """Check the parameters; errors name the field."""
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        raise InvalidInput("steps must be an integer", field="steps") from None
+    if not 1 <= steps <= MAX_STEPS:
+        raise InvalidInput(f"steps must be between 1 and {MAX_STEPS}", field="steps")
+    try:
+        step_seconds = float(step_seconds)
+    except (TypeError, ValueError):
+        raise InvalidInput("step_seconds must be a number", field="step_seconds") from None
+    if not 0.0 <= step_seconds <= MAX_STEP_SECONDS:
+        raise InvalidInput(
+            f"step_seconds must be between 0 and {MAX_STEP_SECONDS}", field="step_seconds"
+        )
+    if fail_at is not None and fail_at != "":
+        try:
+            fail_at = int(fail_at)
+        except (TypeError, ValueError):
+            raise InvalidInput("fail_at must be an integer", field="fail_at") from None
+        if not 1 <= fail_at <= steps:
+            raise InvalidInput("fail_at must be between 1 and steps", field="fail_at")
+    else:
+        fail_at = None
+    return {"steps": steps, "step_seconds": step_seconds, "fail_at": fail_at}
+
+
+class CountdownFailure(RuntimeError):
+    """The failure a countdown was asked to simulate (`fail_at`)."""
+
+
+def run_countdown(ctx: WorkContext) -> dict[str, Any]:
+    steps = ctx.metadata["steps"]
+    step_seconds = ctx.metadata["step_seconds"]
+    fail_at = ctx.metadata.get("fail_at")
+    bridge = ctx.bridge
+    started = time.monotonic()
+    bridge.update(phase="counting", steps_total=steps, items_total=steps, message="starting")
+    for step in range(1, steps + 1):
+        ctx.token.raise_if_cancelled(
+            f"step {step}/{steps}", partial_result={"steps_done": step - 1, "steps": steps}
+        )
+        t0 = time.monotonic()
+        # Waiting on the token (not sleeping) lets a cancel cut a long step short.
+        if step_seconds and ctx.token.wait(step_seconds):
+            ctx.token.raise_if_cancelled(
+                f"step {step}/{steps}", partial_result={"steps_done": step - 1, "steps": steps}
+            )
+        if fail_at == step:
+            raise CountdownFailure(f"simulated failure at step {step} of {steps}")
+        bridge.append_metric(
+            "step",
+            {"step": step, "remaining": steps - step, "duration_seconds": time.monotonic() - t0},
+        )
+        bridge.update(
+            percentage=100.0 * step / steps,
+            message=f"step {step}/{steps}",
+            steps_completed=step,
+            items_processed=step,
+        )
+    return {"steps": steps, "duration_seconds": round(time.monotonic() - started, 3)}
+
+
+def countdown_start(*, steps: Any = 10, step_seconds: Any = 0.5, fail_at: Any = None, user=None):
+    """Validate and launch a countdown as a local operation."""
+    from operations.services import operation_launch_local
+
+    params = validate_params(steps=steps, step_seconds=step_seconds, fail_at=fail_at)
+    return operation_launch_local(
+        operation_type=OPERATION_TYPE,
+        work=run_countdown,
+        bridge=ProgressBridge(),
+        metadata=params,
+        created_by=user,
+    )

@@ -1,0 +1,166 @@
+"""Local execution: worker functions in worker threads of this process, each with its bridge.
+
+`LocalRuns` owns the thread pool and the registry operation id → (bridge, token). The registry is
+how readers find a local bridge to pull from; an operation with no entry here was started by
+another (now gone) process instance.
+
+A worker is a plain synchronous function `work(ctx) -> result_summary`. It reports through
+`ctx.bridge`, checks `ctx.token` at its stop points and raises `OperationCancelled` to acknowledge
+a cancel. Everything else — status changes, the final drain of its metrics, the log — is done here
+through the services, so a worker never touches the database for progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import close_old_connections, connections
+
+from operations.bridge import ProgressBridge
+from operations.cancellation import CancellationToken, OperationCancelled
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkContext:
+    """What a worker gets: its operation id, its parameters, its bridge and its token."""
+
+    operation_id: str
+    metadata: dict[str, Any]
+    bridge: ProgressBridge
+    token: CancellationToken
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ktrdr.worker"))
+
+
+Work = Callable[[WorkContext], dict[str, Any] | None]
+
+
+@dataclass
+class LocalRun:
+    operation_id: str
+    bridge: ProgressBridge
+    token: CancellationToken
+    work: Work
+    metadata: dict[str, Any]
+    thread_name: str = ""
+
+
+class LocalRuns:
+    """Process-wide registry and pool of local operations."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LocalRun] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        from operations.conf import ktrdr_setting
+
+        size = int(ktrdr_setting("LOCAL_WORKERS"))
+        with self._lock:
+            if self._pool is None or self._pool_size != size:
+                # A resized pool takes new work; the old one finishes what it has.
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ktrdr-worker")
+                self._pool_size = size
+            return self._pool
+
+    def get(self, operation_id: str) -> LocalRun | None:
+        return self._runs.get(operation_id)
+
+    def active_ids(self) -> list[str]:
+        return list(self._runs)
+
+    def register(self, run: LocalRun) -> None:
+        """Make the bridge readable. Done before the row commits, so no reader ever sees a
+        committed local operation without its run (it would take it for interrupted)."""
+        with self._lock:
+            self._runs[run.operation_id] = run
+
+    def discard(self, operation_id: str) -> None:
+        with self._lock:
+            self._runs.pop(operation_id, None)
+
+    def start(self, run: LocalRun) -> None:
+        """Queue a registered run on the pool (after its row committed)."""
+        self._get_pool().submit(self._execute, run)
+
+    def cancel(self, operation_id: str, reason: str) -> bool:
+        run = self._runs.get(operation_id)
+        if run is None:
+            return False
+        run.token.cancel(reason)
+        return True
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no local run is registered (tests and shutdown)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self._runs:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _execute(self, run: LocalRun) -> None:
+        from operations import services
+
+        op_id = run.operation_id
+        run.thread_name = threading.current_thread().name
+        close_old_connections()
+        try:
+            if run.token.is_cancelled:
+                # Cancelled while queued: the cancel service already ended it as cancelled.
+                return
+            try:
+                services.operation_start(operation_id=op_id)
+            except Exception:
+                logger.exception("operation %s could not start", op_id)
+                return
+            ctx = WorkContext(
+                operation_id=op_id, metadata=run.metadata, bridge=run.bridge, token=run.token
+            )
+            try:
+                result = run.work(ctx)
+            except OperationCancelled as exc:
+                logger.info("operation %s cancelled at %s", op_id, exc.stop_point)
+                services.operation_acknowledge_cancel(
+                    operation_id=op_id,
+                    stop_point=exc.stop_point,
+                    partial_result=exc.partial_result or run.bridge.final_result,
+                    pull=services.pull_from_bridge(run.bridge),
+                )
+            except Exception as exc:
+                logger.exception("operation %s failed", op_id)
+                services.operation_fail(
+                    operation_id=op_id,
+                    error_message=f"{type(exc).__name__}: {exc}",
+                    partial_result=run.bridge.final_result,
+                    pull=services.pull_from_bridge(run.bridge),
+                )
+            else:
+                services.operation_complete(
+                    operation_id=op_id,
+                    result_summary=result or {},
+                    pull=services.pull_from_bridge(run.bridge),
+                )
+        except Exception:
+            # Only reached if recording the outcome itself failed (database gone): the row stays
+            # active and the next reader marks it interrupted because the run is deregistered.
+            logger.exception("operation %s: recording its outcome failed", op_id)
+        finally:
+            with self._lock:
+                self._runs.pop(op_id, None)
+            connections.close_all()
+
+
+local_runs = LocalRuns()

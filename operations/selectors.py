@@ -1,0 +1,182 @@
+"""Every read of an operation goes through here — the one TTL-cached pull path.
+
+`operation_get` serves a cached snapshot while it is younger than `KTRDR_OPERATIONS_CACHE_TTL`;
+past that (or with `force_refresh`) and only for a non-terminal operation, it pulls from the
+operation's source (local bridge or agent) under a single-flight lock, persists what it saw, and
+caches the result. Readers that lose the lock race get the last persisted snapshot instead of
+queueing a second pull. Lists read the database only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from operations import cache as op_cache
+from operations import execution
+from operations.conf import ktrdr_setting
+from operations.exceptions import InvalidInput, OperationNotFound
+from operations.models import (
+    ACTIVE_STATUSES,
+    Executor,
+    Operation,
+    OperationMetric,
+    OperationStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_LIST_LIMIT = 500
+MAX_METRICS_LIMIT = 5000
+
+
+def cache_ttl() -> float:
+    return float(ktrdr_setting("OPERATIONS_CACHE_TTL"))
+
+
+def _load(operation_id: str) -> Operation:
+    try:
+        return Operation.objects.get(operation_id=operation_id)
+    except Operation.DoesNotExist:
+        raise OperationNotFound(operation_id) from None
+
+
+def _refresh(op: Operation, *, ttl: float, force: bool) -> Operation:
+    """Pull from the source unless another reader just did (or is doing) it."""
+    if not force and op.refreshed_at is not None:
+        # Another process refreshed within the window (its cache entry may have expired).
+        age = time.time() - op.refreshed_at.timestamp()
+        if age < ttl:
+            return op
+    source = execution.source_for(op)
+    if source is None:
+        return op
+    token = op_cache.try_lock(op.operation_id)
+    if token is None:
+        return op  # single flight: someone else is pulling right now; serve the last snapshot
+    try:
+        return source.refresh(op)
+    except OperationNotFound:
+        raise
+    except Exception:
+        logger.exception("refreshing %s failed; serving the last snapshot", op.operation_id)
+        return _load(op.operation_id)
+    finally:
+        op_cache.unlock(op.operation_id, token)
+
+
+def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operation:
+    """The operation with a snapshot at most one TTL old (terminal ones are never refreshed)."""
+    ttl = cache_ttl()
+    if not force_refresh:
+        entry = op_cache.get_entry(operation_id)
+        if entry is not None:
+            stamp, cached = entry
+            if cached.is_terminal or time.time() - stamp < ttl:
+                return cached
+    op = _load(operation_id)
+    if not op.is_terminal:
+        op = _refresh(op, ttl=ttl, force=force_refresh)
+    op_cache.put(op, ttl)
+    return op
+
+
+@dataclass(frozen=True)
+class OperationPage:
+    operations: list[Operation]
+    total: int
+    active_count: int
+
+
+def _parse_status(status: str | None) -> list[str]:
+    if not status:
+        return []
+    values = [s.strip() for s in status.split(",") if s.strip()]
+    unknown = [v for v in values if v not in OperationStatus.values]
+    if unknown:
+        raise InvalidInput(
+            f"unknown status {', '.join(unknown)}; use one of {', '.join(OperationStatus.values)}",
+            field="status",
+        )
+    return values
+
+
+def operation_list(
+    *,
+    status: str | None = None,
+    operation_type: str | None = None,
+    active_only: bool = False,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> OperationPage:
+    """Newest first, from the database. Completed operations stay listed."""
+    if limit < 1 or limit > MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
+    if offset < 0:
+        raise InvalidInput("offset must be ≥ 0", field="offset")
+    qs = Operation.objects.all()
+    statuses = _parse_status(status)
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    if active_only:
+        qs = qs.filter(status__in=ACTIVE_STATUSES)
+    if operation_type:
+        qs = qs.filter(operation_type=operation_type)
+    if search:
+        qs = qs.filter(Q(operation_id__icontains=search) | Q(strategy_name__icontains=search))
+    total = qs.count()
+    rows = list(qs.order_by("-created_at", "-id")[offset : offset + limit])
+    rows = [_interrupt_if_orphaned(op) for op in rows]
+    active_count = Operation.objects.filter(status__in=ACTIVE_STATUSES).count()
+    return OperationPage(operations=rows, total=total, active_count=active_count)
+
+
+def _interrupt_if_orphaned(op: Operation) -> Operation:
+    """A listed local operation whose worker is gone is ended the first time anyone sees it."""
+    if op.is_active and op.executor == Executor.LOCAL:
+        from operations.local import local_runs
+
+        if local_runs.get(op.operation_id) is None:
+            return operation_get(operation_id=op.operation_id, force_refresh=True)
+    return op
+
+
+def active_operations_count() -> int:
+    return Operation.objects.filter(status__in=ACTIVE_STATUSES).count()
+
+
+@dataclass(frozen=True)
+class MetricsPage:
+    records: list[dict]
+    new_cursor: int
+
+
+def operation_metrics(
+    *, operation_id: str, cursor: int = 0, limit: int | None = None, kind: str | None = None
+) -> MetricsPage:
+    """Metric records with seq ≥ cursor, oldest first; refreshes through `operation_get`."""
+    if cursor < 0:
+        raise InvalidInput("cursor must be ≥ 0", field="cursor")
+    if limit is not None and (limit < 1 or limit > MAX_METRICS_LIMIT):
+        raise InvalidInput(f"limit must be between 1 and {MAX_METRICS_LIMIT}", field="limit")
+    op = operation_get(operation_id=operation_id)
+    qs = OperationMetric.objects.filter(operation_id=op.pk, seq__gte=cursor).order_by("seq")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if limit is not None:
+        qs = qs[:limit]
+    records = [m.as_record() for m in qs]
+    new_cursor = records[-1]["seq"] + 1 if records else cursor
+    return MetricsPage(records=records, new_cursor=new_cursor)
+
+
+def operation_all_metrics(*, operation: Operation, kind: str | None = None) -> list[dict]:
+    """Every stored record of an operation (pages and charts); no refresh."""
+    qs = OperationMetric.objects.filter(operation_id=operation.pk).order_by("seq")
+    if kind:
+        qs = qs.filter(kind=kind)
+    return [m.as_record() for m in qs]

@@ -1,0 +1,160 @@
+"""The one definition of the operations API shapes (ARCHITECTURE §4).
+
+Used to render API answers on the backend and on agents, and by `AgentClient` to validate what an
+agent sent back: a shape change shows up in both places at once (the contract test checks it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rest_framework import serializers
+
+from operations.models import Operation, OperationStatus
+
+
+class ProgressSerializer(serializers.Serializer):
+    percentage = serializers.FloatField(min_value=0.0, max_value=100.0)
+    message = serializers.CharField(allow_blank=True)
+    phase = serializers.CharField(allow_blank=True)
+    steps_completed = serializers.IntegerField(min_value=0)
+    steps_total = serializers.IntegerField(min_value=0)
+    items_processed = serializers.IntegerField(min_value=0)
+    items_total = serializers.IntegerField(min_value=0)
+    context = serializers.DictField()
+    eta_seconds = serializers.FloatField(allow_null=True, min_value=0.0)
+
+
+class LocationSerializer(serializers.Serializer):
+    executor = serializers.ChoiceField(choices=["local", "agent"])
+    agent = serializers.CharField(allow_blank=True)
+    remote_operation_id = serializers.CharField(allow_blank=True)
+
+
+class CancelSerializer(serializers.Serializer):
+    requested_at = serializers.DateTimeField(allow_null=True)
+    acknowledged_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class FreshnessSerializer(serializers.Serializer):
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    age_seconds = serializers.FloatField(allow_null=True)
+    stale = serializers.BooleanField()
+    unreachable_since = serializers.DateTimeField(allow_null=True)
+
+
+class OperationSerializer(serializers.Serializer):
+    operation_id = serializers.CharField(max_length=96)
+    operation_type = serializers.CharField(max_length=40)
+    status = serializers.ChoiceField(choices=OperationStatus.choices)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    progress = ProgressSerializer()
+    metadata = serializers.DictField()
+    result_summary = serializers.JSONField(allow_null=True)
+    error_message = serializers.CharField(allow_blank=True)
+    location = LocationSerializer()
+    cancel = CancelSerializer()
+    freshness = FreshnessSerializer()
+
+
+class OperationListSerializer(serializers.Serializer):
+    operations = OperationSerializer(many=True)
+    total = serializers.IntegerField(min_value=0)
+    active_count = serializers.IntegerField(min_value=0)
+
+
+class MetricRecordSerializer(serializers.Serializer):
+    """Common fields of a metric record; the kind-specific fields pass through unchanged."""
+
+    seq = serializers.IntegerField(min_value=0)
+    kind = serializers.CharField(max_length=32)
+    recorded_at = serializers.DateTimeField()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        base = super().to_internal_value(data)
+        extra = {k: v for k, v in data.items() if k not in base}
+        return {**extra, **base}
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return dict(instance)
+
+
+class MetricsPageSerializer(serializers.Serializer):
+    metrics = MetricRecordSerializer(many=True)
+    new_cursor = serializers.IntegerField(min_value=0)
+
+
+class CancelRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class CountdownStartSerializer(serializers.Serializer):
+    steps = serializers.IntegerField(min_value=1, max_value=100_000, default=10)
+    step_seconds = serializers.FloatField(min_value=0.0, max_value=60.0, default=0.5)
+    fail_at = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+def _freshness(op: Operation) -> dict[str, Any]:
+    age = None
+    if op.refreshed_at is not None:
+        age = round(max(time.time() - op.refreshed_at.timestamp(), 0.0), 3)
+    stale = (not op.is_terminal) and op.unreachable_since is not None
+    return {
+        "refreshed_at": op.refreshed_at,
+        "age_seconds": age,
+        "stale": stale,
+        "unreachable_since": op.unreachable_since,
+    }
+
+
+def operation_payload(op: Operation) -> dict[str, Any]:
+    """The operation as the API shows it (a plain dict the serializer renders)."""
+    from operations.models import empty_progress
+
+    progress = empty_progress()
+    progress.update({k: v for k, v in (op.progress or {}).items() if k in progress})
+    if progress["eta_seconds"] is not None and op.is_terminal:
+        progress["eta_seconds"] = None
+    return {
+        "operation_id": op.operation_id,
+        "operation_type": op.operation_type,
+        "status": op.status,
+        "created_at": op.created_at,
+        "started_at": op.started_at,
+        "completed_at": op.completed_at,
+        "updated_at": op.updated_at,
+        "progress": progress,
+        "metadata": op.metadata or {},
+        "result_summary": op.result_summary,
+        "error_message": op.error_message,
+        "location": {
+            "executor": op.executor,
+            "agent": op.agent,
+            "remote_operation_id": op.remote_operation_id,
+        },
+        "cancel": {
+            "requested_at": op.cancel_requested_at,
+            "acknowledged_at": op.cancel_acknowledged_at,
+            "reason": op.cancel_reason,
+        },
+        "freshness": _freshness(op),
+    }
+
+
+def serialize_operation(op: Operation) -> dict[str, Any]:
+    return OperationSerializer(operation_payload(op)).data

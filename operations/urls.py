@@ -1,0 +1,16 @@
+"""Operations pages: the list with live rows, and the detail page."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from operations import views
+
+app_name = "operations"
+urlpatterns = [
+    path("", views.operation_list, name="list"),
+    path("countdown/", views.countdown_create, name="countdown-create"),
+    path("<str:operation_id>/", views.operation_detail, name="detail"),
+    path("<str:operation_id>/row/", views.operation_row, name="row"),
+    path("<str:operation_id>/cancel/", views.operation_cancel, name="cancel"),
+]
