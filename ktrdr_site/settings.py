@@ -229,6 +229,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# A host agent (`manage.py run_agent`) serves the same API to the backend only, with bearer-token
+# auth (KTRDR_AGENT_TOKEN) instead of users.
+KTRDR_ROLE = os.environ.get("KTRDR_ROLE", "backend")
+if KTRDR_ROLE not in {"backend", "agent"}:
+    raise ImproperlyConfigured(f"KTRDR_ROLE must be backend or agent, got {KTRDR_ROLE!r}")
+if KTRDR_ROLE == "agent":
+    REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["hostagents.auth.AgentTokenAuthentication"]
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
 SPECTACULAR_SETTINGS = {
     "TITLE": "KTRDR Operations API",
     "DESCRIPTION": "Pull-based long-running operations: data loads, training, host agents.",
@@ -263,6 +271,8 @@ KTRDR = {
     "TRAINING_DEFAULT_MODE": os.environ.get("KTRDR_TRAINING_DEFAULT_MODE", "auto"),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
+    # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
+    "ROLE": KTRDR_ROLE,
 }
 
 LOGGING = {
