@@ -1,0 +1,92 @@
+"""Follow an operation in a terminal: a live progress bar fed by the same selectors as every reader.
+
+Used by `ops follow` and by the long management commands (`load_data`, `train`). Ctrl+C does not
+kill the work: it asks whether to cancel the operation, then keeps following until it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from operations import selectors, services
+from operations.exceptions import IllegalTransition
+from operations.models import Operation
+
+
+def describe_progress(op: Operation) -> str:
+    """One line for the bar: phase, message, ETA."""
+    progress = op.progress or {}
+    parts = [op.status]
+    if progress.get("phase"):
+        parts.append(str(progress["phase"]))
+    if progress.get("message"):
+        parts.append(str(progress["message"]))
+    eta = progress.get("eta_seconds")
+    if eta is not None and not op.is_terminal:
+        parts.append(f"ETA {int(eta)}s")
+    return " · ".join(parts)
+
+
+def _ask_cancel(op: Operation, stdout: Any, stdin: IO[str] | None) -> None:
+    stdout.write(f"\nCancel {op.operation_id}? [y/N] ")
+    stdout.flush()
+    try:
+        answer = stdin.readline().strip().lower() if stdin is not None else ""
+    except (KeyboardInterrupt, EOFError):
+        answer = "y"
+    if answer in {"y", "yes"}:
+        try:
+            services.operation_request_cancel(
+                operation_id=op.operation_id, reason="cancelled from the terminal"
+            )
+            stdout.write("Cancel requested; waiting for the work to stop…\n")
+        except IllegalTransition as exc:
+            stdout.write(f"{exc.message}\n")
+    else:
+        stdout.write("Still running; following again (Ctrl+C to ask again).\n")
+
+
+def follow_operation(
+    *,
+    operation_id: str,
+    stdout: Any,
+    stdin: IO[str] | None = None,
+    interval: float = 0.5,
+    describe: Callable[[Operation], str] = describe_progress,
+    timeout: float | None = None,
+) -> Operation:
+    """Show a bar until the operation ends (or `timeout` seconds pass); return the last read."""
+    # Django's OutputWrapper appends a newline to every write; tqdm needs the raw stream.
+    stdout = getattr(stdout, "_out", stdout)
+    op = selectors.operation_get(operation_id=operation_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = tqdm(
+        total=100.0,
+        file=stdout,
+        unit="%",
+        bar_format="{l_bar}{bar}| {n:.1f}% [{elapsed}] {postfix}",
+        dynamic_ncols=True,
+        leave=True,
+    )
+    try:
+        while True:
+            try:
+                op = selectors.operation_get(operation_id=operation_id)
+                bar.n = round(op.percentage, 1)
+                bar.set_postfix_str(describe(op), refresh=False)
+                bar.refresh()
+                if op.is_terminal:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                bar.clear()
+                _ask_cancel(op, stdout, stdin)
+    finally:
+        bar.close()
+    return op
