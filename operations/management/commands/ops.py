@@ -1,0 +1,147 @@
+"""`manage.py ops list|show|cancel|follow|countdown` — operations from the terminal.
+
+Thin wrappers over the selectors and services: the same read path as the API and the pages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from operations import selectors, services
+from operations.countdown import countdown_start
+from operations.exceptions import KtrdrError
+from operations.follow import follow_operation
+from operations.serializers import serialize_operation
+
+
+class Command(BaseCommand):
+    help = "List, show, cancel and follow operations; start the built-in countdown."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        ls = sub.add_parser("list", help="newest first")
+        ls.add_argument("--status", default="", help="comma-separated statuses")
+        ls.add_argument("--type", dest="operation_type", default="")
+        ls.add_argument("--active", action="store_true", help="only pending/running/cancelling")
+        ls.add_argument("--limit", type=int, default=20)
+        ls.add_argument("--offset", type=int, default=0)
+        show = sub.add_parser("show", help="one operation with its latest metrics")
+        show.add_argument("operation_id")
+        show.add_argument("--json", action="store_true", help="the API's JSON")
+        show.add_argument("--metrics", type=int, default=10, help="how many latest metrics")
+        cancel = sub.add_parser("cancel", help="request a cancel")
+        cancel.add_argument("operation_id")
+        cancel.add_argument("--reason", default="cancelled from the terminal")
+        follow = sub.add_parser("follow", help="live progress bar until it ends")
+        follow.add_argument("operation_id")
+        follow.add_argument("--interval", type=float, default=0.5)
+        countdown = sub.add_parser("countdown", help="start the built-in countdown")
+        countdown.add_argument("--steps", type=int, default=10)
+        countdown.add_argument("--step-seconds", type=float, default=0.5)
+        countdown.add_argument("--fail-at", type=int, default=None)
+        countdown.add_argument("--follow", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            getattr(self, f"_{options['action']}")(options)
+        except KtrdrError as exc:
+            raise CommandError(exc.message) from None
+
+    def _list(self, options: dict[str, Any]) -> None:
+        page = selectors.operation_list(
+            status=options["status"] or None,
+            operation_type=options["operation_type"] or None,
+            active_only=options["active"],
+            limit=options["limit"],
+            offset=options["offset"],
+        )
+        self.stdout.write(f"{page.total} operations, {page.active_count} active")
+        for op in page.operations:
+            message = (op.progress or {}).get("message") or op.error_message
+            self.stdout.write(
+                f"{op.operation_id:52} {op.operation_type:10} {op.status:10} "
+                f"{op.percentage:5.1f}%  {message[:60]}"
+            )
+
+    def _show(self, options: dict[str, Any]) -> None:
+        op = selectors.operation_get(operation_id=options["operation_id"], force_refresh=True)
+        if options["json"]:
+            self.stdout.write(json.dumps(serialize_operation(op), indent=2, default=str))
+            return
+        progress = op.progress or {}
+        lines = [
+            f"{op.operation_id}  ({op.operation_type}, {op.executor}{' ' + op.agent if op.agent else ''})",
+            f"  status     {op.status}",
+            f"  progress   {op.percentage:.1f}%  {progress.get('phase') or ''} "
+            f"{progress.get('message') or ''}".rstrip(),
+            f"  created    {op.created_at:%Y-%m-%d %H:%M:%S} UTC",
+        ]
+        if op.started_at:
+            lines.append(f"  started    {op.started_at:%Y-%m-%d %H:%M:%S} UTC")
+        if op.completed_at:
+            lines.append(f"  ended      {op.completed_at:%Y-%m-%d %H:%M:%S} UTC")
+        if op.error_message:
+            lines.append(f"  error      {op.error_message}")
+        if op.cancel_requested_at:
+            lines.append(
+                f"  cancel     requested {op.cancel_requested_at:%H:%M:%S} ({op.cancel_reason})"
+            )
+        if op.result_summary:
+            lines.append(f"  result     {json.dumps(op.result_summary, default=str)[:400]}")
+        self.stdout.write("\n".join(lines))
+        count = options["metrics"]
+        if count > 0:
+            records = selectors.operation_all_metrics(operation=op)[-count:]
+            if records:
+                self.stdout.write(f"  metrics (last {len(records)} of {op.metrics_cursor}):")
+                for record in records:
+                    values = {
+                        k: v for k, v in record.items() if k not in {"seq", "kind", "recorded_at"}
+                    }
+                    self.stdout.write(
+                        f"    #{record['seq']} {record['kind']} {json.dumps(values, default=str)}"
+                    )
+
+    def _cancel(self, options: dict[str, Any]) -> None:
+        op = services.operation_request_cancel(
+            operation_id=options["operation_id"], reason=options["reason"]
+        )
+        self.stdout.write(f"{op.operation_id}: {op.status}")
+
+    def _follow(self, options: dict[str, Any]) -> None:
+        op = follow_operation(
+            operation_id=options["operation_id"],
+            stdout=self.stdout,
+            stdin=sys.stdin,
+            interval=options["interval"],
+        )
+        self._report_end(op)
+
+    def _countdown(self, options: dict[str, Any]) -> None:
+        op = countdown_start(
+            steps=options["steps"], step_seconds=options["step_seconds"], fail_at=options["fail_at"]
+        )
+        self.stdout.write(f"started {op.operation_id}")
+        if options["follow"]:
+            op = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
+            self._report_end(op)
+        else:
+            # Local work lives in this process: leaving now would orphan it.
+            from operations.local import local_runs
+
+            local_runs.wait_idle(timeout=options["steps"] * options["step_seconds"] + 30)
+            op = selectors.operation_get(operation_id=op.operation_id, force_refresh=True)
+            self._report_end(op)
+
+    def _report_end(self, op: Any) -> None:
+        if op.status == "completed":
+            self.stdout.write(self.style.SUCCESS(f"{op.operation_id} completed"))
+        elif op.is_terminal:
+            detail = op.error_message or (op.result_summary or {}).get("stopped_at", "")
+            self.stdout.write(self.style.WARNING(f"{op.operation_id} {op.status}: {detail}"))
+        else:
+            self.stdout.write(f"{op.operation_id} is still {op.status}")

@@ -1,0 +1,49 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from operations.local import local_runs
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache_and_runs():
+    """Each test starts with an empty operations cache and leaves no worker running."""
+    cache.clear()
+    yield
+    for operation_id in local_runs.active_ids():
+        local_runs.cancel(operation_id, "test finished")
+    local_runs.wait_idle(timeout=30)
+    cache.clear()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="s3cret-pass!")
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    """An API client authenticated with a DRF token (as scripts use it)."""
+    client = APIClient()
+    token = Token.objects.create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def logged_in(client, user):
+    """The Django test client with a session (as the pages use it)."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def fast_ttl(settings):
+    """A short cache TTL so tests can step past the window without long sleeps."""
+    settings.KTRDR = {**settings.KTRDR, "OPERATIONS_CACHE_TTL": 0.2}
+    return 0.2
