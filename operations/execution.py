@@ -11,6 +11,7 @@ import logging
 from typing import Protocol
 
 from operations import services
+from operations.instance import current_instance_id
 from operations.local import local_runs
 from operations.models import Executor, Operation
 
@@ -28,7 +29,7 @@ class OperationSource(Protocol):
 class LocalSource:
     def refresh(self, operation: Operation) -> Operation:
         run = local_runs.get(operation.operation_id)
-        if run is None:
+        if run is None or (operation.owner and operation.owner != current_instance_id()):
             # The worker that owned this operation is not in this process: it was started by
             # another instance (restart) or its thread is gone. Never leave it running forever.
             return services.operation_mark_interrupted(

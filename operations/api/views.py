@@ -65,7 +65,10 @@ def _query(serializer_class: type[serializers.Serializer], request: Request) -> 
 
 
 @extend_schema(
-    parameters=[ListQuery], responses={200: OperationListSerializer, **ERRORS}, tags=["operations"]
+    operation_id="operations_list",
+    parameters=[ListQuery],
+    responses={200: OperationListSerializer, **ERRORS},
+    tags=["operations"],
 )
 @api_view(["GET"])
 def operation_list(request: Request) -> Response:
@@ -86,7 +89,10 @@ def operation_list(request: Request) -> Response:
 
 
 @extend_schema(
-    parameters=[GetQuery], responses={200: OperationSerializer, **ERRORS}, tags=["operations"]
+    operation_id="operations_get",
+    parameters=[GetQuery],
+    responses={200: OperationSerializer, **ERRORS},
+    tags=["operations"],
 )
 @api_view(["GET"])
 def operation_detail(request: Request, operation_id: str) -> Response:
@@ -96,7 +102,10 @@ def operation_detail(request: Request, operation_id: str) -> Response:
 
 
 @extend_schema(
-    parameters=[MetricsQuery], responses={200: MetricsPageSerializer, **ERRORS}, tags=["operations"]
+    operation_id="operations_metrics",
+    parameters=[MetricsQuery],
+    responses={200: MetricsPageSerializer, **ERRORS},
+    tags=["operations"],
 )
 @api_view(["GET"])
 def operation_metrics(request: Request, operation_id: str) -> Response:
@@ -108,6 +117,7 @@ def operation_metrics(request: Request, operation_id: str) -> Response:
 
 
 @extend_schema(
+    operation_id="operations_cancel",
     request=CancelRequestSerializer,
     responses={202: OperationSerializer, **ERRORS},
     tags=["operations"],
@@ -132,6 +142,7 @@ class ResultsSerializer(serializers.Serializer):
 
 
 @extend_schema(
+    operation_id="operations_results",
     responses={200: ResultsSerializer, **ERRORS},
     tags=["operations"],
     description="The result summary of a finished operation; 409 while it is still active.",
@@ -157,6 +168,7 @@ def operation_results(request: Request, operation_id: str) -> Response:
 
 
 @extend_schema(
+    operation_id="operations_countdown_start",
     request=CountdownStartSerializer,
     responses={202: OperationSerializer, **ERRORS},
     tags=["operations"],

@@ -44,9 +44,7 @@ class Command(BaseCommand):
             )
             return
         password = secrets.token_urlsafe(12)
-        user = user_model.objects.create_superuser(
-            username=username, email="", password=password
-        )
+        user = user_model.objects.create_superuser(username=username, email="", password=password)
         token = Token.objects.create(user=user)
         bar = "=" * 64
         self.stdout.write(
