@@ -74,7 +74,9 @@ class Command(BaseCommand):
             return
         progress = op.progress or {}
         lines = [
-            f"{op.operation_id}  ({op.operation_type}, {op.executor}{' ' + op.agent if op.agent else ''})",
+            f"{op.operation_id}  ({op.operation_type}, {op.executor} {op.agent})".replace(
+                " )", ")"
+            ),
             f"  status     {op.status}",
             f"  progress   {op.percentage:.1f}%  {progress.get('phase') or ''} "
             f"{progress.get('message') or ''}".rstrip(),
