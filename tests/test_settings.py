@@ -18,6 +18,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         env=full_env,
         capture_output=True,
+        check=False,
         text=True,
         timeout=120,
     )
