@@ -42,7 +42,6 @@ def _initial_state() -> dict[str, Any]:
         "items_total": 0,
         "context": {},
         "eta_seconds": None,
-        "updated_at": None,
     }
 
 
@@ -61,41 +60,15 @@ class ProgressBridge:
         self.final_result: dict[str, Any] | None = None
 
     # --- writer side (worker thread) -----------------------------------------------------------
-    def update(
-        self,
-        *,
-        percentage: float | None = None,
-        message: str | None = None,
-        phase: str | None = None,
-        steps_completed: int | None = None,
-        steps_total: int | None = None,
-        items_processed: int | None = None,
-        items_total: int | None = None,
-        context: dict[str, Any] | None = None,
-        eta_seconds: float | None = None,
-    ) -> None:
-        """Publish a new state; arguments left as None keep their previous value."""
+    def update(self, **fields: Any) -> None:
+        """Publish a new state: the given fields replace their old values, the rest are kept.
+
+        Fields: percentage, message, phase, steps_completed, steps_total, items_processed,
+        items_total, context (dict), eta_seconds. One dict merge and one rebinding — no
+        validation here (the hot path); the reader side clamps and fills in.
+        """
         try:
-            state = self._state.copy()
-            if percentage is not None:
-                state["percentage"] = 100.0 if percentage > 100.0 else max(percentage, 0.0)
-            if message is not None:
-                state["message"] = message
-            if phase is not None:
-                state["phase"] = phase
-            if steps_completed is not None:
-                state["steps_completed"] = steps_completed
-            if steps_total is not None:
-                state["steps_total"] = steps_total
-            if items_processed is not None:
-                state["items_processed"] = items_processed
-            if items_total is not None:
-                state["items_total"] = items_total
-            if context is not None:
-                state["context"] = context
-            state["eta_seconds"] = eta_seconds
-            state["updated_at"] = time.time()
-            self._state = state
+            self._state = {**self._state, **fields}
         except Exception:  # a progress report must never break the work it reports on
             logger.exception("ProgressBridge.update failed; progress not recorded")
 
@@ -111,9 +84,14 @@ class ProgressBridge:
         """A consistent copy of the current state, with an ETA when the worker gave none."""
         self.bridge_reads += 1
         state = self._state  # one load: the dict is never mutated after publication
-        snap = dict(state)
-        snap["context"] = dict(state["context"])
+        snap = {key: state.get(key, default) for key, default in _initial_state().items()}
+        snap["context"] = dict(state.get("context") or {})
         snap.update(self._derived(state))
+        try:
+            pct = float(snap["percentage"])
+        except (TypeError, ValueError):
+            pct = 0.0
+        snap["percentage"] = min(max(pct, 0.0), 100.0)
         if snap["eta_seconds"] is None:
             snap["eta_seconds"] = self._linear_eta(snap["percentage"])
         return snap

@@ -125,9 +125,7 @@ def _apply_pull(op: Operation, pull: Pull | None) -> None:
     op.remote_metrics_cursor = max(start, pull.source_cursor)
     if pull.snapshot is not None:
         progress = empty_progress()
-        progress.update(
-            {k: v for k, v in pull.snapshot.items() if k in progress or k == "updated_at"}
-        )
+        progress.update({k: v for k, v in pull.snapshot.items() if k in progress})
         op.progress = progress
     op.refreshed_at = timezone.now()
 
