@@ -1,0 +1,598 @@
+"""TrainingExecutor: the one synchronous training path, wherever it runs.
+
+load bars → indicators → features → split + labels → build model → train → evaluate → save.
+
+The same class runs in a backend worker thread now and in a host agent later (ARCHITECTURE §5);
+only what is injected differs: `load_bars` (the market-data store here, bars that travelled with
+the request on an agent), `models_dir`, the bridge and the cancellation token. No Django imports;
+torch is imported inside `run`.
+
+Guarantees:
+
+* Progress: a phase per symbol, timeframe and indicator before training (no silent minute), a
+  bridge write per batch, one epoch record per epoch; no sleeping, no pushing, no I/O per batch.
+* Cancellation is checked before every batch and between all pre-training steps; it raises
+  `OperationCancelled` at once, carrying the epoch history. A cancelled run saves no model.
+* Numbered-step logging (`Step 3/8: building features for EURUSD`), the same text everywhere.
+* Determinism: one seed drives initial weights, shuffling and dropout through a private
+  `torch.Generator`, so the same seed and data give the same metrics and weights.
+* The model file is written atomically (no half-written model), after the last cancel check.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from operations.cancellation import CancellationToken, OperationCancelled
+from operations.exceptions import NotFound
+from training import features as feat
+from training.artifacts import ARTIFACT_SUFFIX, save_artifact
+from training.bridge import TRAIN_END_PCT, TRAIN_START_PCT, TrainingProgressBridge
+from training.dataset import SPLITS, Dataset, build_dataset
+from training.errors import TrainingDataError
+from training.labels import NUM_CLASSES, SIGNAL_NAMES
+from training.model import build_mlp, parameter_count, torch_threads
+from training.strategy import TIMEFRAME_MINUTES, config_hash
+
+logger = logging.getLogger("training.executor")
+
+LoadBars = Callable[[str, str, Any, Any], pd.DataFrame]
+STEPS = 8
+
+
+def default_load_bars(symbol: str, timeframe: str, start: Any, end: Any) -> pd.DataFrame:
+    """The market-data store (imported lazily: agents inject their own loader)."""
+    from marketdata.store import read_bars
+
+    return read_bars(symbol, timeframe, start=start, end=end)
+
+
+def _timestamp(value: Any) -> pd.Timestamp | None:
+    if value in (None, ""):
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+class TrainingExecutor:
+    """Train one strategy on some symbols and timeframes; `run()` returns the result summary."""
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        symbols: list[str] | None = None,
+        timeframes: list[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        seed: int | None = None,
+        models_dir: Path,
+        run_id: str = "",
+        load_bars: LoadBars | None = None,
+        bridge: TrainingProgressBridge | None = None,
+        token: CancellationToken | None = None,
+        log: logging.Logger | None = None,
+        num_threads: int | None = None,
+        save: bool = True,
+    ) -> None:
+        data = config["training_data"]
+        self.config = config
+        self.symbols = list(symbols or data["symbols"])
+        self.timeframes = sorted(timeframes or data["timeframes"], key=TIMEFRAME_MINUTES.get)
+        self.start = _timestamp(start if start is not None else data["history"]["start"])
+        self.end = _timestamp(end if end is not None else data["history"]["end"])
+        self.seed = int(seed if seed is not None else config["model"]["training"]["seed"])
+        self.models_dir = Path(models_dir)
+        self.run_id = run_id or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
+        self.load_bars = load_bars or default_load_bars
+        self.bridge = bridge or TrainingProgressBridge()
+        self.token = token or CancellationToken()
+        self.log = log or logger
+        self.num_threads = torch_threads(num_threads)
+        self.save = save
+        # Filled by run(): tests and the predictor check reproduce these.
+        self.dataset: Dataset | None = None
+        self.model: Any = None
+        self.test_predictions: np.ndarray | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # --- small helpers ----------------------------------------------------------------------
+    def _step(self, number: int, text: str, phase: str, *, context: dict | None = None) -> None:
+        message = f"Step {number}/{STEPS}: {text}"
+        self.log.info("[%s] %s", self.run_id, message)
+        # Pre-training steps share the first 5 % of the bar; evaluation and saving the last 5 %.
+        if number <= 5:
+            pct = TRAIN_START_PCT * (number - 1) / 5
+        else:
+            pct = TRAIN_END_PCT + (100.0 - TRAIN_END_PCT) * (number - 7) / 2
+        self.bridge.on_phase(
+            phase,
+            message,
+            step=number - 1,
+            steps_total=STEPS,
+            percentage=max(pct, 0.0),
+            context=context,
+        )
+
+    def _check_cancel(self, where: str) -> None:
+        if self.token.is_cancelled:
+            raise OperationCancelled(where, self._partial())
+
+    def _partial(self) -> dict[str, Any]:
+        return {
+            "epochs_completed": len(self.history),
+            "history": list(self.history),
+            "model_saved": False,
+        }
+
+    # --- the path -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        name = self.config["name"]
+        self.log.info(
+            "[%s] training %s on %s %s (%s to %s), seed %d, %d torch thread(s)",
+            self.run_id,
+            name,
+            ",".join(self.symbols),
+            ",".join(self.timeframes),
+            self.start.isoformat() if self.start is not None else "start",
+            self.end.isoformat() if self.end is not None else "end",
+            self.seed,
+            self.num_threads,
+        )
+        bars = self._load()
+        inputs = self._indicators(bars)
+        per_symbol, warmups = self._features(bars, inputs)
+        dataset = self._split(per_symbol)
+        prepared = self._prepare(dataset)
+        train_info = self._train(prepared)
+        evaluation = self._evaluate(prepared)
+        artifact = self._save(prepared, train_info, evaluation, dataset, warmups)
+        duration = round(time.monotonic() - started, 3)
+        self.log.info("[%s] done in %.1f s", self.run_id, duration)
+        return {
+            "strategy": {"name": name, "config_hash": config_hash(self.config)},
+            "data": self._data_summary(bars, dataset, warmups),
+            "training": train_info,
+            **evaluation,
+            "model": artifact,
+            "duration_seconds": duration,
+        }
+
+    def _load(self) -> dict[str, dict[str, pd.DataFrame]]:
+        bars: dict[str, dict[str, pd.DataFrame]] = {}
+        for symbol in self.symbols:
+            for tf in self.timeframes:
+                self._check_cancel(f"loading {symbol} {tf}")
+                self._step(1, f"loading bars for {symbol} {tf}", "loading_data")
+                try:
+                    frame = self.load_bars(symbol, tf, self.start, self.end)
+                except OperationCancelled:
+                    raise
+                except NotFound as exc:
+                    if tf == self.timeframes[0]:
+                        raise TrainingDataError(f"loading bars {symbol} {tf}: {exc}") from exc
+                    # A higher timeframe nobody stored is built from the base bars (UTC-aligned
+                    # bins): the same prices, so the result is what a store would have held.
+                    frame = feat.resample_bars(bars[symbol][self.timeframes[0]], tf)
+                    self.log.info(
+                        "[%s]   %s %s not stored; resampled from %s",
+                        self.run_id,
+                        symbol,
+                        tf,
+                        self.timeframes[0],
+                    )
+                except Exception as exc:
+                    raise TrainingDataError(f"loading bars {symbol} {tf}: {exc}") from exc
+                frame = feat.check_bars(frame, symbol, tf)
+                if self.start is not None:
+                    frame = frame[frame.index >= self.start]
+                if self.end is not None:
+                    frame = frame[frame.index <= self.end]
+                if frame.empty:
+                    raise TrainingDataError(
+                        f"bars {symbol} {tf}: no bars between {self.start} and {self.end}"
+                    )
+                self.log.info(
+                    "[%s]   %s %s: %d bars, %s to %s",
+                    self.run_id,
+                    symbol,
+                    tf,
+                    len(frame),
+                    frame.index[0].isoformat(),
+                    frame.index[-1].isoformat(),
+                )
+                bars.setdefault(symbol, {})[tf] = frame
+        return bars
+
+    def _indicators(self, bars: dict) -> dict[str, dict[str, pd.DataFrame]]:
+        inputs: dict[str, dict[str, pd.DataFrame]] = {}
+        needed = feat.needed_indicators(self.config)
+        for symbol in self.symbols:
+            for tf in self.timeframes:
+                self._step(2, f"computing indicators for {symbol} {tf}", "indicators")
+
+                def hook(ind_id: str, type_: str, _s: str = symbol, _tf: str = tf) -> None:
+                    # A phase per indicator: a long series never looks stuck.
+                    self._check_cancel(f"indicator {ind_id} for {_s} {_tf}")
+                    position = needed.index(ind_id) + 1
+                    self.bridge.on_phase(
+                        "indicators",
+                        f"Step 2/{STEPS}: computing indicators for {_s} {_tf} — "
+                        f"{ind_id} ({type_}, {position}/{len(needed)})",
+                    )
+
+                inputs.setdefault(symbol, {})[tf] = feat.timeframe_inputs(
+                    self.config, bars[symbol][tf], hook
+                )
+        return inputs
+
+    def _features(self, bars: dict, inputs: dict) -> tuple[dict, dict[str, int]]:
+        per_symbol: dict[str, tuple[pd.DataFrame, pd.Series]] = {}
+        warmups: dict[str, int] = {}
+        for symbol in self.symbols:
+            self._check_cancel(f"features for {symbol}")
+            self._step(3, f"building features for {symbol}", "features")
+            frame, close, warmup = feat.symbol_features(
+                self.config,
+                symbol,
+                inputs[symbol],
+                bars[symbol][self.timeframes[0]],
+                self.timeframes,
+            )
+            per_symbol[symbol] = (frame, close)
+            warmups[symbol] = warmup
+            self.log.info(
+                "[%s]   %s: %d rows x %d features (%d warm-up rows dropped)",
+                self.run_id,
+                symbol,
+                len(frame),
+                frame.shape[1],
+                warmup,
+            )
+        return per_symbol, warmups
+
+    def _split(self, per_symbol: dict) -> Dataset:
+        self._check_cancel("split")
+        labels = self.config["labels"]
+        self._step(4, f"splitting by time and labelling ({labels['type']})", "labelling")
+        dataset = build_dataset(self.config, per_symbol)
+        for split in SPLITS:
+            part = dataset.splits[split]
+            self.log.info(
+                "[%s]   %s: %d samples %s", self.run_id, split, len(part), part.class_counts()
+            )
+        self.dataset = dataset
+        return dataset
+
+    def _prepare(self, dataset: Dataset) -> dict[str, Any]:
+        import torch
+
+        self._check_cancel("build model")
+        m = self.config["model"]
+        self._step(5, f"building model (mlp {m['hidden_layers']}, {m['activation']})", "model")
+        torch.set_num_threads(self.num_threads)
+        kinds = feat.feature_kinds(self.config)
+        names = dataset.feature_names
+        means, stds = feat.normalisation(dataset.splits["train"].x, names, kinds)
+        tensors = {}
+        for split in SPLITS:
+            part = dataset.splits[split]
+            x = feat.apply_normalisation(part.x, means, stds)
+            if not np.isfinite(x).all():
+                raise TrainingDataError(f"{split} features contain NaN after normalisation")
+            tensors[split] = (torch.from_numpy(x), torch.from_numpy(part.y))
+        generator = torch.Generator().manual_seed(self.seed)
+        model = build_mlp(
+            len(names),
+            NUM_CLASSES,
+            hidden_layers=m["hidden_layers"],
+            dropout=m["dropout"],
+            activation=m["activation"],
+            generator=generator,
+        )
+        counts = np.bincount(dataset.splits["train"].y, minlength=NUM_CLASSES)
+        if m["training"]["class_weights"] == "balanced":
+            # n / (k · count) for the classes present; an absent class gets weight 0 (no target).
+            present = counts > 0
+            weights = np.zeros(NUM_CLASSES)
+            weights[present] = counts.sum() / (present.sum() * counts[present])
+        else:
+            weights = np.ones(NUM_CLASSES)
+        self.model = model
+        return {
+            "tensors": tensors,
+            "generator": generator,
+            "model": model,
+            "class_weights": torch.tensor(weights, dtype=torch.float32),
+            "feature_spec": {
+                "names": names,
+                "kinds": {n: kinds[n.partition(":")[2]] for n in names},
+                "means": means,
+                "stds": stds,
+                "symbols": self.symbols,
+                "timeframes": self.timeframes,
+                "base_timeframe": self.timeframes[0],
+                "model_inputs": self.config["model_inputs"],
+            },
+        }
+
+    def _train(self, prepared: dict[str, Any]) -> dict[str, Any]:
+        import torch
+        from torch import nn
+
+        t = self.config["model"]["training"]
+        model = prepared["model"]
+        gen = prepared["generator"]
+        x_train, y_train = prepared["tensors"]["train"]
+        x_val, y_val = prepared["tensors"]["validation"]
+        n = int(y_train.shape[0])
+        batch_size = min(t["batch_size"], n)
+        batches = math.ceil(n / batch_size)
+        epochs = t["epochs"]
+        stop = t["early_stopping"]
+        patience = stop["patience"] if stop else None
+        min_delta = stop["min_delta"] if stop else 0.0
+        optimizer_cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(
+            model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"]
+        )
+        criterion = nn.CrossEntropyLoss(weight=prepared["class_weights"])
+        self._step(
+            6, f"training {epochs} epoch(s) x {batches} batch(es) of {batch_size}", "training"
+        )
+        self.bridge.on_training_start(
+            epochs=epochs,
+            batches_per_epoch=batches,
+            patience=patience,
+            train_samples=n,
+            batch_size=batch_size,
+            step=5,
+            steps_total=STEPS,
+        )
+        # Locals for the hot loop: an attribute lookup per batch is measurable at this size.
+        on_batch = self.bridge.on_batch
+        token = self.token
+        best_loss, best_epoch, best_state = math.inf, 0, None
+        patience_left = patience
+        early_stopped = False
+        train_started = time.perf_counter()
+        epochs_run = 0
+        for epoch in range(1, epochs + 1):
+            epoch_started = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            loss_sum = 0.0
+            correct = torch.zeros((), dtype=torch.int64)
+            for b in range(batches):
+                if token.is_cancelled:
+                    raise OperationCancelled(
+                        f"epoch {epoch} batch {b + 1}/{batches}", self._partial()
+                    )
+                index = order[b * batch_size : (b + 1) * batch_size]
+                xb, yb = x_train[index], y_train[index]
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(xb)
+                loss = criterion(logits, yb)
+                loss.backward()
+                optimizer.step()
+                value = loss.item()
+                loss_sum += value * int(yb.shape[0])
+                correct += (logits.argmax(1) == yb).sum()
+                on_batch(epoch, b + 1, value)
+            train_loss = loss_sum / n
+            if not math.isfinite(train_loss):
+                raise TrainingDataError(
+                    f"training diverged: loss is {train_loss} in epoch {epoch}; lower "
+                    "model.training.learning_rate"
+                )
+            train_acc = float(correct) / n
+            val_loss, val_acc = self._score(model, criterion, x_val, y_val)
+            epochs_run = epoch
+            if val_loss < best_loss - min_delta:
+                best_loss, best_epoch = val_loss, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                patience_left = patience
+            elif patience_left is not None:
+                patience_left -= 1
+            duration = time.perf_counter() - epoch_started
+            lr = float(optimizer.param_groups[0]["lr"])
+            self.bridge.on_epoch(
+                epoch,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                lr,
+                duration,
+                best_epoch,
+                patience_left,
+            )
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "learning_rate": lr,
+                "duration_seconds": round(duration, 4),
+            }
+            self.history.append(record)
+            self.log.info(
+                "[%s]   epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f "
+                "(best %d, patience left %s, %.2f s)",
+                self.run_id,
+                epoch,
+                epochs,
+                train_loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                best_epoch,
+                patience_left if patience_left is not None else "-",
+                duration,
+            )
+            if patience_left is not None and patience_left <= 0:
+                early_stopped = True
+                self.log.info(
+                    "[%s]   early stopping: no val_loss improvement for %d epoch(s)",
+                    self.run_id,
+                    patience,
+                )
+                break
+        # Last chance to stop before anything is evaluated or saved: a cancel that arrived
+        # during the final epoch still means "no model".
+        self._check_cancel(f"after epoch {epochs_run}")
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        seconds = time.perf_counter() - train_started
+        return {
+            "epochs_planned": epochs,
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
+            "best_val_loss": best_loss if math.isfinite(best_loss) else None,
+            "early_stopped": early_stopped,
+            "batch_size": batch_size,
+            "batches_per_epoch": batches,
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(n * epochs_run / seconds, 1) if seconds > 0 else None,
+            "seed": self.seed,
+            "torch_threads": self.num_threads,
+            "history": list(self.history),
+        }
+
+    @staticmethod
+    def _score(model: Any, criterion: Any, x: Any, y: Any) -> tuple[float, float]:
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)
+            loss = float(criterion(logits, y))
+            acc = float((logits.argmax(1) == y).float().mean()) if y.shape[0] else 0.0
+        return loss, acc
+
+    def _evaluate(self, prepared: dict[str, Any]) -> dict[str, Any]:
+        import torch
+        from torch import nn
+
+        self._check_cancel("evaluate")
+        self._step(7, "evaluating on the test split", "evaluating")
+        model = prepared["model"]
+        criterion = nn.CrossEntropyLoss(weight=prepared["class_weights"])
+        metrics = {}
+        for split in SPLITS:
+            x, y = prepared["tensors"][split]
+            loss, acc = self._score(model, criterion, x, y)
+            metrics[split] = {
+                "loss": round(loss, 6),
+                "accuracy": round(acc, 6),
+                "samples": int(y.shape[0]),
+            }
+        x_test, y_test = prepared["tensors"]["test"]
+        with torch.no_grad():
+            predicted = model(x_test).argmax(1).numpy()
+        self.test_predictions = predicted
+        truth = y_test.numpy()
+        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        per_class = {}
+        for i, name in enumerate(SIGNAL_NAMES):
+            tp = int(confusion[i, i])
+            predicted_i = int(confusion[:, i].sum())
+            actual_i = int(confusion[i, :].sum())
+            precision = tp / predicted_i if predicted_i else 0.0
+            recall = tp / actual_i if actual_i else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            per_class[name] = {
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                "f1": round(f1, 4),
+                "support": actual_i,
+            }
+        dataset = self.dataset
+        assert dataset is not None
+        self.log.info(
+            "[%s]   test loss %.4f accuracy %.3f (train %.3f, validation %.3f)",
+            self.run_id,
+            metrics["test"]["loss"],
+            metrics["test"]["accuracy"],
+            metrics["train"]["accuracy"],
+            metrics["validation"]["accuracy"],
+        )
+        return {
+            "metrics": metrics,
+            "per_class": per_class,
+            "confusion_matrix": {"labels": list(SIGNAL_NAMES), "matrix": confusion.tolist()},
+            "class_balance": {s: dataset.splits[s].class_counts() for s in SPLITS},
+        }
+
+    def _save(
+        self,
+        prepared: dict[str, Any],
+        train_info: dict[str, Any],
+        evaluation: dict[str, Any],
+        dataset: Dataset,
+        warmups: dict[str, int],
+    ) -> dict[str, Any]:
+        self._check_cancel("save")
+        model = prepared["model"]
+        info = {
+            "parameters": parameter_count(model),
+            "hidden_layers": self.config["model"]["hidden_layers"],
+            "inputs": len(dataset.feature_names),
+            "outputs": NUM_CLASSES,
+        }
+        if not self.save:
+            return {**info, "artifact_path": None, "sha256": None, "size_bytes": None}
+        base_tf = self.timeframes[0]
+        path = self.models_dir / self.config["name"] / base_tf / f"{self.run_id}{ARTIFACT_SUFFIX}"
+        self._step(8, f"saving model to {path.name}", "saving")
+        bundle = {
+            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "config": self.config,
+            "feature_spec": prepared["feature_spec"],
+            "metadata": {
+                "run_id": self.run_id,
+                "strategy": self.config["name"],
+                "config_hash": config_hash(self.config),
+                "symbols": self.symbols,
+                "timeframes": self.timeframes,
+                "seed": self.seed,
+                "saved_at": time.time(),
+                "metrics": evaluation["metrics"],
+                "best_epoch": train_info["best_epoch"],
+                "warmup_rows": warmups,
+                "boundaries": dataset.boundaries,
+            },
+        }
+        digest, size = save_artifact(path, bundle)
+        self.log.info("[%s]   saved %s (%d bytes, sha256 %s)", self.run_id, path, size, digest[:12])
+        return {**info, "artifact_path": str(path), "sha256": digest, "size_bytes": size}
+
+    def _data_summary(self, bars: dict, dataset: Dataset, warmups: dict[str, int]) -> dict:
+        base = self.timeframes[0]
+        firsts = [bars[s][base].index[0] for s in self.symbols]
+        lasts = [bars[s][base].index[-1] for s in self.symbols]
+        return {
+            "symbols": self.symbols,
+            "timeframes": self.timeframes,
+            "base_timeframe": base,
+            "start": min(firsts).isoformat(),
+            "end": max(lasts).isoformat(),
+            "bars": {s: {tf: len(bars[s][tf]) for tf in self.timeframes} for s in self.symbols},
+            "warmup_rows": warmups,
+            "samples": {s: len(dataset.splits[s]) for s in SPLITS},
+            "unlabelled_rows": dataset.unlabelled_rows,
+            "boundaries": dataset.boundaries,
+            "features": len(dataset.feature_names),
+            "feature_names": dataset.feature_names,
+        }
