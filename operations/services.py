@@ -374,3 +374,26 @@ def operation_update_metadata(*, operation_id: str, **changes: Any) -> Operation
     op.save(update_fields=["metadata", "updated_at"])
     _after_commit_invalidate(operation_id)
     return op
+
+
+@transaction.atomic
+def operation_attach_remote(
+    *, operation_id: str, agent: str, remote_operation_id: str
+) -> Operation:
+    """Record where a remote operation runs: the agent and the operation's id there.
+
+    Set once, right after the agent accepted the start (clients keep using our id); attaching the
+    same id again is a no-op, a different one is refused because the metrics cursor belongs to it.
+    """
+    op = _locked(operation_id)
+    if op.remote_operation_id and op.remote_operation_id != remote_operation_id:
+        raise IllegalTransition(
+            operation_id, op.status, op.status, f"already runs as {op.remote_operation_id}"
+        )
+    op.executor = Executor.AGENT
+    op.agent = agent
+    op.remote_operation_id = remote_operation_id
+    op.save(update_fields=["executor", "agent", "remote_operation_id", "updated_at"])
+    _after_commit_invalidate(operation_id)
+    logger.info("operation %s runs on agent %s as %s", operation_id, agent, remote_operation_id)
+    return op

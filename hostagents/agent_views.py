@@ -1,0 +1,129 @@
+"""API views only an agent serves: idempotent starts, start lookup, the input-blob check and the
+deprecated `/training/status/{session_id}` (seed M3 task 3.2).
+
+Start endpoints sit at the same paths as on the backend (`operations/countdown/`,
+`training/runs/`, `data/loads/`) and answer the same operation shape; they honour the
+`Idempotency-Key` header the backend sends (its own operation id).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hostagents import agent_services
+from hostagents.blobs import blobs_missing
+from hostagents.health import served
+from hostagents.serializers import MissingBlobsRequestSerializer
+from operations import selectors
+from operations.exceptions import InvalidInput, NotFound, OperationNotFound
+from operations.serializers import serialize_operation
+
+
+def counted(route: str, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a view so the agent counts what it served (health shows it; tests count round
+    trips to prove the backend's TTL cache, benchmarks the two-level hit rate)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        served[f"{request.method} {route}"] += 1
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _start(request: Request, operation_type: str) -> Response:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("the body must be a JSON object", field="non_field_errors")
+    key = request.headers.get("Idempotency-Key", "").strip()
+    op, created = agent_services.agent_start(
+        operation_type=operation_type,
+        payload=dict(request.data),
+        idempotency_key=key,
+        user=request.user,
+    )
+    return Response(
+        serialize_operation(op), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    )
+
+
+@extend_schema(tags=["agent"], description="Start a countdown here (idempotent by key).")
+@api_view(["POST"])
+def countdown_start(request: Request) -> Response:
+    return _start(request, "countdown")
+
+
+@extend_schema(tags=["agent"], description="Start a training run here (idempotent by key).")
+@api_view(["POST"])
+def training_start(request: Request) -> Response:
+    return _start(request, "training")
+
+
+@extend_schema(tags=["agent"], description="Start a data load here (idempotent by key).")
+@api_view(["POST"])
+def data_load_start(request: Request) -> Response:
+    return _start(request, "data_load")
+
+
+@extend_schema(tags=["agent"], description="The operation a start with this key created.")
+@api_view(["GET"])
+def start_lookup(request: Request, key: str) -> Response:
+    op = agent_services.agent_start_lookup(idempotency_key=key)
+    if op is None:
+        raise NotFound(f"no start with key {key!r}", details={"idempotency_key": key})
+    return Response(serialize_operation(op))
+
+
+@extend_schema(tags=["agent"], request=MissingBlobsRequestSerializer)
+@api_view(["POST"])
+def blobs_missing_view(request: Request) -> Response:
+    body = MissingBlobsRequestSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    return Response({"missing": blobs_missing(body.validated_data["sha256"])})
+
+
+def _session_to_operation_id(session_id: str) -> str:
+    # Old clients built "host_training_{session_id}"; here the session id *is* the operation id.
+    return session_id.removeprefix("host_training_")
+
+
+@extend_schema(tags=["agent"], deprecated=True, description="Use /api/v1/operations/{id}.")
+@api_view(["GET"])
+def deprecated_training_status(request: Request, session_id: str) -> Response:
+    operation_id = _session_to_operation_id(session_id)
+    try:
+        op = selectors.operation_get(operation_id=operation_id)
+    except OperationNotFound:
+        raise NotFound(
+            f"no training session {session_id!r}", details={"session_id": session_id}
+        ) from None
+    progress = op.progress or {}
+    context = progress.get("context") or {}
+    use_instead = f"/api/v1/operations/{op.operation_id}"
+    body = {
+        "session_id": session_id,
+        "status": op.status,
+        "progress": {
+            "percentage": progress.get("percentage", 0.0),
+            "current_step": progress.get("message", ""),
+            "epoch": context.get("epoch", progress.get("steps_completed", 0)),
+            "total_epochs": context.get("total_epochs", progress.get("steps_total", 0)),
+        },
+        "error": op.error_message or None,
+        "started_at": op.started_at.isoformat() if op.started_at else None,
+        "completed_at": op.completed_at.isoformat() if op.completed_at else None,
+        "deprecated": True,
+        "use_instead": use_instead,
+    }
+    response = Response(body)
+    response["Deprecation"] = "true"
+    response["Link"] = f'<{use_instead}>; rel="successor-version"'
+    return response

@@ -1,0 +1,133 @@
+"""API views of the hostagents app that exist on the backend (and, for health and artifacts,
+on agents too): health, artifact download, the agent registry, a countdown on an agent.
+
+Thin: they call selectors/services/dispatch and render; errors are domain exceptions that the
+shared handler turns into the `{"error": …}` envelope.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hostagents import selectors
+from hostagents.artifacts import NAME_RE, artifact_get
+from hostagents.conf import is_agent
+from hostagents.dispatch import start_remote
+from hostagents.health import health_payload
+from hostagents.serializers import (
+    AgentCountdownSerializer,
+    AgentListSerializer,
+    AgentSerializer,
+    agent_payload,
+)
+from operations import selectors as op_selectors
+from operations.countdown import validate_params
+from operations.exceptions import NotFound, ServiceUnavailable
+from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer}
+
+
+class HealthPermission(permissions.BasePermission):
+    """Agents: token required like everywhere. Backend: public liveness for load balancers."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if is_agent():
+            return bool(request.user and request.user.is_authenticated)
+        return True
+
+
+@extend_schema(tags=["agents"], description="Liveness, role, capabilities, running operations.")
+@api_view(["GET"])
+@permission_classes([HealthPermission])
+def health(request: Request) -> Response:
+    return Response(health_payload())
+
+
+@extend_schema(
+    tags=["operations"],
+    responses={200: OpenApiResponse(description="the file"), **ERRORS},
+    description="An artifact of an operation, with X-Content-SHA256 and Content-Length.",
+)
+@api_view(["GET"])
+def artifact_download(request: Request, operation_id: str, name: str) -> FileResponse:
+    if not NAME_RE.match(name):
+        raise NotFound(f"no artifact {name!r}", details={"name": name})
+    op_selectors.operation_get(operation_id=operation_id)  # 404 for an unknown operation
+    artifact = artifact_get(operation_id=operation_id, name=name)
+    path = Path(artifact.path) if artifact else None
+    if artifact is None or path is None or not path.is_file():
+        raise NotFound(
+            f"operation {operation_id} has no artifact {name!r}",
+            details={"operation_id": operation_id, "name": name},
+        )
+    response = FileResponse(
+        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it when the stream ends
+        as_attachment=True,
+        filename=name,
+        content_type="application/octet-stream",
+    )
+    response["X-Content-SHA256"] = artifact.sha256
+    response["Content-Length"] = str(artifact.size)
+    return response
+
+
+@extend_schema(tags=["agents"], responses={200: AgentListSerializer})
+@api_view(["GET"])
+def agent_list(request: Request) -> Response:
+    agents = selectors.agent_list()
+    return Response(AgentListSerializer({"agents": [agent_payload(a) for a in agents]}).data)
+
+
+@extend_schema(tags=["agents"], responses={200: AgentSerializer, **ERRORS})
+@api_view(["GET"])
+def agent_detail(request: Request, name: str) -> Response:
+    refresh = request.query_params.get("refresh", "").lower() in {"1", "true", "yes"}
+    agent = selectors.agent_get(name=name, refresh=refresh)
+    return Response(AgentSerializer(agent_payload(agent)).data)
+
+
+@extend_schema(
+    tags=["agents"],
+    request=AgentCountdownSerializer,
+    responses={202: OperationSerializer, **ERRORS},
+    description="Run the built-in countdown on this agent (tracked like any remote operation).",
+)
+@api_view(["POST"])
+def agent_countdown(request: Request, name: str) -> Response:
+    body = AgentCountdownSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    params = validate_params(
+        steps=body.validated_data["steps"],
+        step_seconds=body.validated_data["step_seconds"],
+        fail_at=body.validated_data["fail_at"],
+    )
+    params["artifact_bytes"] = body.validated_data["artifact_bytes"]
+    agent = selectors.agent_get(name=name)
+    if not agent.enabled:
+        raise ServiceUnavailable(f"agent {name} is disabled", details={"agent": name})
+    op = start_remote(
+        operation_type="countdown",
+        agent=agent,
+        payload=params,
+        metadata={
+            **params,
+            "placement": {
+                "place": "agent",
+                "agent": agent.name,
+                "execution_mode": "agent",
+                "reason": f"agent {agent.name} was asked for by name",
+                "tried": [],
+            },
+        },
+        user=request.user,
+    )
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)

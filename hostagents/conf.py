@@ -1,0 +1,64 @@
+"""Knobs of the host-agent machinery, with their defaults in one place.
+
+Read through `agent_setting(name)`: a key in `settings.KTRDR` wins (tests override them there),
+else the environment variable `KTRDR_<NAME>` for agent-process knobs, else the default below.
+The shared knobs (`AGENTS`, `AGENT_TOKEN`, `TRAINING_DEFAULT_MODE`, `ROLE`) stay in
+`operations.conf`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+
+VERSION = "0.1.0"
+
+DEFAULTS: dict[str, Any] = {
+    # Backend → agent HTTP: connect and read timeouts (seconds), GET retries and their backoff.
+    "AGENT_CONNECT_TIMEOUT": 2.0,
+    "AGENT_READ_TIMEOUT": 10.0,
+    "AGENT_RETRIES": 2,
+    "AGENT_RETRY_BACKOFF": 0.05,
+    # How long a pulled health snapshot is served before the next look pulls again.
+    "AGENT_HEALTH_TTL": 5.0,
+    # Largest artifact the backend accepts from an agent (bytes).
+    "AGENT_MAX_ARTIFACT_BYTES": 2 * 1024**3,
+    # Checksum failures of one artifact before the operation is failed instead of re-fetched.
+    "AGENT_MAX_ARTIFACT_ATTEMPTS": 5,
+    # Agent process only: its name and roles, set by `manage.py run_agent`.
+    "AGENT_NAME": "",
+    "AGENT_ROLES": "",
+}
+
+
+def agent_setting(name: str) -> Any:
+    configured = getattr(settings, "KTRDR", {})
+    if name in configured:
+        return configured[name]
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown host-agent setting {name!r}")
+    default = DEFAULTS[name]
+    raw = os.environ.get(f"KTRDR_{name}")
+    if raw is None or raw == "":
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def agent_roles() -> frozenset[str]:
+    """The roles this agent process serves (`training`, `ib`); empty on the backend."""
+    raw = str(agent_setting("AGENT_ROLES") or "")
+    return frozenset(r.strip() for r in raw.split(",") if r.strip())
+
+
+def is_agent() -> bool:
+    from operations.conf import ktrdr_setting
+
+    return ktrdr_setting("ROLE") == "agent"

@@ -1,0 +1,141 @@
+"""Parsing what an agent sent back, with the serializers the API renders with (ARCHITECTURE §4).
+
+The upstream project lost its metrics for months to a cursor-shape mismatch between host and
+backend; here the agent renders with `operations.serializers` and the backend parses with the same
+classes, so a shape change breaks both sides (and the contract test) at once. Any answer that does
+not validate raises `AgentProtocolError` naming the agent and the fields — never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from hostagents.client import AgentProtocolError
+from operations.serializers import (
+    MetricsPageSerializer,
+    OperationListSerializer,
+    OperationSerializer,
+)
+
+
+def _plain(value: Any) -> Any:
+    """OrderedDicts/ReturnDicts → plain dicts and lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _validate(serializer: serializers.Serializer, what: str, agent: str) -> dict[str, Any]:
+    if not serializer.is_valid():
+        errors = _plain(serializer.errors)
+        raise AgentProtocolError(agent, f"{what} does not match the API contract: {errors}")
+    return _plain(serializer.validated_data)
+
+
+def _require_dict(data: Any, what: str, agent: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise AgentProtocolError(agent, f"{what} is not a JSON object: {type(data).__name__}")
+    return data
+
+
+def parse_operation(data: Any, *, agent: str) -> dict[str, Any]:
+    data = _require_dict(data, "operation", agent)
+    return _validate(OperationSerializer(data=data), "operation", agent)
+
+
+def parse_operation_list(data: Any, *, agent: str) -> dict[str, Any]:
+    data = _require_dict(data, "operation list", agent)
+    return _validate(OperationListSerializer(data=data), "operation list", agent)
+
+
+def parse_metrics_page(data: Any, *, cursor: int, agent: str) -> tuple[list[dict[str, Any]], int]:
+    data = _require_dict(data, "metrics page", agent)
+    page = _validate(MetricsPageSerializer(data=data), "metrics page", agent)
+    records = page["metrics"]
+    new_cursor = page["new_cursor"]
+    seqs = [r["seq"] for r in records]
+    # The cursor contract: records at or past the cursor, in order, and a cursor past the last.
+    if any(s < cursor for s in seqs) or seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
+        raise AgentProtocolError(agent, f"metrics page seqs {seqs[:10]} break the cursor {cursor}")
+    if new_cursor < cursor or (seqs and new_cursor <= seqs[-1]):
+        raise AgentProtocolError(
+            agent, f"metrics page new_cursor {new_cursor} is behind its records/cursor {cursor}"
+        )
+    return records, new_cursor
+
+
+class ArtifactManifestSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+    size = serializers.IntegerField(min_value=0)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+
+
+class ResultsSerializer(serializers.Serializer):
+    operation_id = serializers.CharField(max_length=96)
+    status = serializers.CharField(max_length=16)
+    result_summary = serializers.JSONField(allow_null=True)
+    error_message = serializers.CharField(allow_blank=True)
+
+
+def parse_results(data: Any, *, agent: str) -> dict[str, Any]:
+    data = _require_dict(data, "results", agent)
+    results = _validate(ResultsSerializer(data=data), "results", agent)
+    summary = results.get("result_summary")
+    if summary is not None and not isinstance(summary, dict):
+        raise AgentProtocolError(agent, "results: result_summary is not an object")
+    return results
+
+
+def parse_artifact_manifest(summary: dict[str, Any] | None, *, agent: str) -> list[dict[str, Any]]:
+    """The `artifacts` list of a result summary (what the backend must fetch), validated."""
+    raw = (summary or {}).get("artifacts") or []
+    if not isinstance(raw, list):
+        raise AgentProtocolError(agent, "result_summary.artifacts is not a list")
+    serializer = ArtifactManifestSerializer(data=raw, many=True)
+    if not serializer.is_valid():
+        raise AgentProtocolError(
+            agent, f"result_summary.artifacts does not match the contract: {serializer.errors}"
+        )
+    manifest = _plain(serializer.validated_data)
+    names = [m["name"] for m in manifest]
+    if len(set(names)) != len(names):
+        raise AgentProtocolError(agent, f"result_summary.artifacts repeats names: {names}")
+    return manifest
+
+
+class GpuSerializer(serializers.Serializer):
+    available = serializers.BooleanField()
+    device_name = serializers.CharField(allow_blank=True, allow_null=True)
+    device_count = serializers.IntegerField(min_value=0)
+
+
+class HealthSerializer(serializers.Serializer):
+    """GET /api/v1/health, on agents and on the backend."""
+
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    role = serializers.ChoiceField(choices=["backend", "agent"])
+    name = serializers.CharField(allow_blank=True)
+    version = serializers.CharField()
+    roles = serializers.ListField(child=serializers.CharField())
+    capabilities = serializers.ListField(child=serializers.CharField())
+    gpu = GpuSerializer()
+    running_operations = serializers.ListField(child=serializers.DictField())
+    running_count = serializers.IntegerField(min_value=0)
+    served = serializers.DictField(child=serializers.IntegerField(), required=False)
+
+
+def parse_health(data: Any, *, agent: str) -> dict[str, Any]:
+    data = _require_dict(data, "health", agent)
+    return _validate(HealthSerializer(data=data), "health", agent)
+
+
+def parse_missing_blobs(data: Any, *, agent: str) -> list[str]:
+    data = _require_dict(data, "blob check", agent)
+    missing = data.get("missing")
+    if not isinstance(missing, list) or not all(isinstance(h, str) for h in missing):
+        raise AgentProtocolError(agent, "blob check: 'missing' is not a list of hashes")
+    return missing

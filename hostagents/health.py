@@ -1,0 +1,87 @@
+"""What `GET /api/v1/health` answers, on an agent and on the backend.
+
+The GPU probe imports torch lazily (it is slow to import and the backend rarely needs it) and is
+computed once per process: a GPU does not come and go while a process runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from typing import Any
+
+from hostagents.conf import VERSION, agent_roles, agent_setting, is_agent
+
+logger = logging.getLogger(__name__)
+
+_gpu: dict[str, Any] | None = None
+_gpu_lock = threading.Lock()
+
+# Agent requests served, by route (method + route name); exposed in health for tests and benches.
+served: Counter[str] = Counter()
+
+
+def gpu_info() -> dict[str, Any]:
+    global _gpu
+    if _gpu is not None:
+        return _gpu
+    with _gpu_lock:
+        if _gpu is None:
+            info: dict[str, Any] = {"available": False, "device_name": None, "device_count": 0}
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    count = torch.cuda.device_count()
+                    info = {
+                        "available": count > 0,
+                        "device_name": torch.cuda.get_device_name(0) if count else None,
+                        "device_count": count,
+                    }
+            except Exception:  # no torch, broken driver: report "no GPU", never fail health
+                logger.exception("GPU probe failed; reporting no GPU")
+            _gpu = info
+    return _gpu
+
+
+def capabilities() -> list[str]:
+    """What this process can take: its roles, plus `gpu` when a CUDA device is present."""
+    from operations.conf import ktrdr_setting
+
+    caps = set(agent_roles()) if is_agent() else set()
+    if not is_agent() and ktrdr_setting("LOCAL_EXECUTION"):
+        caps.add("local")
+    if gpu_info()["available"]:
+        caps.add("gpu")
+    return sorted(caps)
+
+
+def health_payload() -> dict[str, Any]:
+    from operations.models import ACTIVE_STATUSES, Operation
+
+    running = [
+        {
+            "operation_id": op.operation_id,
+            "operation_type": op.operation_type,
+            "status": op.status,
+            "percentage": op.percentage,
+        }
+        for op in Operation.objects.filter(status__in=ACTIVE_STATUSES).order_by("created_at")[:100]
+    ]
+    agent = is_agent()
+    body: dict[str, Any] = {
+        "status": "ok",
+        "role": "agent" if agent else "backend",
+        "name": str(agent_setting("AGENT_NAME") or socket.gethostname()) if agent else "backend",
+        "version": VERSION,
+        "roles": sorted(agent_roles()) if agent else [],
+        "capabilities": capabilities(),
+        "gpu": gpu_info(),
+        "running_operations": running,
+        "running_count": len(running),
+    }
+    if agent:
+        body["served"] = dict(served)
+    return body

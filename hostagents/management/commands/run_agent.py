@@ -1,0 +1,150 @@
+"""`manage.py run_agent --roles training,ib --port 8101 [--host 127.0.0.1] [--home DIR]`
+
+Serves this same project as a host agent: the agent URLconf (operations API, start endpoints,
+artifacts, health), bearer-token auth (`KTRDR_AGENT_TOKEN`, required), its own SQLite database
+under `--home` (migrated on start), daphne in this process.
+
+Settings are fixed at import time, so the command first re-executes itself with the agent's
+environment (`KTRDR_ROLE=agent`, `KTRDR_URLCONF`, `KTRDR_HOME`, roles, name) — same PID, so a
+supervisor or test that started it can signal it — and then migrates and serves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+logger = logging.getLogger("hostagents.agent")
+
+ROLES = {"training", "ib"}
+AGENT_URLCONF = "hostagents.agent_urls"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Command(BaseCommand):
+    help = "Run a host agent: the operations API for the backend, next to GPU or IB hardware."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--roles", default="training", help="comma list of: training, ib")
+        parser.add_argument("--port", type=int, default=8101)
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="interface to bind (default loopback only)"
+        )
+        parser.add_argument("--home", default="", help="data folder (default var/agents/NAME)")
+        parser.add_argument("--name", default="", help="agent name shown in health")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        roles = sorted({r.strip() for r in options["roles"].split(",") if r.strip()})
+        unknown = set(roles) - ROLES
+        if unknown:
+            raise CommandError(f"unknown roles {sorted(unknown)}; use {sorted(ROLES)}")
+        port = options["port"]
+        if not 0 < port < 65536:
+            raise CommandError("--port must be 1-65535")
+        host = options["host"]
+        name = options["name"] or f"agent-{port}"
+        home = Path(options["home"] or Path(settings.BASE_DIR) / "var" / "agents" / name).resolve()
+        if not os.environ.get("KTRDR_AGENT_TOKEN"):
+            raise CommandError(
+                "KTRDR_AGENT_TOKEN is not set: an agent refuses to serve without a token"
+            )
+        wanted = {
+            "KTRDR_ROLE": "agent",
+            "KTRDR_URLCONF": AGENT_URLCONF,
+            "KTRDR_HOME": str(home),
+            "KTRDR_AGENT_ROLES": ",".join(roles),
+            "KTRDR_AGENT_NAME": name,
+        }
+        if not _is_loopback(host) and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+            # Reachable from other machines under names we cannot know; the token guards it.
+            wanted["DJANGO_ALLOWED_HOSTS"] = "*"
+        if any(os.environ.get(k) != v for k, v in wanted.items()):
+            self._reexec(wanted, roles=roles, port=port, host=host, home=home, name=name)
+            return  # not reached
+        self._serve(roles=roles, port=port, host=host, home=home, name=name)
+
+    def _reexec(
+        self,
+        wanted: dict[str, str],
+        *,
+        roles: list[str],
+        port: int,
+        host: str,
+        home: Path,
+        name: str,
+    ) -> None:
+        env = {**os.environ, **wanted}
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        argv = [
+            sys.executable,
+            manage,
+            "run_agent",
+            "--roles",
+            ",".join(roles),
+            "--port",
+            str(port),
+            "--host",
+            host,
+            "--home",
+            str(home),
+            "--name",
+            name,
+        ]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, argv, env)  # noqa: S606 - fixed argv, no shell
+
+    def _serve(self, *, roles: list[str], port: int, host: str, home: Path, name: str) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        from hostagents.auth import _service_user
+
+        _service_user()
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from ktrdr_site.asgi import application
+
+        def ready() -> None:
+            self.stdout.write(
+                f"agent {name} ready on http://{host}:{port} roles={','.join(roles) or '-'} "
+                f"home={home}"
+            )
+            self.stdout.flush()
+
+        server = Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            signal_handlers=True,
+            server_name="ktrdr-agent",
+            ready_callable=ready,
+            application_close_timeout=5,
+        )
+        try:
+            server.run()
+        finally:
+            self._stop_work()
+
+    def _stop_work(self) -> None:
+        """On shutdown, running work is cancelled (recorded as cancelled, not left running)."""
+        from operations.local import local_runs
+
+        for operation_id in local_runs.active_ids():
+            local_runs.cancel(operation_id, "agent shutting down")
+        local_runs.wait_idle(timeout=10.0)

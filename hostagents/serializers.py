@@ -1,0 +1,55 @@
+"""API shapes of the agent registry (backend `GET /api/v1/agents/…`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from hostagents.models import Agent
+from hostagents.selectors import agent_health_age
+
+
+class AgentSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    base_url = serializers.CharField()
+    enabled = serializers.BooleanField()
+    capabilities = serializers.ListField(child=serializers.CharField())
+    reachable = serializers.BooleanField()
+    health = serializers.DictField(allow_null=True)
+    health_pulled_at = serializers.DateTimeField(allow_null=True)
+    health_age_seconds = serializers.FloatField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    origin = serializers.CharField()
+
+
+class AgentListSerializer(serializers.Serializer):
+    agents = AgentSerializer(many=True)
+
+
+def agent_payload(agent: Agent) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "base_url": agent.base_url,
+        "enabled": agent.enabled,
+        "capabilities": list(agent.capabilities or []),
+        "reachable": agent.reachable,
+        "health": agent.health,
+        "health_pulled_at": agent.health_pulled_at,
+        "health_age_seconds": agent_health_age(agent),
+        "last_error": agent.last_error,
+        "origin": agent.origin,
+    }
+
+
+class AgentCountdownSerializer(serializers.Serializer):
+    steps = serializers.IntegerField(min_value=1, max_value=100_000, default=10)
+    step_seconds = serializers.FloatField(min_value=0.0, max_value=60.0, default=0.5)
+    fail_at = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    artifact_bytes = serializers.IntegerField(
+        min_value=0, max_value=64 * 1024 * 1024, required=False, default=0
+    )
+
+
+class MissingBlobsRequestSerializer(serializers.Serializer):
+    sha256 = serializers.ListField(child=serializers.RegexField(r"^[0-9a-f]{64}$"), max_length=1000)
