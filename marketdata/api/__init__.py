@@ -1,0 +1,1 @@
+"""The marketdata API (v1): series catalogue, bars, loads and CSV imports."""

@@ -1,0 +1,239 @@
+"""Thin DRF views over the marketdata services and selectors.
+
+Bars are capped: GET /api/v1/data/series/{symbol}/{timeframe}/ answers at most `limit` bars
+(default and maximum BARS_API_MAX, 10,000), the *latest* ones in [start, end); `truncated`
+says there were more and `next_end` is the `end` to ask for the bars before them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata import selectors, services
+from marketdata.conf import md_setting
+from marketdata.models import BarSeries
+from operations.exceptions import InvalidInput
+from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer}
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BarSeries
+        fields = [
+            "symbol", "timeframe", "asset_class", "source", "sources", "first_timestamp",
+            "last_timestamp", "row_count", "gap_summary", "file_size", "contract", "updated_at",
+        ]  # fmt: skip
+
+
+class SeriesListSerializer(serializers.Serializer):
+    series = SeriesSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+class BarSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    open = serializers.FloatField()
+    high = serializers.FloatField()
+    low = serializers.FloatField()
+    close = serializers.FloatField()
+    volume = serializers.FloatField()
+
+
+class BarsPageSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    timeframe = serializers.CharField()
+    start = serializers.CharField(allow_null=True)
+    end = serializers.CharField(allow_null=True)
+    count = serializers.IntegerField()
+    total_in_range = serializers.IntegerField()
+    truncated = serializers.BooleanField()
+    next_end = serializers.CharField(allow_null=True)
+    bars = BarSerializer(many=True)
+
+
+class SeriesQuery(serializers.Serializer):
+    symbol = serializers.CharField(required=False, allow_blank=True, max_length=16)
+    timeframe = serializers.CharField(required=False, allow_blank=True, max_length=8)
+
+
+class BarsQuery(serializers.Serializer):
+    start = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    end = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    limit = serializers.IntegerField(required=False, min_value=1, default=None)
+
+
+class LoadRequestSerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=16)
+    timeframe = serializers.CharField(max_length=8)
+    start = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    end = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    mode = serializers.CharField(required=False, allow_blank=True, default="tail", max_length=16)
+    source = serializers.CharField(
+        required=False, allow_blank=True, default="synthetic", max_length=16
+    )
+    execution_mode = serializers.CharField(
+        required=False, allow_blank=True, default="auto", max_length=16
+    )
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    symbol = serializers.CharField(max_length=16)
+    timeframe = serializers.CharField(max_length=8)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    timeframe = serializers.CharField()
+    bars_written = serializers.IntegerField()
+    bars_added = serializers.IntegerField()
+    total = serializers.IntegerField()
+    series = SeriesSerializer()
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+@extend_schema(
+    parameters=[SeriesQuery], responses={200: SeriesListSerializer, **ERRORS}, tags=["data"]
+)
+@api_view(["GET"])
+def series_list(request: Request) -> Response:
+    q = _query(SeriesQuery, request)
+    rows = list(
+        selectors.series_list(symbol=q.get("symbol") or None, timeframe=q.get("timeframe") or None)
+    )
+    return Response({"series": SeriesSerializer(rows, many=True).data, "total": len(rows)})
+
+
+@extend_schema(
+    parameters=[BarsQuery],
+    responses={200: BarsPageSerializer, **ERRORS},
+    tags=["data"],
+    description=(
+        "Bars with start ≤ timestamp < end. At most `limit` bars (default and maximum 10,000): "
+        "the latest ones of the range; `truncated` tells there were more and `next_end` is the "
+        "`end` to ask for the bars before them."
+    ),
+)
+@api_view(["GET"])
+def series_bars(request: Request, symbol: str, timeframe: str) -> Response:
+    q = _query(BarsQuery, request)
+    cap = int(md_setting("BARS_API_MAX"))
+    limit = q.get("limit") or cap
+    if limit > cap:
+        raise InvalidInput(f"limit must be at most {cap}", field="limit")
+    start = services.parse_when(q.get("start"), "start")
+    end = services.parse_when(q.get("end"), "end")
+    if start and end and end <= start:
+        raise InvalidInput("end must be after start", field="end")
+    series = selectors.series_get(symbol=symbol, timeframe=timeframe)
+    window = selectors.bars_window(
+        symbol=series.symbol, timeframe=series.timeframe, start=start, end=end, limit=limit
+    )
+    frame = window.frame
+    bars = [
+        {
+            "timestamp": ts.isoformat(),
+            "open": o,
+            "high": h,
+            "low": low,
+            "close": c,
+            "volume": v,
+        }
+        for ts, o, h, low, c, v in zip(
+            frame.index,
+            frame["open"],
+            frame["high"],
+            frame["low"],
+            frame["close"],
+            frame["volume"],
+            strict=True,
+        )
+    ]
+    return Response(
+        {
+            "symbol": series.symbol,
+            "timeframe": series.timeframe,
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
+            "count": len(bars),
+            "total_in_range": window.total_in_range,
+            "truncated": window.truncated,
+            "next_end": window.next_end.isoformat() if window.next_end is not None else None,
+            "bars": bars,
+        }
+    )
+
+
+@extend_schema(
+    request=LoadRequestSerializer,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["data"],
+    description="Start a data load (a `data_load` operation); follow it under /operations/.",
+)
+@api_view(["POST"])
+def load_create(request: Request) -> Response:
+    body = LoadRequestSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    data = body.validated_data
+    op = services.data_load_start(
+        symbol=data["symbol"],
+        timeframe=data["timeframe"],
+        start=data.get("start") or None,
+        end=data.get("end") or None,
+        mode=data.get("mode") or "tail",
+        source=data.get("source") or "synthetic",
+        execution_mode=data.get("execution_mode") or "auto",
+        user=request.user,
+    )
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(
+    request={"multipart/form-data": ImportRequestSerializer},
+    responses={201: ImportResultSerializer, **ERRORS},
+    tags=["data"],
+    description="Import a CSV of bars (merged into the stored series).",
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser, FormParser])
+def import_create(request: Request) -> Response:
+    body = ImportRequestSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    upload = body.validated_data["file"]
+    limit = int(md_setting("CSV_UPLOAD_MAX_BYTES"))
+    if upload.size is not None and upload.size > limit:
+        raise InvalidInput(
+            f"the file is {upload.size:,} bytes; the limit is {limit:,}", field="file"
+        )
+    result = services.bars_import_csv(
+        data=upload.read(),
+        symbol=body.validated_data["symbol"],
+        timeframe=body.validated_data["timeframe"],
+        filename=upload.name or "upload.csv",
+    )
+    series = selectors.series_get(symbol=result.symbol, timeframe=result.timeframe)
+    return Response(
+        {
+            "symbol": result.symbol,
+            "timeframe": result.timeframe,
+            "bars_written": result.bars_written,
+            "bars_added": result.bars_added,
+            "total": result.total,
+            "series": SeriesSerializer(series).data,
+        },
+        status=status.HTTP_201_CREATED,
+    )

@@ -1,0 +1,1 @@
+"""Market-data sources behind one `BarGateway` protocol (synthetic, IB; CSV is an import path)."""

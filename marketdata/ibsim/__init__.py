@@ -1,0 +1,1 @@
+"""The IB Gateway simulator: TWS socket protocol over asyncio, backed by synthetic or CSV bars."""

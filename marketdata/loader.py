@@ -1,0 +1,513 @@
+"""The data-load worker: `run_data_load(ctx)` does a whole load from `ctx.metadata` alone.
+
+Parameters are JSON-able (symbol, timeframe, ISO start/end, mode, source), so the same function
+can run in a host agent. Steps: open the gateway (where the connection lives is decided by
+`open_gateway`, one small function), qualify the contract, read the head timestamp, plan the
+fetch ranges for the mode and cut them into IB-sized segments, then fetch segment by segment:
+
+* cancellation is checked before every segment and during every wait (pacing, backoff);
+* each request first passes the PacingLimiter; a wait is shown as its own phase with the time it
+  ends, and feeds the ETA;
+* a retryable failure is retried with exponential backoff (after a reconnect for a lost
+  connection, after IB's pause for a pacing violation); a segment that still fails is reported
+  and the load goes on; a fatal error (unknown symbol, no permission) ends the load;
+* fetched bars are merge-saved every few segments and at the end, and before the load stops for
+  a cancel or an error, so nothing fetched is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from marketdata import store
+from marketdata.bars import concat_bars, empty_bars
+from marketdata.calendar import expected_bar_times
+from marketdata.conf import md_setting
+from marketdata.gaps import analyze_gaps
+from marketdata.gateways.base import (
+    BarGateway,
+    ConnectionLost,
+    GatewayError,
+    InvalidRequest,
+    NoData,
+    PacingViolation,
+)
+from marketdata.pacing import PacingLimiter, PacingRules, UnlimitedPacing
+from marketdata.planner import Segment, fetch_ranges, plan_segments
+from marketdata.progress import DataLoadingProgressBridge
+from marketdata.symbols import SymbolSpec, parse_symbol
+from marketdata.timeframes import Timeframe, get_timeframe
+from operations.cancellation import OperationCancelled
+from operations.conf import ktrdr_setting
+from operations.local import WorkContext
+
+logger = logging.getLogger(__name__)
+
+OPERATION_TYPE = "data_load"
+_client_ids = itertools.count()
+
+
+class DataLoadError(RuntimeError):
+    """The load cannot go on (unknown symbol, no permission, range before the head timestamp)."""
+
+
+class IBNotConfigured(DataLoadError):
+    pass
+
+
+def ib_location() -> dict[str, Any] | None:
+    """Where this process reaches IB: host/port/client id from its settings, or None.
+
+    The one place that decides it. The backend uses KTRDR_IB_HOST/PORT; an `ib` host agent runs
+    this same worker with its own settings, so routing IB loads to an agent later changes the
+    *caller*, not this function.
+    """
+    host = str(ktrdr_setting("IB_HOST") or "").strip()
+    if not host:
+        return None
+    return {
+        "host": host,
+        "port": int(ktrdr_setting("IB_PORT")),
+        "client_id": int(ktrdr_setting("IB_CLIENT_ID")),
+    }
+
+
+def open_gateway(source: str) -> BarGateway:
+    """The gateway for `source` in this process."""
+    if source == "synthetic":
+        from marketdata.gateways.synthetic import SyntheticGateway
+
+        return SyntheticGateway(seed=int(md_setting("SYNTHETIC_SEED")))
+    if source == "ib":
+        location = ib_location()
+        if location is None:
+            raise IBNotConfigured(
+                "this process has no IB connection configured (KTRDR_IB_HOST is empty)"
+            )
+        from marketdata.gateways.ib import IBGateway
+
+        # Concurrent loads in one process need distinct client ids; 326 handling covers clashes
+        # with other processes.
+        return IBGateway(
+            host=location["host"],
+            port=location["port"],
+            client_id=location["client_id"] + next(_client_ids) % 32,
+            request_timeout=float(md_setting("IB_REQUEST_TIMEOUT")),
+            connect_timeout=float(md_setting("IB_CONNECT_TIMEOUT")),
+        )
+    raise DataLoadError(f"unknown source {source!r}")
+
+
+def _pacing_for(gateway: BarGateway) -> PacingLimiter:
+    rules = md_setting("IB_PACING")
+    if not gateway.needs_pacing or rules is False:
+        return UnlimitedPacing()
+    return PacingLimiter(PacingRules.from_mapping(rules or None))
+
+
+def _ts(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+@dataclass
+class LoadState:
+    """What the load has done so far: the base of the summary and of partial results."""
+
+    started: float = field(default_factory=time.monotonic)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[pd.DataFrame] = field(default_factory=list)
+    bars_received: int = 0
+    bars_saved: int = 0
+    bars_added: int = 0
+    no_data_ranges: list[dict[str, str]] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    pacing_wait_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    segment_seconds: list[float] = field(default_factory=list)
+
+    def eta(self, remaining: int, extra_wait: float = 0.0) -> float | None:
+        if not self.segment_seconds:
+            return round(extra_wait, 1) if extra_wait else None
+        avg = sum(self.segment_seconds) / len(self.segment_seconds)
+        return round(avg * remaining + extra_wait, 1)
+
+
+class DataLoader:
+    """One load. Built from metadata; `run()` returns the result summary."""
+
+    def __init__(self, ctx: WorkContext) -> None:
+        meta = ctx.metadata
+        self.ctx = ctx
+        self.bridge = ctx.bridge
+        self.spec: SymbolSpec = parse_symbol(meta["symbol"])
+        self.tf: Timeframe = get_timeframe(meta["timeframe"])
+        self.mode: str = meta.get("mode", "tail")
+        self.source: str = meta.get("source", "synthetic")
+        self.start = _ts(meta["start"])
+        self.end = _ts(meta["end"])
+        self.state = LoadState()
+        self.contract: dict[str, Any] = {}
+        self.max_attempts = max(int(md_setting("DATA_LOAD_MAX_ATTEMPTS")), 1)
+        self.backoff = float(md_setting("DATA_LOAD_RETRY_BACKOFF"))
+        self.max_backoff = float(md_setting("DATA_LOAD_MAX_BACKOFF"))
+        self.pacing_backoff = float(md_setting("IB_PACING_BACKOFF"))
+        self.save_every = max(int(md_setting("DATA_LOAD_SAVE_EVERY")), 1)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _progress(self, message: str, fraction: float) -> None:
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_prepare(message, fraction)
+        else:
+            self.bridge.update(message=message)
+
+    def _flush(self) -> None:
+        """Merge-save what was fetched since the last save (never raises over a failed save
+        of zero bars)."""
+        if not self.state.pending:
+            return
+        frame = concat_bars(self.state.pending)
+        self.state.pending = []
+        result = store.write_bars(
+            self.spec.symbol, self.tf.name, frame, source=self.source, contract=self.contract
+        )
+        self.state.bars_saved += result.bars_written
+        self.state.bars_added += result.bars_added
+
+    def _stop(self, stop_point: str) -> OperationCancelled:
+        self._flush()
+        partial = self.summary(status="cancelled")
+        self.bridge.final_result = partial
+        return OperationCancelled(stop_point, partial)
+
+    def _wait(self, seconds: float, stop_point: str) -> None:
+        """Sleep that a cancel cuts short (and then stops the load)."""
+        if seconds > 0 and self.ctx.token.wait(seconds):
+            raise self._stop(stop_point)
+
+    def _pacing_budget(self, limiter: PacingLimiter) -> dict[str, int]:
+        return limiter.budget()
+
+    # --- the load ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._progress(f"opening the {self.source} source", 0.0)
+        gateway = open_gateway(self.source)
+        self.gateway = gateway
+        try:
+            return self._run(gateway)
+        except GatewayError as exc:
+            self._flush()
+            self.bridge.final_result = self.summary(status="failed")
+            raise DataLoadError(f"{self.spec.symbol} {self.tf.name}: {exc.message}") from exc
+        except OperationCancelled:
+            raise
+        except BaseException:
+            # Whatever went wrong, bars already fetched are worth keeping.
+            try:
+                self._flush()
+            except Exception:
+                logger.exception("saving fetched bars after a failure failed")
+            self.bridge.final_result = self.summary(status="failed")
+            raise
+        finally:
+            try:
+                gateway.close()
+            except Exception:
+                logger.exception("closing the %s gateway failed", self.source)
+
+    def _connect(self, gateway: BarGateway) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            self.ctx.token.raise_if_cancelled("connecting", self.summary(status="cancelled"))
+            try:
+                gateway.connect()
+                return
+            except ConnectionLost as exc:
+                if attempt == self.max_attempts:
+                    raise
+                wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+                self._progress(f"connect failed ({exc.message}); retrying in {wait:.0f} s", 0.1)
+                self._wait(wait, "connecting")
+
+    def _run(self, gateway: BarGateway) -> dict[str, Any]:
+        stored = store.read_index(self.spec.symbol, self.tf.name)
+        if self.mode == "local":
+            return self._local_summary(stored)
+        self._progress(f"connecting to the {self.source} source", 0.1)
+        self._connect(gateway)
+        self._progress(f"qualifying {self.spec.symbol}", 0.3)
+        info = gateway.qualify(self.spec)
+        self.contract = info.as_dict()
+        self._progress("reading the head timestamp", 0.6)
+        head = gateway.head_timestamp(self.spec, self.tf)
+        start = self.start
+        if head is not None:
+            if self.end <= head:
+                raise DataLoadError(
+                    f"the requested range ends {self.end.isoformat()}, before the first data "
+                    f"{self.source} has for {self.spec.symbol} ({head.isoformat()})"
+                )
+            if start < head:
+                self.state.notes.append(
+                    f"start moved from {start.isoformat()} to the head timestamp {head.isoformat()}"
+                )
+                start = head
+        ranges = fetch_ranges(
+            mode=self.mode,
+            start=start,
+            end=self.end,
+            stored=stored,
+            timeframe=self.tf,
+            asset_class=self.spec.asset_class,
+        )
+        segments = plan_segments(ranges, self.tf, self.spec.asset_class)
+        self.gaps_before = self._unexpected(stored, start)
+        expected = sum(s.expected_bars for s in segments)
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_plan(len(segments), expected)
+        self._fetch_all(gateway, segments)
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_saving(sum(len(f) for f in self.state.pending))
+        self._flush()
+        final_index = store.read_index(self.spec.symbol, self.tf.name)
+        summary = self.summary(status="completed", final_index=final_index, start=start)
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_saved(len(final_index))
+        return summary
+
+    def _fetch_all(self, gateway: BarGateway, segments: list[Segment]) -> None:
+        limiter = _pacing_for(gateway)
+        total = len(segments)
+        contract_key = (self.spec.symbol, self.spec.what_to_show)
+        since_save = 0
+        for seg in segments:
+            # Stop point before every segment: what was fetched so far is saved first.
+            if self.ctx.token.is_cancelled:
+                raise self._stop(f"before segment {seg.index + 1}/{total}")
+            seg_started = time.monotonic()
+            if isinstance(self.bridge, DataLoadingProgressBridge):
+                self.bridge.on_segment_start(
+                    seg.index,
+                    total,
+                    seg.start.isoformat(),
+                    seg.end.isoformat(),
+                    limiter.budget(),
+                    self.state.eta(total - seg.index),
+                )
+            bars, status, attempts, error = self._fetch_segment(
+                gateway, limiter, seg, total, contract_key
+            )
+            duration = time.monotonic() - seg_started
+            self.state.segment_seconds.append(duration)
+            self.state.bars_received += len(bars)
+            if len(bars):
+                self.state.pending.append(bars)
+                since_save += 1
+            record = {
+                "symbol": self.spec.symbol,
+                "timeframe": self.tf.name,
+                "segment_index": seg.index,
+                "segments_total": total,
+                "start": seg.start.isoformat(),
+                "end": seg.end.isoformat(),
+                "bars_received": len(bars),
+                "attempts": attempts,
+                "duration_seconds": round(duration, 3),
+                "status": status,
+            }
+            self.state.segments.append(
+                {**record, "bars_expected": seg.expected_bars, "error": error}
+            )
+            if isinstance(self.bridge, DataLoadingProgressBridge):
+                self.bridge.on_segment(
+                    record,
+                    done=seg.index + 1,
+                    total=total,
+                    bars_so_far=self.state.bars_received,
+                    pacing=limiter.budget(),
+                    eta=self.state.eta(total - seg.index - 1),
+                )
+            if since_save >= self.save_every:
+                self._flush()
+                since_save = 0
+        self.state.pacing_wait_seconds = round(limiter.total_waited, 3)
+
+    def _fetch_segment(
+        self,
+        gateway: BarGateway,
+        limiter: PacingLimiter,
+        seg: Segment,
+        total: int,
+        contract_key: tuple,
+    ) -> tuple[pd.DataFrame, str, int, str]:
+        """(bars, status, attempts, last error) for one segment; fatal errors propagate."""
+        stop_point = f"segment {seg.index + 1}/{total}"
+        request_key = (contract_key, seg.start.value, seg.end.value, self.tf.name)
+        last_error = ""
+        for attempt in range(1, self.max_attempts + 1):
+            self._await_pacing(limiter, contract_key, request_key, total - seg.index, stop_point)
+            try:
+                bars = gateway.fetch_bars(self.spec, self.tf, seg.start, seg.end)
+            except NoData as exc:
+                self.state.no_data_ranges.append(
+                    {
+                        "start": seg.start.isoformat(),
+                        "end": seg.end.isoformat(),
+                        "reason": exc.message,
+                    }
+                )
+                return empty_bars(), "no_data", attempt, ""
+            except InvalidRequest as exc:
+                self.state.failed.append(seg.index)
+                return empty_bars(), "failed", attempt, exc.message
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+                last_error = exc.message
+                if attempt == self.max_attempts:
+                    break
+                if seg.index not in self.state.retried:
+                    self.state.retried.append(seg.index)
+                wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+                if isinstance(exc, PacingViolation):
+                    wait = max(wait, self.pacing_backoff)
+                self._retry_wait(exc, wait, attempt, total - seg.index, stop_point)
+                if isinstance(exc, ConnectionLost):
+                    self._reconnect(gateway, stop_point)
+                continue
+            return bars, "ok", attempt, ""
+        self.state.failed.append(seg.index)
+        return empty_bars(), "failed", self.max_attempts, last_error
+
+    def _retry_wait(
+        self, exc: GatewayError, wait: float, attempt: int, remaining: int, stop_point: str
+    ) -> None:
+        message = (
+            f"{stop_point}: {exc.message}; retry {attempt + 1}/{self.max_attempts} in {wait:.1f} s"
+        )
+        logger.warning("%s %s: %s", self.spec.symbol, self.tf.name, message)
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_retry(message, self.state.eta(remaining, wait))
+        self._wait(wait, stop_point)
+
+    def _reconnect(self, gateway: BarGateway, stop_point: str) -> None:
+        reconnect = getattr(gateway, "reconnect", None)
+        try:
+            if reconnect is not None:
+                reconnect()
+            else:
+                gateway.connect()
+        except ConnectionLost as exc:
+            # The next attempt will try again (and fail the segment if IB stays away).
+            logger.warning("reconnect at %s failed: %s", stop_point, exc.message)
+
+    def _await_pacing(
+        self,
+        limiter: PacingLimiter,
+        contract_key: tuple,
+        request_key: tuple,
+        remaining: int,
+        stop_point: str,
+    ) -> None:
+        while (delay := limiter.delay(contract_key, request_key)) > 0:
+            until = datetime.now(UTC).timestamp() + delay
+            hhmmss = datetime.fromtimestamp(until, UTC).strftime("%H:%M:%S")
+            if isinstance(self.bridge, DataLoadingProgressBridge):
+                self.bridge.on_pacing_wait(
+                    hhmmss, self.state.eta(remaining, delay), limiter.budget()
+                )
+            self._wait(delay + 1e-3, f"{stop_point} (waiting for IB pacing window)")
+            limiter.total_waited += delay
+        limiter.record(contract_key, request_key)
+
+    # --- summaries -----------------------------------------------------------------------------
+    def _unexpected(self, index: pd.DatetimeIndex, start: pd.Timestamp) -> int:
+        inside = index[(index >= start) & (index < self.end)]
+        return len(analyze_gaps(inside, self.tf, self.spec.asset_class).unexpected)
+
+    def _local_summary(self, stored: pd.DatetimeIndex) -> dict[str, Any]:
+        inside = stored[(stored >= self.start) & (stored < self.end)]
+        report = analyze_gaps(inside, self.tf, self.spec.asset_class)
+        expected = len(expected_bar_times(self.spec.asset_class, self.tf, self.start, self.end))
+        if isinstance(self.bridge, DataLoadingProgressBridge):
+            self.bridge.on_plan(0, 0)
+        return {
+            **self._base_summary("completed"),
+            "bars_in_range": len(inside),
+            "bars_expected_in_range": expected,
+            "gaps": report.summary(),
+        }
+
+    def _base_summary(self, status: str) -> dict[str, Any]:
+        return {
+            "symbol": self.spec.symbol,
+            "timeframe": self.tf.name,
+            "mode": self.mode,
+            "source": self.source,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "status": status,
+            "duration_seconds": round(time.monotonic() - self.state.started, 3),
+        }
+
+    def summary(
+        self,
+        *,
+        status: str,
+        final_index: pd.DatetimeIndex | None = None,
+        start: pd.Timestamp | None = None,
+    ) -> dict[str, Any]:
+        s = self.state
+        summary = {
+            **self._base_summary(status),
+            "contract": self.contract,
+            "segments_total": len(s.segments),
+            "segments": [
+                {
+                    k: seg[k]
+                    for k in (
+                        "segment_index",
+                        "start",
+                        "end",
+                        "bars_expected",
+                        "bars_received",
+                        "attempts",
+                        "status",
+                        "error",
+                    )
+                }
+                for seg in s.segments
+            ],
+            "bars_expected": sum(seg["bars_expected"] for seg in s.segments),
+            "bars_received": s.bars_received,
+            "bars_saved": s.bars_saved,
+            "bars_added": s.bars_added,
+            "no_data_ranges": s.no_data_ranges,
+            "segments_retried": s.retried,
+            "segments_failed": s.failed,
+            "pacing_wait_seconds": s.pacing_wait_seconds,
+            "reconnects": int(getattr(getattr(self, "gateway", None), "reconnects", 0)),
+            "notes": s.notes,
+        }
+        if final_index is not None and start is not None:
+            after = self._unexpected(final_index, start)
+            before = getattr(self, "gaps_before", 0)
+            summary["gaps"] = {
+                "unexpected_before": before,
+                "unexpected_after": after,
+                "filled": max(before - after, 0),
+            }
+            summary["series_bars"] = len(final_index)
+        return summary
+
+
+def run_data_load(ctx: WorkContext) -> dict[str, Any]:
+    """Worker entry point for `data_load` operations (local thread or host agent)."""
+    return DataLoader(ctx).run()

@@ -1,0 +1,59 @@
+"""Every read of the marketdata app: the series catalogue and bar windows for pages and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from django.db.models import QuerySet
+
+from marketdata import store
+from marketdata.models import BarSeries
+from marketdata.symbols import parse_symbol
+from marketdata.timeframes import get_timeframe
+from operations.exceptions import InvalidInput
+
+
+def series_list(*, symbol: str | None = None, timeframe: str | None = None) -> QuerySet:
+    qs = BarSeries.objects.all()
+    if symbol:
+        qs = qs.filter(symbol=parse_symbol(symbol).symbol)
+    if timeframe:
+        qs = qs.filter(timeframe=get_timeframe(timeframe).name)
+    return qs.order_by("symbol", "timeframe")
+
+
+def series_get(*, symbol: str, timeframe: str) -> BarSeries:
+    sym, tf = parse_symbol(symbol).symbol, get_timeframe(timeframe).name
+    series = BarSeries.objects.filter(symbol=sym, timeframe=tf).first()
+    if series is None:
+        raise store.SeriesNotFound(sym, tf)
+    return series
+
+
+@dataclass(frozen=True)
+class BarWindow:
+    """A capped slice of bars: the *last* `limit` bars in [start, end) and how many there were."""
+
+    frame: pd.DataFrame
+    total_in_range: int
+    truncated: bool
+    next_end: pd.Timestamp | None  # pass as `end` to get the bars before this window
+
+
+def bars_window(*, symbol: str, timeframe: str, start=None, end=None, limit: int) -> BarWindow:
+    """Bars in [start, end), at most `limit`, the most recent ones when there are more.
+
+    Rule (documented in the API): if the range holds more than `limit` bars, the answer has the
+    latest `limit` of them, `truncated=true` and `next_end` = the first returned timestamp;
+    asking again with end=next_end pages backwards.
+    """
+    if limit < 1:
+        raise InvalidInput("limit must be ≥ 1", field="limit")
+    frame = store.read_bars(symbol, timeframe, start, end)
+    total = len(frame)
+    truncated = total > limit
+    if truncated:
+        frame = frame.iloc[-limit:]
+    next_end = frame.index[0] if truncated and len(frame) else None
+    return BarWindow(frame=frame, total_in_range=total, truncated=truncated, next_end=next_end)

@@ -1,0 +1,312 @@
+"""Every write of the marketdata app: series rows, data-load starts, CSV imports, demo seeding.
+
+Functions are keyword-only, validate all outside input and raise domain exceptions
+(`InvalidInput` naming the field, `ServiceUnavailable` when no place can run an IB load).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from django.db import transaction
+
+from marketdata.models import BarSeries, BarSource
+from marketdata.symbols import SymbolSpec, is_synthetic_symbol, parse_symbol
+from marketdata.timeframes import Timeframe, get_timeframe
+from operations.exceptions import InvalidInput, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+LOAD_SOURCES = ("synthetic", "ib")
+EXECUTION_MODES = ("auto", "local", "agent")
+# Default span of a load with no start, per timeframe (long enough to be useful, short enough
+# to finish quickly against IB's pacing).
+DEFAULT_SPANS = {
+    "1m": timedelta(days=7),
+    "5m": timedelta(days=30),
+    "15m": timedelta(days=60),
+    "30m": timedelta(days=90),
+    "1h": timedelta(days=365),
+    "4h": timedelta(days=730),
+    "1d": timedelta(days=5 * 365),
+}
+MAX_SEGMENTS = 2000
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+# --- series rows --------------------------------------------------------------------------
+@transaction.atomic
+def bar_series_record(
+    *,
+    symbol: str,
+    timeframe: str,
+    asset_class: str,
+    source: str,
+    index: pd.DatetimeIndex,
+    file_path: str,
+    file_size: int,
+    contract: dict | None = None,
+) -> BarSeries:
+    """Create or update the catalogue row after the store wrote a series file."""
+    from marketdata.gaps import analyze_gaps
+
+    tf = get_timeframe(timeframe)
+    report = analyze_gaps(index, tf, asset_class)
+    series, _ = BarSeries.objects.select_for_update().get_or_create(
+        symbol=symbol,
+        timeframe=tf.name,
+        defaults={"source": source, "file_path": file_path, "asset_class": asset_class},
+    )
+    series.asset_class = asset_class
+    series.source = source
+    series.sources = sorted({*(series.sources or []), source})
+    if contract:
+        series.contract = contract
+    series.first_timestamp = index[0].to_pydatetime() if len(index) else None
+    series.last_timestamp = index[-1].to_pydatetime() if len(index) else None
+    series.row_count = len(index)
+    series.gap_summary = report.summary()
+    series.file_path = file_path
+    series.file_size = file_size
+    series.save()
+    return series
+
+
+# --- input parsing --------------------------------------------------------------------------
+def parse_when(value: Any, field: str) -> datetime | None:
+    """A date or datetime from outside (ISO string, date, datetime); naive means UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(
+            f"{field} {value!r} is not a date (YYYY-MM-DD) or an ISO-8601 timestamp", field=field
+        ) from None
+    if pd.isna(stamp):
+        raise InvalidInput(f"{field} is not a date or timestamp", field=field)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def validate_range(
+    *, start: Any, end: Any, timeframe: Timeframe, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    now = now or datetime.now(UTC)
+    end_dt = parse_when(end, "end") or now
+    start_dt = parse_when(start, "start") or end_dt - DEFAULT_SPANS[timeframe.name]
+    if start_dt > now:
+        raise InvalidInput(f"start {start_dt.isoformat()} is in the future", field="start")
+    if end_dt > now + FUTURE_TOLERANCE:
+        raise InvalidInput(
+            f"end {end_dt.isoformat()} is in the future (at most one day ahead is accepted)",
+            field="end",
+        )
+    if end_dt <= start_dt:
+        raise InvalidInput(
+            f"end {end_dt.isoformat()} is not after start {start_dt.isoformat()}", field="end"
+        )
+    if start_dt.year < 1970:
+        raise InvalidInput("start must be after 1970", field="start")
+    requests = (end_dt - start_dt) / timeframe.max_request_span
+    if requests > MAX_SEGMENTS:
+        raise InvalidInput(
+            f"{timeframe.name} bars from {start_dt.date()} to {end_dt.date()} would take about "
+            f"{int(requests)} IB requests (at most {MAX_SEGMENTS}); load a shorter range or a "
+            "larger timeframe",
+            field="start",
+        )
+    return start_dt, end_dt
+
+
+def _choice(value: Any, choices: tuple[str, ...], field: str, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise InvalidInput(f"{field} {value!r} is not one of {', '.join(choices)}", field=field)
+    return value.strip().lower()
+
+
+def _placement(source: str, execution_mode: str) -> dict[str, str]:
+    """Where the load runs and why (recorded in the metadata, ARCHITECTURE §6)."""
+    if source != "ib":
+        why = "synthetic data is generated in this process"
+        if execution_mode == "agent":
+            why += " (execution_mode=agent does not apply to it)"
+        return {"where": "local", "why": why}
+    from marketdata.loader import ib_location
+
+    location = ib_location()
+    if location is not None:
+        return {
+            "where": "local",
+            "why": f"KTRDR_IB_HOST is set ({location['host']}:{location['port']})",
+        }
+    raise ServiceUnavailable(
+        "IB loads need an IB connection: set KTRDR_IB_HOST/KTRDR_IB_PORT for this backend "
+        "(e.g. the simulator: manage.py ib_gateway_sim --port 4002) or add an `ib` host agent; "
+        "neither is configured",
+        details={"source": "ib", "execution_mode": execution_mode},
+    )
+
+
+# --- data loads -------------------------------------------------------------------------------
+def validate_load_params(
+    *,
+    symbol: Any,
+    timeframe: Any,
+    start: Any = None,
+    end: Any = None,
+    mode: Any = "tail",
+    source: Any = "synthetic",
+    execution_mode: Any = "auto",
+) -> dict[str, Any]:
+    """Check every load parameter; returns the JSON-able metadata the worker runs from."""
+    spec: SymbolSpec = parse_symbol(symbol)
+    tf = get_timeframe(timeframe)
+    from marketdata.planner import MODES
+
+    if isinstance(source, str) and source.strip().lower() == "csv":
+        raise InvalidInput(
+            "CSV data is imported, not loaded: POST the file to /api/v1/data/imports/ or run "
+            "manage.py import_bars FILE --symbol --timeframe",
+            field="source",
+        )
+    source = _choice(source, LOAD_SOURCES, "source", "synthetic")
+    mode = _choice(mode, MODES, "mode", "tail")
+    execution_mode = _choice(execution_mode, EXECUTION_MODES, "execution_mode", "auto")
+    start_dt, end_dt = validate_range(start=start, end=end, timeframe=tf)
+    if source == "synthetic":
+        if not is_synthetic_symbol(spec.symbol):
+            from marketdata.symbols import SYNTHETIC_UNIVERSE
+
+            raise InvalidInput(
+                f"unknown symbol {spec.symbol}: the synthetic source has "
+                f"{', '.join(sorted(SYNTHETIC_UNIVERSE))}",
+                field="symbol",
+            )
+        from marketdata.synthetic import first_day
+
+        head = datetime.combine(first_day(spec.symbol), datetime.min.time(), tzinfo=UTC)
+        if end_dt <= head:
+            raise InvalidInput(
+                f"the range ends {end_dt.date()}, before the first data for {spec.symbol} "
+                f"(head timestamp {head.date()})",
+                field="end",
+            )
+    return {
+        "symbol": spec.symbol,
+        "timeframe": tf.name,
+        "start": start_dt.isoformat(),
+        "end": end_dt.isoformat(),
+        "mode": mode,
+        "source": source,
+        "execution_mode": execution_mode,
+        "asset_class": spec.asset_class,
+        "contract": spec.contract_fields(),
+    }
+
+
+def data_load_start(
+    *,
+    symbol: Any,
+    timeframe: Any,
+    start: Any = None,
+    end: Any = None,
+    mode: Any = "tail",
+    source: Any = "synthetic",
+    user: Any = None,
+    execution_mode: Any = "auto",
+):
+    """Validate a load and launch it as a `data_load` operation; returns the Operation."""
+    from marketdata.loader import OPERATION_TYPE, run_data_load
+    from marketdata.progress import DataLoadingProgressBridge
+    from operations.services import operation_launch_local
+
+    metadata = validate_load_params(
+        symbol=symbol,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        mode=mode,
+        source=source,
+        execution_mode=execution_mode,
+    )
+    metadata["placement"] = _placement(metadata["source"], metadata["execution_mode"])
+    bridge = DataLoadingProgressBridge(
+        symbol=metadata["symbol"],
+        timeframe=metadata["timeframe"],
+        mode=metadata["mode"],
+        source=metadata["source"],
+    )
+    return operation_launch_local(
+        operation_type=OPERATION_TYPE,
+        work=run_data_load,
+        bridge=bridge,
+        metadata=metadata,
+        created_by=user,
+        input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
+    )
+
+
+# --- CSV import ---------------------------------------------------------------------------------
+def bars_import_csv(*, data: bytes, symbol: Any, timeframe: Any, filename: str = "upload.csv"):
+    """Parse a CSV and merge it into the store; InvalidInput naming `file` on a bad file."""
+    from marketdata import store
+    from marketdata.conf import md_setting
+    from marketdata.csvparse import CsvFormatError, parse_bars_csv
+
+    spec = parse_symbol(symbol)
+    tf = get_timeframe(timeframe)
+    limit = int(md_setting("CSV_UPLOAD_MAX_BYTES"))
+    if len(data) > limit:
+        raise InvalidInput(
+            f"{filename} is {len(data):,} bytes; the limit is {limit:,}", field="file"
+        )
+    try:
+        frame = parse_bars_csv(data, timeframe=tf)
+    except CsvFormatError as exc:
+        raise InvalidInput(f"{filename}: {exc}", field="file") from None
+    future = frame.index > pd.Timestamp.now(tz="UTC") + pd.Timedelta(FUTURE_TOLERANCE)
+    if future.any():
+        raise InvalidInput(
+            f"{filename}: {int(future.sum())} bar(s) are in the future, the first at "
+            f"{frame.index[future.argmax()].isoformat()}",
+            field="file",
+        )
+    result = store.write_bars(spec.symbol, tf.name, frame, source=BarSource.CSV)
+    logger.info("imported %s: %s bars into %s %s", filename, len(frame), spec.symbol, tf.name)
+    return result
+
+
+# --- demo data -------------------------------------------------------------------------------
+DEMO_SERIES = (
+    ("EURUSD", "1h", timedelta(days=730)),
+    ("AAPL", "1d", timedelta(days=5 * 365)),
+    ("AAPL", "1h", timedelta(days=365)),
+    ("SPY", "1d", timedelta(days=5 * 365)),
+)
+
+
+def seed_demo_data(*, now: datetime | None = None) -> list[BarSeries]:
+    """Synthetic series the demo uses; idempotent (existing series are kept as they are)."""
+    from marketdata import store
+    from marketdata.conf import md_setting
+    from marketdata.synthetic import generate_bars
+
+    # A fixed anchor (start of the current day) keeps repeated seeding within a day identical.
+    now = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    seed = int(md_setting("SYNTHETIC_SEED"))
+    result = []
+    for symbol, timeframe, span in DEMO_SERIES:
+        existing = BarSeries.objects.filter(symbol=symbol, timeframe=timeframe).first()
+        if existing is not None and store.series_path(symbol, timeframe).exists():
+            result.append(existing)
+            continue
+        frame = generate_bars(symbol, get_timeframe(timeframe), now - span, now, seed=seed)
+        store.write_bars(symbol, timeframe, frame, source=BarSource.SYNTHETIC)
+        result.append(BarSeries.objects.get(symbol=symbol, timeframe=timeframe))
+    return result
