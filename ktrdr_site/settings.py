@@ -138,6 +138,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A fresh clone has no var/ yet; SQLite cannot create the folder for its file.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Worker threads, readers and the request thread share one SQLite file: WAL lets readers run
     # beside a writer, IMMEDIATE transactions take the write lock up front (no upgrade deadlocks),
     # and the timeout makes a busy writer wait instead of failing with "database is locked".
