@@ -1,5 +1,18 @@
-"""API routes of the training app, mounted under /api/v1/."""
+"""API routes of the training app, mounted under /api/v1/training/."""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from training import api
+
+urlpatterns = [
+    path("runs/", api.training_run_create, name="api-training-run-create"),
+    path("strategies/", api.strategy_list, name="api-training-strategy-list"),
+    path("strategies/validate/", api.strategy_validate, name="api-training-strategy-validate"),
+    path("strategies/<str:name>/", api.strategy_get, name="api-training-strategy-detail"),
+    path("models/", api.model_list, name="api-training-model-list"),
+    path("models/<int:model_id>/", api.model_get, name="api-training-model-detail"),
+    path("models/<int:model_id>/download", api.model_download, name="api-training-model-download"),
+    path("models/<int:model_id>/download/", api.model_download),
+]

@@ -1,0 +1,72 @@
+"""The worker function of a training operation: `run_training(ctx)`.
+
+Everything it needs comes from `ctx.metadata` (JSON: the resolved strategy, symbols, timeframes,
+range, seed), so a host agent runs the same function with the metadata it was sent. It runs the
+`TrainingExecutor` against the context's bridge and token, then registers the saved model. A
+model file whose registration fails is removed, so no artifact exists without its row.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from operations.local import WorkContext
+from training.executor import LoadBars, TrainingExecutor
+
+logger = logging.getLogger("training.runner")
+
+
+def run_training(
+    ctx: WorkContext,
+    *,
+    load_bars: LoadBars | None = None,
+    models_dir: Path | None = None,
+    user_id: int | None = None,
+) -> dict[str, Any]:
+    from operations.conf import ktrdr_setting
+
+    meta = ctx.metadata
+    executor = TrainingExecutor(
+        config=meta["strategy_config"],
+        symbols=meta["symbols"],
+        timeframes=meta["timeframes"],
+        start=meta.get("start"),
+        end=meta.get("end"),
+        seed=meta.get("seed"),
+        models_dir=Path(models_dir or ktrdr_setting("MODELS_DIR")),
+        run_id=ctx.operation_id,
+        load_bars=load_bars,
+        bridge=ctx.bridge,  # type: ignore[arg-type]
+        token=ctx.token,
+        log=logging.getLogger("training.executor"),
+    )
+    result = executor.run()
+    artifact = result["model"]
+    if artifact.get("artifact_path"):
+        result["model"] = {**artifact, **_register(ctx, artifact, result, user_id)}
+    return result
+
+
+def _register(
+    ctx: WorkContext, artifact: dict[str, Any], result: dict[str, Any], user_id: int | None
+) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    from training.services import trained_model_register
+
+    path = Path(artifact["artifact_path"])
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        model = trained_model_register(
+            artifact_path=path,
+            sha256=artifact["sha256"],
+            operation_id=ctx.operation_id,
+            result=result,
+            user=user,
+        )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return {"id": model.pk, "version": model.version, "label": str(model)}

@@ -1,0 +1,109 @@
+"""Training pages: strategies (list, detail, start form) and trained models (list, detail).
+
+Small function views over the selectors and services; they work without JavaScript. Live
+progress of a run is the operations detail page (with this app's panel,
+templates/operations/types/training.html).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from operations.exceptions import KtrdrError, NotFound
+from training import selectors, services
+from training.strategy import TIMEFRAME_MINUTES
+
+PAGE_SIZE = 50
+
+
+def _strategy_or_404(name: str):
+    try:
+        return selectors.strategy_get(name)
+    except KtrdrError as exc:
+        raise Http404(exc.message) from None
+
+
+@require_GET
+@login_required
+def strategy_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "training/strategy_list.html",
+        {
+            "strategies": selectors.strategy_list(),
+            "recent_models": selectors.trained_model_list(limit=10).models,
+        },
+    )
+
+
+@require_GET
+@login_required
+def strategy_detail(request: HttpRequest, name: str) -> HttpResponse:
+    found = _strategy_or_404(name)
+    models = selectors.trained_model_list(strategy=name, limit=20).models
+    return render(
+        request,
+        "training/strategy_detail.html",
+        {
+            "strategy": found,
+            "config": found.config,
+            "models": models,
+            "timeframes": TIMEFRAME_MINUTES,
+        },
+    )
+
+
+@require_POST
+@login_required
+def training_start(request: HttpRequest, name: str) -> HttpResponse:
+    """The start form: errors come back as a message naming the field, never a 500."""
+    _strategy_or_404(name)
+    try:
+        op = services.training_start(
+            strategy=name,
+            symbols=request.POST.get("symbols", ""),
+            timeframes=request.POST.get("timeframes", ""),
+            start=request.POST.get("start", ""),
+            end=request.POST.get("end", ""),
+            execution_mode=request.POST.get("execution_mode") or None,
+            user=request.user,
+        )
+    except KtrdrError as exc:
+        field = getattr(exc, "field", None)
+        messages.error(request, f"{field}: {exc.message}" if field else exc.message)
+        return redirect("training:strategy-detail", name=name)
+    messages.success(request, f"Training of {name} started: {op.operation_id}")
+    return redirect("operations:detail", operation_id=op.operation_id)
+
+
+@require_GET
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    strategy = request.GET.get("strategy", "")[:120]
+    page = selectors.trained_model_list(strategy=strategy or None, limit=PAGE_SIZE)
+    return render(
+        request,
+        "training/model_list.html",
+        {"page": page, "models": page.models, "strategy": strategy},
+    )
+
+
+@require_GET
+@login_required
+def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
+    try:
+        model = selectors.trained_model_get(model_id=model_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    try:
+        selectors.trained_model_file(model)
+        file_present = True
+    except NotFound:
+        file_present = False
+    return render(
+        request, "training/model_detail.html", {"model": model, "file_present": file_present}
+    )
