@@ -1,0 +1,71 @@
+"""`manage.py load_data SYMBOL TIMEFRAME --start --end --mode --source` with a live progress bar.
+
+A thin wrapper: `data_load_start` validates and launches the operation; the bar follows it
+through the same selectors every other reader uses (`operations.follow.follow_operation`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from marketdata.planner import MODES
+from marketdata.services import LOAD_SOURCES, data_load_start
+from marketdata.timeframes import TIMEFRAMES
+from operations.exceptions import KtrdrError
+
+
+class Command(BaseCommand):
+    help = "Load bars for SYMBOL TIMEFRAME as a data_load operation and follow its progress."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("symbol", help="e.g. EURUSD, AAPL")
+        parser.add_argument("timeframe", help=f"one of {', '.join(TIMEFRAMES)}")
+        parser.add_argument("--start", default=None, help="YYYY-MM-DD or ISO timestamp (UTC)")
+        parser.add_argument("--end", default=None, help="YYYY-MM-DD or ISO timestamp; default now")
+        parser.add_argument("--mode", default="tail", choices=MODES)
+        parser.add_argument("--source", default="synthetic", choices=LOAD_SOURCES)
+        parser.add_argument(
+            "--no-follow", action="store_true", help="print the operation id and return"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            op = data_load_start(
+                symbol=options["symbol"],
+                timeframe=options["timeframe"],
+                start=options["start"],
+                end=options["end"],
+                mode=options["mode"],
+                source=options["source"],
+                execution_mode="local",
+            )
+        except KtrdrError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"Started {op.operation_id}")
+        if options["no_follow"]:
+            return
+        from operations.follow import follow_operation
+
+        final = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
+        summary = final.result_summary or {}
+        if final.status == "completed":
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{final.status}: {summary.get('bars_received', 0)} bars received, "
+                    f"{summary.get('bars_added', 0)} new; series has "
+                    f"{summary.get('series_bars', summary.get('bars_in_range', '?'))} bars"
+                )
+            )
+            for segment in summary.get("segments", []):
+                if segment.get("status") == "failed":
+                    self.stdout.write(
+                        self.style.WARNING(
+                            f"  segment {segment['segment_index'] + 1} failed: "
+                            f"{segment.get('error')}"
+                        )
+                    )
+        else:
+            raise CommandError(f"{final.status}: {final.error_message or summary}")

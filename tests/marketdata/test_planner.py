@@ -1,0 +1,81 @@
+"""Segment planning: IB-sized requests, durations rounded up, modes pick the right ranges."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from marketdata.calendar import expected_bar_times
+from marketdata.planner import fetch_ranges, plan_segments
+from marketdata.timeframes import TIMEFRAMES, ib_duration_for, parse_ib_duration
+
+UTC = "UTC"
+
+
+@pytest.mark.parametrize(
+    ("span", "tf", "duration"),
+    [
+        (timedelta(hours=5, seconds=1), "1m", "18001 S"),
+        (timedelta(days=1, seconds=1), "5m", "2 D"),
+        (timedelta(days=6, hours=1), "1h", "7 D"),
+        (timedelta(days=30), "1h", "30 D"),
+        (timedelta(days=366), "1d", "2 Y"),
+    ],
+)
+def test_durations_are_rounded_up_and_never_use_hours(span, tf, duration):
+    text = ib_duration_for(span, TIMEFRAMES[tf])
+    assert text == duration
+    assert " H" not in text
+    assert parse_ib_duration(text) >= span
+
+
+def test_segments_cover_the_range_without_gaps_or_overlap():
+    tf = TIMEFRAMES["1h"]
+    start, end = pd.Timestamp("2024-01-01", tz=UTC), pd.Timestamp("2024-07-01", tz=UTC)
+    segments = plan_segments([(start, end)], tf, "forex")
+    assert len(segments) == 7  # 182 days / 30-day requests
+    assert segments[0].start == start
+    assert segments[-1].end == end
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert a.end == b.start
+    assert all(s.end - s.start <= pd.Timedelta(days=30) for s in segments)
+    total = sum(s.expected_bars for s in segments)
+    assert total == len(expected_bar_times("forex", tf, start, end))
+
+
+def test_tail_fetches_after_the_last_stored_bar_and_backfill_before_the_first():
+    tf = TIMEFRAMES["1h"]
+    stored = expected_bar_times(
+        "forex", tf, pd.Timestamp("2024-02-01", tz=UTC), pd.Timestamp("2024-03-01", tz=UTC)
+    )
+    start, end = pd.Timestamp("2024-01-01", tz=UTC), pd.Timestamp("2024-04-01", tz=UTC)
+    kw = {"start": start, "end": end, "stored": stored, "timeframe": tf, "asset_class": "forex"}
+    assert fetch_ranges(mode="tail", **kw) == [(stored[-1] + pd.Timedelta(hours=1), end)]
+    assert fetch_ranges(mode="backfill", **kw) == [(start, stored[0])]
+    assert fetch_ranges(mode="local", **kw) == []
+
+
+def test_full_mode_fetches_only_missing_ranges_including_unexpected_holes():
+    tf = TIMEFRAMES["1h"]
+    start, end = pd.Timestamp("2024-01-01", tz=UTC), pd.Timestamp("2024-02-01", tz=UTC)
+    stored = expected_bar_times("forex", tf, start, end)
+    hole = stored[50:60]
+    stored = stored.delete(range(50, 60))
+    ranges = fetch_ranges(
+        mode="full", start=start, end=end, stored=stored, timeframe=tf, asset_class="forex"
+    )
+    assert ranges == [(hole[0], hole[-1] + pd.Timedelta(hours=1))]
+
+
+def test_tail_over_a_weekend_fetches_nothing():
+    tf = TIMEFRAMES["1h"]
+    stored = expected_bar_times(
+        "forex", tf, pd.Timestamp("2024-01-01", tz=UTC), pd.Timestamp("2024-01-06", tz=UTC)
+    )
+    ranges = fetch_ranges(
+        mode="tail", start=stored[0], end=pd.Timestamp("2024-01-07 12:00", tz=UTC),
+        stored=stored, timeframe=tf, asset_class="forex",
+    )
+    assert ranges == []
