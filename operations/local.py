@@ -164,3 +164,15 @@ class LocalRuns:
 
 
 local_runs = LocalRuns()
+
+
+def _cancel_all_at_exit() -> None:
+    # The pool's own exit hook joins its threads; without this a long training would hold up
+    # the server's shutdown. Cancelled runs end at their next stop point and are recorded as such.
+    for operation_id in local_runs.active_ids():
+        local_runs.cancel(operation_id, "the server is shutting down")
+
+
+# Registered after concurrent.futures' hook, so it runs first (the hooks run in reverse order).
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_cancel_all_at_exit)
