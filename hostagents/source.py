@@ -218,7 +218,6 @@ class AgentSource:
                         pull=pull,
                     ),
                 )
-        summary["fetched_from"] = {"agent": agent.name, "remote_operation_id": remote_id}
         logger.info(
             "operation %s completed on agent %s (%d artifacts fetched)",
             op.operation_id,
