@@ -296,10 +296,10 @@ class DataLoader:
                 self.bridge.on_segment_start(
                     seg.index,
                     total,
-                    seg.start.isoformat(),
-                    seg.end.isoformat(),
-                    limiter.budget(),
-                    self.state.eta(total - seg.index),
+                    start=seg.start.isoformat(),
+                    end=seg.end.isoformat(),
+                    pacing=limiter.budget(),
+                    eta=self.state.eta(total - seg.index),
                 )
             bars, status, attempts, error = self._fetch_segment(
                 gateway, limiter, seg, total, contract_key

@@ -32,8 +32,13 @@ def test_real_eurusd_weekends_are_expected_gaps_and_the_2016_hole_is_not(eurusd)
     assert "2007-01-08T23" in holes
     # Nothing else but Christmas/New Year closures is flagged.
     others = [k for k in holes if k[5:7] not in {"12", "01"}]
-    assert sorted(others) == ["2015-08-20T19", "2017-03-31T04", "2017-10-06T04",
-                              "2018-06-08T04", "2018-10-26T21"]
+    assert sorted(others) == [
+        "2015-08-20T19",
+        "2017-03-31T04",
+        "2017-10-06T04",
+        "2018-06-08T04",
+        "2018-10-26T21",
+    ]
 
 
 def test_no_gaps_in_a_complete_series():

@@ -75,7 +75,11 @@ def test_tail_over_a_weekend_fetches_nothing():
         "forex", tf, pd.Timestamp("2024-01-01", tz=UTC), pd.Timestamp("2024-01-06", tz=UTC)
     )
     ranges = fetch_ranges(
-        mode="tail", start=stored[0], end=pd.Timestamp("2024-01-07 12:00", tz=UTC),
-        stored=stored, timeframe=tf, asset_class="forex",
+        mode="tail",
+        start=stored[0],
+        end=pd.Timestamp("2024-01-07 12:00", tz=UTC),
+        stored=stored,
+        timeframe=tf,
+        asset_class="forex",
     )
     assert ranges == []

@@ -19,7 +19,10 @@ def test_bars_are_the_same_whatever_range_is_asked(symbol, tf):
     whole = generate_bars(symbol, TIMEFRAMES[tf], START, END)
     cut = pd.Timestamp("2023-03-15 15:00", tz="UTC")
     parts = pd.concat(
-        [generate_bars(symbol, TIMEFRAMES[tf], START, cut), generate_bars(symbol, TIMEFRAMES[tf], cut, END)]
+        [
+            generate_bars(symbol, TIMEFRAMES[tf], START, cut),
+            generate_bars(symbol, TIMEFRAMES[tf], cut, END),
+        ]
     )
     pd.testing.assert_frame_equal(whole, parts)
     validate_bars(whole)
