@@ -67,7 +67,7 @@ class ModelPredictor:
 
         x = self.features(bars_by_timeframe, symbol)
         with torch.no_grad():
-            logits = self.model(torch.from_numpy(x.to_numpy()))
+            logits = self.model(torch.tensor(x.to_numpy()))
             probs = torch.softmax(logits, dim=1).numpy()
             # The class is the argmax of the logits, exactly as the executor evaluates it.
             classes = logits.argmax(1).numpy()

@@ -78,8 +78,12 @@ class _Checker:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if ok and value >= minimum and (maximum is None or value <= maximum):
             return value
-        bound = f"≥ {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        self.error(path, f"must be an integer {bound}")
+        # Name the bound that was broken: `must be an integer ≥ 2` is what a user needs to read.
+        too_big = ok and maximum is not None and value > maximum
+        self.error(
+            path,
+            f"must be an integer ≤ {maximum}" if too_big else f"must be an integer ≥ {minimum}",
+        )
         return None
 
     def number(
