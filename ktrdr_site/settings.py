@@ -149,7 +149,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests use a file, not the shared in-memory database: worker threads need real concurrency.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_ROOT / "test_ktrdr.sqlite3")}
+    # One file per test process, so two test runs in one checkout never share a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_ROOT / f"test_ktrdr_{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
