@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, ServiceUnavailable
+from operations.exceptions import InvalidInput, NotFound, ServiceUnavailable
 from operations.models import Operation
 from training import selectors
 from training.artifacts import load_artifact, sha256_file
@@ -146,7 +146,11 @@ def training_start(
     from operations.services import operation_launch_local
     from training.runner import run_training
 
-    found = selectors.strategy_get(strategy)
+    try:
+        found = selectors.strategy_get(strategy)
+    except NotFound as exc:
+        # In a request body an unknown strategy is bad input (400), not a missing resource.
+        raise InvalidInput(exc.message, field="strategy") from None
     if found.config is None:
         assert found.error is not None
         raise InvalidInput(

@@ -1,0 +1,82 @@
+"""Training pages: login, strategies, the start form, models, the operation panel; admin."""
+
+from __future__ import annotations
+
+import pytest
+
+from operations.local import local_runs
+from training.models import TrainedModel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/training/", "/training/strategies/test_small/", "/training/models/", "/training/models/1/"],
+)
+def test_pages_require_login(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 302
+    assert resp["Location"].startswith("/login/")
+
+
+def test_strategy_list_shows_valid_and_invalid_strategies(logged_in, strategies_dir):
+    page = logged_in.get("/training/").content.decode()
+    assert 'id="strategy-test_small"' in page
+    assert "invalid" in page
+    assert "indicators.rsi_14.period" in page
+
+
+def test_strategy_detail_has_a_csrf_protected_start_form(logged_in, strategies_dir):
+    page = logged_in.get("/training/strategies/test_small/").content.decode()
+    assert "csrfmiddlewaretoken" in page
+    assert 'action="/training/strategies/test_small/train/"' in page
+    assert logged_in.get("/training/strategies/nope/").status_code == 404
+    assert logged_in.get("/training/strategies/..%2Fx/").status_code == 404
+
+
+def test_the_start_form_launches_a_run_and_the_panel_shows_epochs_and_curves(
+    logged_in, strategies_dir, models_dir, store_bars
+):
+    resp = logged_in.post(
+        "/training/strategies/test_small/train/", {"symbols": "EURUSD", "timeframes": "1h"}
+    )
+    assert resp.status_code == 302
+    op_url = resp["Location"]
+    assert op_url.startswith("/operations/op_training_")
+    assert local_runs.wait_idle(timeout=60)
+    page = logged_in.get(op_url).content.decode()
+    assert 'id="training-panel"' in page
+    assert 'id="epoch-table"' in page
+    assert page.count('<svg class="chart"') == 2
+    assert "<polyline" in page
+    model = TrainedModel.objects.get()
+    assert f"/training/models/{model.pk}/" in page
+
+    models_page = logged_in.get("/training/models/").content.decode()
+    assert f'id="model-{model.pk}"' in models_page
+    detail = logged_in.get(f"/training/models/{model.pk}/").content.decode()
+    assert 'id="download"' in detail
+    assert model.sha256 in detail
+    assert "Confusion matrix" in detail
+
+
+def test_a_bad_form_comes_back_with_a_message_naming_the_field(logged_in, strategies_dir):
+    resp = logged_in.post(
+        "/training/strategies/test_small/train/", {"timeframes": "7h"}, follow=True
+    )
+    assert resp.status_code == 200
+    assert "timeframes: unknown timeframe" in resp.content.decode()
+
+
+def test_admin_lists_models(client, django_user_model, strategies_dir, models_dir, store_bars):
+    from training import services
+
+    admin = django_user_model.objects.create_superuser("root", "r@example.com", "pw-12345678")
+    client.force_login(admin)
+    services.training_start(strategy="test_small")
+    assert local_runs.wait_idle(timeout=60)
+    page = client.get("/admin/training/trainedmodel/")
+    assert page.status_code == 200
+    assert "test_small" in page.content.decode()
+    assert client.get("/admin/training/trainedmodel/add/").status_code == 403
