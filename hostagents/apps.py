@@ -17,3 +17,7 @@ class HostagentsConfig(AppConfig):
         from operations.models import Executor
 
         register_source(Executor.AGENT, AgentSource())
+
+        from hostagents.integrations import register_hooks
+
+        register_hooks()

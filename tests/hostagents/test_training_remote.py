@@ -1,0 +1,186 @@
+"""Training on an agent: same executor, same experience as local, the model comes back verified.
+
+Uses the smallest strategy (a few months of the real EURUSD 1h bars, a tiny MLP, few epochs).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from hostagents import services as agent_services
+from hostagents.client import client_for
+from hostagents.integrations import training_dispatch
+from hostagents.models import Agent, Artifact
+from tests.hostagents.conftest import AgentProcess
+from tests.hostagents.test_remote import all_metrics, follow, keys_of
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SHARED_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "EURUSD_1h.csv"
+
+TINY = {
+    "name": "agent_tiny",
+    "description": "tiny, for agent tests",
+    "training_data": {
+        "symbols": ["EURUSD"],
+        "timeframes": ["1h"],
+        "history": {"start": "2017-01-01", "end": "2017-04-01"},
+    },
+    "indicators": {
+        "rsi_14": {"type": "rsi", "period": 14},
+        "atr_14": {"type": "atr", "period": 14},
+    },
+    "fuzzy_sets": {
+        "rsi_zone": {
+            "input": "rsi_14",
+            "sets": {
+                "low": {"type": "trapezoidal", "parameters": [0, 0, 30, 45]},
+                "high": {"type": "triangular", "parameters": [55, 70, 100]},
+            },
+        }
+    },
+    "model_inputs": ["rsi_zone.low", "rsi_zone.high", "atr_14"],
+    "labels": {"type": "zigzag", "threshold": 0.003},
+    "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
+    "model": {
+        "hidden_layers": [8],
+        "dropout": 0.0,
+        "activation": "relu",
+        "training": {
+            "epochs": 3,
+            "batch_size": 128,
+            "learning_rate": 0.003,
+            "early_stopping": None,
+            "seed": 7,
+        },
+    },
+}
+
+
+@pytest.fixture
+def stored_bars(backend_settings, tmp_path):
+    from marketdata import store
+
+    if not SHARED_CSV.is_file():
+        pytest.skip(f"{SHARED_CSV} is not available")
+    backend_settings.KTRDR = {
+        **backend_settings.KTRDR,
+        "DATA_DIR": tmp_path / "data",
+        "MODELS_DIR": tmp_path / "models",
+    }
+    frame = pd.read_csv(SHARED_CSV)
+    frame.index = pd.DatetimeIndex(
+        pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp"
+    )
+    frame = frame.astype(float)
+    frame = frame[(frame.index >= "2016-12-01") & (frame.index < "2017-05-01")]
+    store.write_bars("EURUSD", "1h", frame, source="csv")
+    return tmp_path
+
+
+def run_metadata(end: str = "2017-04-01T00:00:00+00:00") -> dict[str, Any]:
+    from training.strategy import config_hash, validate_strategy
+
+    config = validate_strategy(copy.deepcopy(TINY))
+    return {
+        "strategy": config["name"],
+        "config_hash": config_hash(config),
+        "symbols": ["EURUSD"],
+        "timeframes": ["1h"],
+        "base_timeframe": "1h",
+        "start": "2017-01-01T00:00:00+00:00",
+        "end": end,
+        "seed": 7,
+        "strategy_config": config,
+    }
+
+
+def test_local_and_agent_training_give_clients_the_same_experience_and_model(
+    stored_bars, api, agent: AgentProcess
+):
+    from operations.services import operation_launch_local
+    from training.bridge import TrainingProgressBridge
+    from training.models import TrainedModel
+    from training.runner import run_training
+
+    registered, _ = agent_services.agent_add(name="t1", base_url=agent.url)
+    local = operation_launch_local(
+        operation_type="training",
+        work=functools.partial(run_training, user_id=api.user.pk),
+        bridge=TrainingProgressBridge(),
+        metadata=run_metadata(),
+        created_by=api.user,
+        strategy_name=TINY["name"],
+        input_series=["EURUSD:1h"],
+    )
+    remote = training_dispatch(
+        agent=registered,
+        metadata=run_metadata(),
+        user=api.user,
+        strategy_name=TINY["name"],
+        input_series=["EURUSD:1h"],
+    )
+    assert remote.metadata["inputs_sent_bytes"] > 0
+
+    local_final, local_seen = follow(api, local.operation_id, timeout=120)
+    remote_final, remote_seen = follow(api, remote.operation_id, timeout=120)
+
+    assert local_final["status"] == remote_final["status"] == "completed", remote_final
+    assert keys_of(local_final) == keys_of(remote_final)
+    assert all(keys_of(b) == keys_of(local_final) for b in local_seen + remote_seen)
+    # The remote summary also lists the files fetched from the agent (their sha256 and size).
+    assert set(local_final["result_summary"]) == set(remote_final["result_summary"]) - {"artifacts"}
+    local_epochs = all_metrics(api, local.operation_id)
+    remote_epochs = all_metrics(api, remote.operation_id)
+    assert [m["kind"] for m in remote_epochs] == [m["kind"] for m in local_epochs]
+    assert [m["epoch"] for m in remote_epochs if m["kind"] == "epoch"] == [1, 2, 3]
+    assert [set(m) for m in remote_epochs] == [set(m) for m in local_epochs]
+    # Same executor, same seed, same bars: the same learning curve, wherever it ran.
+    for a, b in zip(local_epochs, remote_epochs, strict=True):
+        if a["kind"] == "epoch":
+            assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    remote_phases = {b["progress"]["phase"] for b in remote_seen} - {""}
+    local_phases = {b["progress"]["phase"] for b in local_seen} - {""}
+    assert remote_phases <= local_phases | {"loading_data", "training", "evaluating", "saving"}
+
+    # The model came back verified and is registered on the backend.
+    model_info = remote_final["result_summary"]["model"]
+    stored = Artifact.objects.get(operation_id=remote.operation_id, name="model.pt")
+    with open(model_info["artifact_path"], "rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == stored.sha256 == model_info["sha256"]
+    model = TrainedModel.objects.get(pk=model_info["id"])
+    assert model.operation_id == remote.operation_id
+    assert model.sha256 == stored.sha256
+
+
+def test_bars_the_agent_already_has_are_not_sent_again(stored_bars, api, agent):
+    registered, _ = agent_services.agent_add(name="t1", base_url=agent.url)
+    # A range no other test used: its bars are new to the (shared) agent the first time.
+    meta = run_metadata(end="2017-03-15T00:00:00+00:00")
+    first = training_dispatch(agent=registered, metadata=meta, user=api.user)
+    assert first.metadata["inputs_sent_bytes"] > 0
+    second = training_dispatch(agent=registered, metadata=meta, user=api.user)
+    assert second.metadata["inputs_sent_bytes"] == 0
+    assert second.metadata["inputs_cached_on_agent"] == 1
+    for op in (first, second):
+        api.post(f"/api/v1/operations/{op.operation_id}/cancel/", {"reason": "t"}, format="json")
+    time.sleep(0.3)
+    client = client_for(Agent.objects.get(name="t1"))
+    assert client.requests_sent[("POST", "blobs")] == 2
+
+
+def test_agent_without_the_training_role_refuses_training(stored_bars, api, agent_factory):
+    from operations.exceptions import ServiceUnavailable
+
+    ib_only = agent_factory("ibonly", roles="ib")
+    registered, _ = agent_services.agent_add(name="i1", base_url=ib_only.url)
+    with pytest.raises(ServiceUnavailable, match="training"):
+        training_dispatch(agent=registered, metadata=run_metadata(), user=api.user)
