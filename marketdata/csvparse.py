@@ -204,6 +204,16 @@ def parse_bars_csv(data: bytes | str, *, timeframe: Timeframe | None = None) -> 
     return frame
 
 
+def _human(nanoseconds: int) -> str:
+    seconds = nanoseconds / 1e9
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            amount = seconds / size
+            text = f"{amount:g}" if amount != int(amount) else str(int(amount))
+            return f"{text} {unit}{'' if amount == 1 else 's'}"
+    return f"{seconds:g} seconds"
+
+
 def _check_rows(frame: pd.DataFrame, first_line: int, timeframe: Timeframe | None) -> None:
     """Row rules with line numbers (the store re-validates without them)."""
     ts = frame.index.asi8
@@ -243,12 +253,12 @@ def _check_rows(frame: pd.DataFrame, first_line: int, timeframe: Timeframe | Non
         if smallest < step_ns:
             i = int(np.argmin(np.diff(ts))) + 1
             raise CsvFormatError(
-                f"line {first_line + i}: bars only {pd.Timedelta(smallest)} apart, but the "
+                f"line {first_line + i}: bars only {_human(smallest)} apart, but the "
                 f"timeframe is {timeframe.name}; is this the right file or timeframe?"
             )
         typical = int(np.median(np.diff(ts)))
         if not timeframe.is_daily and typical > 4 * step_ns:
             raise CsvFormatError(
-                f"bars are typically {pd.Timedelta(typical)} apart but the timeframe is "
+                f"bars are typically {_human(typical)} apart but the timeframe is "
                 f"{timeframe.name}; is this the right file or timeframe?"
             )

@@ -48,7 +48,7 @@ def test_merge_keeps_stored_bars_outside_the_new_range_and_prefers_new_values(ol
 
 def test_validation_rejects_duplicates_with_the_timestamp():
     frame = pd.concat([bars_at([1, 2]), bars_at([2])])
-    with pytest.raises(BarValidationError, match="duplicate timestamps.*2024-01-01T02:00"):
+    with pytest.raises(BarValidationError, match=r"duplicate timestamps.*2024-01-01T02:00"):
         validate_bars(frame)
 
 

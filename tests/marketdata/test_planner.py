@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pandas as pd
@@ -38,7 +39,7 @@ def test_segments_cover_the_range_without_gaps_or_overlap():
     assert len(segments) == 7  # 182 days / 30-day requests
     assert segments[0].start == start
     assert segments[-1].end == end
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a.end == b.start
     assert all(s.end - s.start <= pd.Timedelta(days=30) for s in segments)
     total = sum(s.expected_bars for s in segments)

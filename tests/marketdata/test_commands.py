@@ -1,0 +1,81 @@
+"""Management commands: import_bars, load_data (follows the operation), ib_gateway_sim args."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from marketdata import services, store
+from marketdata.models import BarSeries
+from tests.marketdata.conftest import EURUSD_CSV
+
+
+@pytest.mark.django_db
+def test_import_bars_imports_the_real_eurusd_file_and_is_idempotent(data_dir):
+    if not EURUSD_CSV.exists():
+        pytest.skip("../shared/data/EURUSD_1h.csv is not available")
+    out = io.StringIO()
+    call_command("import_bars", str(EURUSD_CSV), "--symbol", "EURUSD", "--timeframe", "1h",
+                 stdout=out)  # fmt: skip
+    assert "74439 bars read, 74439 new" in out.getvalue()
+    call_command("import_bars", str(EURUSD_CSV), "--symbol", "EURUSD", "--timeframe", "1h",
+                 stdout=out)  # fmt: skip
+    assert "74439 bars read, 0 new; the series has 74439 bars" in out.getvalue()
+    frame = store.read_bars("EURUSD", "1h")
+    assert frame.index[0].isoformat() == "2007-01-01T21:00:00+00:00"
+    assert frame.iloc[0].tolist() == [1.31927, 1.31955, 1.3187, 1.31935, 0.0]
+    row = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    assert row.sources == ["csv"]
+    assert row.gap_summary["expected_gaps"] >= 613
+
+
+@pytest.mark.django_db
+def test_import_bars_refuses_a_bad_file_with_the_reason(data_dir, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,price\n2024,1\n")
+    with pytest.raises(CommandError, match="no timestamp column"):
+        call_command("import_bars", str(bad), "--symbol", "EURUSD", "--timeframe", "1h")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command(
+            "import_bars", str(tmp_path / "nope.csv"), "--symbol", "X", "--timeframe", "1h"
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_load_data_follows_the_operation_to_completion(data_dir):
+    out = io.StringIO()
+    call_command("load_data", "AAPL", "1d", "--start", "2022-01-01", "--end", "2023-01-01",
+                 "--mode", "full", stdout=out, stderr=io.StringIO())  # fmt: skip
+    text = out.getvalue()
+    assert "Started op_data_load_" in text
+    assert "completed" in text
+    assert len(store.read_bars("AAPL", "1d")) > 240
+
+
+@pytest.mark.django_db
+def test_load_data_with_bad_input_is_a_command_error(data_dir):
+    with pytest.raises(CommandError, match="unsupported timeframe"):
+        call_command("load_data", "AAPL", "2d")
+
+
+@pytest.mark.django_db
+def test_seed_demo_data_is_fast_and_idempotent(data_dir):
+    started = time.monotonic()
+    first = services.seed_demo_data()
+    assert time.monotonic() - started < 5
+    keys = {(s.symbol, s.timeframe) for s in first}
+    assert {("EURUSD", "1h"), ("AAPL", "1d")} <= keys
+    eurusd = next(s for s in first if s.symbol == "EURUSD")
+    assert (eurusd.last_timestamp - eurusd.first_timestamp).days >= 700
+    counts = {s.key: s.row_count for s in first}
+    second = services.seed_demo_data()
+    assert {s.key: s.row_count for s in second} == counts
+    assert BarSeries.objects.count() == len(first)
+
+
+def test_ib_gateway_sim_rejects_a_csv_without_symbol_and_timeframe(tmp_path):
+    with pytest.raises(CommandError, match="--csv needs"):
+        call_command("ib_gateway_sim", "--port", "0", "--csv", str(tmp_path / "x.csv"))
