@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from operations.bridge import ProgressBridge
@@ -115,8 +116,12 @@ class TrainingProgressBridge(ProgressBridge):
             items_total=epochs * batches_per_epoch,
         )
 
-    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
-        self._batch = (epoch, batch, loss, time.perf_counter())
+    # The clocks are bound as defaults: a global plus attribute lookup per call is a fifth of the
+    # budget.
+    def on_batch(
+        self, epoch: int, batch: int, loss: float, _clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self._batch = (epoch, batch, loss, _clock())
 
     # Positional on purpose: keyword passing costs measurable time on a ≤ 0.5 µs budget.
     def on_epoch(  # noqa: PLR0917
@@ -130,6 +135,7 @@ class TrainingProgressBridge(ProgressBridge):
         duration_seconds: float,
         best_epoch: int,
         patience_left: int | None,
+        _now: Callable[[], float] = time.time,
     ) -> None:
         row = (
             epoch,
@@ -141,7 +147,7 @@ class TrainingProgressBridge(ProgressBridge):
             duration_seconds,
             best_epoch,
             patience_left,
-            time.time(),
+            _now(),
         )
         # list.append is atomic: a reader slicing [cursor:len] sees the record once, in order.
         self._metrics.append(row)
