@@ -26,7 +26,7 @@ from benchmarks.setup import fmt_us
 Row = tuple[str, str, str]
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "EURUSD_1h.csv"
 SAMPLES = 50_000
-ROUNDS = 7  # interleaved executor/bare pairs; medians reported
+ROUNDS = 15  # interleaved executor/bare pairs; medians reported
 
 STRATEGY = {
     "name": "bench",
@@ -126,7 +126,9 @@ def _bare_epochs(prepared: dict, epochs: int, batch_size: int) -> float:
             correct += (logits.argmax(1) == yb).sum()
         model.eval()
         with torch.no_grad():
-            float(crit(model(xv), yv))
+            logits = model(xv)
+            float(crit(logits, yv))
+            float((logits.argmax(1) == yv).float().mean())
     return time.perf_counter() - t0
 
 
@@ -140,7 +142,7 @@ def _overhead_rows(bars: pd.DataFrame, source: str) -> list[Row]:
         per_symbol, _ = ex._features(loaded, ex._indicators(loaded))
         prepared = ex._prepare(ex._split(per_symbol))
     n = len(prepared["tensors"]["train"][1])
-    epochs = 2
+    epochs = 3
     ex.config["model"]["training"]["epochs"] = epochs
     batch = ex.config["model"]["training"]["batch_size"]
     exec_rates, bare_rates = [], []
