@@ -79,3 +79,33 @@ def test_seed_demo_data_is_fast_and_idempotent(data_dir):
 def test_ib_gateway_sim_rejects_a_csv_without_symbol_and_timeframe(tmp_path):
     with pytest.raises(CommandError, match="--csv needs"):
         call_command("ib_gateway_sim", "--port", "0", "--csv", str(tmp_path / "x.csv"))
+
+
+def test_ib_gateway_sim_command_serves_the_real_client(tmp_path):
+    """The command as a user runs it: a subprocess the real ib_async client connects to."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from marketdata.gateways.ib import IBGateway
+    from marketdata.symbols import parse_symbol
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "KTRDR_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "ib_gateway_sim", "--port", "0"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "IB Gateway simulator on" in line, line
+        port = int(line.split(":")[1].split()[0])
+        gateway = IBGateway(host="127.0.0.1", port=port, client_id=5, request_timeout=10)
+        try:
+            assert gateway.qualify(parse_symbol("AAPL")).sec_type == "STK"
+        finally:
+            gateway.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
