@@ -1,0 +1,49 @@
+"""The contract test: real agent answers parse with the serializers the API renders with.
+
+The upstream project lost its metrics for months to a host/backend cursor-shape mismatch; here
+every answer kind the backend consumes is taken from a live agent and run through the parsers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hostagents.client import AgentClient
+from hostagents.contract import parse_artifact_manifest
+from tests.hostagents.conftest import TOKEN, AgentProcess, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_agent_answers_parse_with_the_api_serializers(agent: AgentProcess):
+    raw_op = agent.post(
+        "/api/v1/operations/countdown/",
+        json={"steps": 3, "step_seconds": 0.01, "artifact_bytes": 100},
+    ).json()
+    op_id = raw_op["operation_id"]
+    wait_for(lambda: agent.operation(op_id)["status"] == "completed")
+    client = AgentClient("contract", agent.url, TOKEN)
+
+    operation = client.get_operation(op_id)
+    records, new_cursor = client.get_metrics(op_id, cursor=0)
+    tail, tail_cursor = client.get_metrics(op_id, cursor=2)
+    none, same = client.get_metrics(op_id, cursor=3)
+    results = client.get_results(op_id)
+    listing = client.list_operations(limit=5)
+    health = client.health()
+    manifest = parse_artifact_manifest(results["result_summary"], agent="contract")
+
+    raw = agent.operation(op_id)
+    assert operation["operation_id"] == raw["operation_id"] == op_id
+    assert operation["status"] == "completed"
+    assert operation["progress"] == raw["progress"]
+    assert set(operation) == set(raw)
+    assert [r["seq"] for r in records] == [0, 1, 2]
+    assert new_cursor == 3
+    assert [r["step"] for r in records] == [1, 2, 3]  # kind-specific fields pass through
+    assert ([r["seq"] for r in tail], tail_cursor) == ([2], 3)
+    assert (none, same) == ([], 3)
+    assert results["result_summary"]["steps"] == 3
+    assert manifest[0]["name"] == "countdown.bin"
+    assert listing["total"] >= 1
+    assert health["role"] == "agent"

@@ -1,0 +1,40 @@
+"""Data loads on an agent: the same loader runs there, the bars come back as a verified artifact
+and are merged into the backend's store."""
+
+from __future__ import annotations
+
+import pytest
+
+from hostagents import services as agent_services
+from hostagents.integrations import data_load_dispatch
+from hostagents.models import Artifact
+from tests.hostagents.test_remote import all_metrics, follow
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_bars_loaded_on_an_agent_are_fetched_verified_and_merged_into_the_backend_store(
+    backend_settings, api, agent, tmp_path
+):
+    from marketdata import store
+    from marketdata.services import validate_load_params
+
+    backend_settings.KTRDR = {**backend_settings.KTRDR, "DATA_DIR": tmp_path / "data"}
+    registered, _ = agent_services.agent_add(name="ib1", base_url=agent.url)
+    metadata = validate_load_params(
+        symbol="GBPUSD", timeframe="1h", start="2020-01-06", end="2020-01-20", source="synthetic"
+    )
+
+    op = data_load_dispatch(agent=registered, metadata=metadata, user=api.user)
+    final, _ = follow(api, op.operation_id, timeout=60)
+
+    assert final["status"] == "completed", final
+    assert final["location"]["executor"] == "agent"
+    merged = final["result_summary"]["merged_into_backend"]
+    assert merged["bars_added"] > 0
+    bars = store.read_bars("GBPUSD", "1h", start="2020-01-06", end="2020-01-20")
+    assert len(bars) == final["result_summary"]["bars_received"] > 0
+    assert Artifact.objects.filter(operation_id=op.operation_id, name="bars.parquet").exists()
+    segments = [m for m in all_metrics(api, op.operation_id) if m["kind"] == "segment"]
+    assert segments
+    assert {"symbol", "timeframe", "segment_index", "bars_received"} <= set(segments[0])
