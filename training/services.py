@@ -1,9 +1,9 @@
 """Every write of the training app: starting a training run, registering a trained model.
 
 `training_start` validates everything a caller sent (errors name the field), resolves the
-strategy, decides where the run goes (`choose_execution`, one small function the agents work will
-extend) and launches it. `trained_model_register` turns an artifact file — from a local run now,
-fetched from an agent later — into a versioned `TrainedModel` row after checking the file.
+strategy, decides where the run goes (`choose_execution`, the agents layer's selection) and
+launches it locally or on an agent. `trained_model_register` turns an artifact file — from a
+local run or fetched from an agent — into a versioned `TrainedModel` row after checking it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, NotFound, ServiceUnavailable
+from operations.exceptions import InvalidInput, NotFound
 from operations.models import Operation
 from training import selectors
 from training.artifacts import load_artifact, sha256_file
@@ -97,36 +96,16 @@ def _date(value: Any, field: str) -> str | None:
     return parsed.astimezone(dt.UTC).isoformat()
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a run goes and why (recorded in the operation's metadata)."""
-
-    where: str
-    agent: str
-    reason: str
-
-
-def choose_execution(*, execution_mode: str, agent: str, require_gpu: bool) -> Placement:
+def choose_execution(*, execution_mode: str, agent: str, require_gpu: bool) -> Any:
     """The one place that decides where training runs (ARCHITECTURE §6).
 
-    No agent registry is wired in yet, so every run is local; `require_gpu` can only be met by a
-    local CUDA device. The agents work replaces the body, not the callers.
+    Delegates to the agents layer (`hostagents.selection`): a healthy training agent (GPU ones
+    first) or local; 503 naming every agent tried when nothing can take it (e.g. `require_gpu`
+    with no GPU anywhere). The returned placement has `is_remote`, `agent` and `as_metadata()`.
     """
-    if require_gpu:
-        import torch  # only here: the web process does not need torch otherwise
+    from hostagents.selection import choose_execution as select
 
-        if not torch.cuda.is_available():
-            raise ServiceUnavailable(
-                "require_gpu: no GPU agent is registered and this machine has no CUDA device",
-                details={"require_gpu": True},
-            )
-        return Placement("local", "", "require_gpu: local CUDA device")
-    if execution_mode == "agent":
-        named = f"agent {agent!r}" if agent else "an agent"
-        return Placement("local", "", f"{named} was asked for, but none is available: local")
-    if execution_mode == "auto":
-        return Placement("local", "", "auto: no capable agent registered; running locally")
-    return Placement("local", "", "local requested")
+    return select("training", execution_mode, agent or None, require_gpu)
 
 
 def training_start(
@@ -192,10 +171,22 @@ def training_start(
         "execution_mode": mode,
         "agent": agent_,
         "require_gpu": require_gpu,
-        "placement": {"where": placement.where, "agent": placement.agent, "why": placement.reason},
+        "placement": placement.as_metadata(),
         # The whole resolved strategy travels with the run (an agent needs no strategy files).
         "strategy_config": config,
     }
+    input_series = [f"{s}:{tf}" for s in symbols_ for tf in timeframes_]
+    if placement.is_remote:
+        from hostagents.integrations import training_dispatch
+
+        # The same metadata; the agent runs the same `run_training` on bars sent with it.
+        return training_dispatch(
+            agent=placement.agent,
+            metadata=metadata,
+            user=user,
+            strategy_name=config["name"],
+            input_series=input_series,
+        )
     return operation_launch_local(
         operation_type=OPERATION_TYPE,
         work=functools.partial(run_training, user_id=getattr(user, "pk", None)),
@@ -203,7 +194,7 @@ def training_start(
         metadata=metadata,
         created_by=user,
         strategy_name=config["name"],
-        input_series=[f"{s}:{tf}" for s in symbols_ for tf in timeframes_],
+        input_series=input_series,
     )
 
 

@@ -35,7 +35,7 @@ def test_start_answers_202_with_the_operation(api, strategies_dir, models_dir, s
     meta = body["metadata"]
     assert meta["strategy"] == "test_small"
     assert meta["execution_mode"] == "auto"
-    assert meta["placement"]["where"] == "local"
+    assert meta["placement"]["place"] == "local"
     assert meta["strategy_config"]["name"] == "test_small"
     done = finish(api, body["operation_id"])
     assert done["status"] == "completed", done["error_message"]

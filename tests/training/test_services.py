@@ -18,22 +18,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_start_records_what_where_and_why_in_the_metadata(strategies_dir, models_dir, store_bars):
-    op = services.training_start(
-        strategy="test_small", symbols="eurusd", execution_mode="agent", agent="gpu1"
-    )
+    op = services.training_start(strategy="test_small", symbols="eurusd", execution_mode="agent")
     meta = op.metadata
     assert meta["symbols"] == ["EURUSD"]
     assert meta["execution_mode"] == "agent"
-    assert meta["agent"] == "gpu1"
     assert meta["require_gpu"] is False
-    assert meta["placement"]["where"] == "local"
-    assert "gpu1" in meta["placement"]["why"]
+    assert meta["placement"]["place"] == "local"
+    assert "running locally" in meta["placement"]["reason"]
     assert meta["start"] == "2017-01-01T00:00:00+00:00"
     assert op.strategy_name == "test_small"
     assert op.input_series == ["EURUSD:1h"]
     assert local_runs.wait_idle(timeout=60)
     op = Operation.objects.get(pk=op.pk)
     assert op.produced_model == "test_small 1h v1"
+
+
+def test_naming_an_unregistered_agent_is_refused(strategies_dir):
+    with pytest.raises(InvalidInput) as info:
+        services.training_start(strategy="test_small", execution_mode="agent", agent="gpu1")
+    assert info.value.field == "agent"
 
 
 def test_registering_counts_versions_per_strategy_and_timeframe(
