@@ -130,21 +130,31 @@ def _choice(value: Any, choices: tuple[str, ...], field: str, default: str) -> s
     return value.strip().lower()
 
 
-def _placement(source: str, execution_mode: str) -> dict[str, str]:
-    """Where the load runs and why (recorded in the metadata, ARCHITECTURE §6)."""
-    if source != "ib":
-        why = "synthetic data is generated in this process"
-        if execution_mode == "agent":
-            why += " (execution_mode=agent does not apply to it)"
-        return {"where": "local", "why": why}
+def _placement(source: str, execution_mode: str) -> tuple[dict[str, Any], Any]:
+    """Where the load runs and why (ARCHITECTURE §6), and the agent when it is remote.
+
+    The decision is `hostagents.selection.choose_execution` (IB loads need an `ib` agent or
+    KTRDR_IB_HOST here; file/synthetic loads stay next to the store unless an agent is asked
+    for). Without the agents app, loads run here and IB needs KTRDR_IB_HOST.
+    """
+    try:
+        from hostagents.selection import choose_execution
+    except ImportError:  # pragma: no cover - the agents app is part of the project
+        choose_execution = None
+    if choose_execution is not None:
+        placement = choose_execution("ib" if source == "ib" else "data", execution_mode)
+        where = "agent" if placement.is_remote else "local"
+        return {"where": where, "why": placement.reason, **placement.as_metadata()}, (
+            placement.agent if placement.is_remote else None
+        )
     from marketdata.loader import ib_location
 
+    if source != "ib":
+        return {"where": "local", "why": "synthetic data is generated in this process"}, None
     location = ib_location()
     if location is not None:
-        return {
-            "where": "local",
-            "why": f"KTRDR_IB_HOST is set ({location['host']}:{location['port']})",
-        }
+        why = f"KTRDR_IB_HOST is set ({location['host']}:{location['port']})"
+        return {"where": "local", "why": why}, None
     raise ServiceUnavailable(
         "IB loads need an IB connection: set KTRDR_IB_HOST/KTRDR_IB_PORT for this backend "
         "(e.g. the simulator: manage.py ib_gateway_sim --port 4002) or add an `ib` host agent; "
@@ -235,7 +245,11 @@ def data_load_start(
         source=source,
         execution_mode=execution_mode,
     )
-    metadata["placement"] = _placement(metadata["source"], metadata["execution_mode"])
+    metadata["placement"], agent = _placement(metadata["source"], metadata["execution_mode"])
+    if agent is not None:
+        from hostagents.integrations import data_load_dispatch
+
+        return data_load_dispatch(agent=agent, metadata=metadata, user=user)
     bridge = DataLoadingProgressBridge(
         symbol=metadata["symbol"],
         timeframe=metadata["timeframe"],

@@ -94,7 +94,7 @@ def test_ib_load_without_an_ib_connection_is_a_503_saying_why(api, settings, dat
     settings.KTRDR = {**settings.KTRDR, "IB_HOST": ""}
     response = api.post(LOADS, {"symbol": "AAPL", "timeframe": "1d", "source": "ib"}, format="json")
     assert response.status_code == 503
-    assert "KTRDR_IB_HOST" in response.json()["error"]["message"]
+    assert "KTRDR_IB_HOST" in response.json()["error"]["message"]  # says what to configure
 
 
 def test_api_needs_authentication(client, data_dir, db):
