@@ -368,6 +368,13 @@ def operation_mark_unreachable(*, operation_id: str, error: str) -> Operation:
 
 
 @transaction.atomic
+def operation_set_produced_model(*, operation_id: str, model_label: str) -> None:
+    """Lineage: the model an operation produced (set when the model is registered)."""
+    Operation.objects.filter(operation_id=operation_id).update(produced_model=model_label[:120])
+    _after_commit_invalidate(operation_id)
+
+
+@transaction.atomic
 def operation_update_metadata(*, operation_id: str, **changes: Any) -> Operation:
     op = _locked(operation_id)
     op.metadata = {**(op.metadata or {}), **changes}

@@ -21,6 +21,7 @@ from django.db.models import Max
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
 from operations.models import Operation
+from operations.services import operation_set_produced_model
 from training import selectors
 from training.artifacts import load_artifact, sha256_file
 from training.bridge import TrainingProgressBridge
@@ -278,11 +279,7 @@ def trained_model_register(
                     created_by=user if getattr(user, "is_authenticated", False) else None,
                 )
                 if operation_id:
-                    # Lineage on the operation row. The core has no service for this one column
-                    # yet; a plain update touches nothing else and invalidates nothing needed.
-                    Operation.objects.filter(operation_id=operation_id).update(
-                        produced_model=str(model)[:120]
-                    )
+                    operation_set_produced_model(operation_id=operation_id, model_label=str(model))
         except IntegrityError:
             # Two registrations raced for the same version number: take the next one.
             continue
