@@ -274,6 +274,18 @@ KTRDR = {
     "AGENTS": os.environ.get("KTRDR_AGENTS", ""),
     "AGENT_TOKEN": os.environ.get("KTRDR_AGENT_TOKEN", ""),
     "TRAINING_DEFAULT_MODE": os.environ.get("KTRDR_TRAINING_DEFAULT_MODE", "auto"),
+    # Data loads: attempts per segment, first retry wait (doubles up to the max), the wait after
+    # an IB pacing error, IB request/connect timeouts, merge-save cadence, synthetic seed.
+    "DATA_LOAD_MAX_ATTEMPTS": env_int("KTRDR_DATA_LOAD_MAX_ATTEMPTS", 4, minimum=1),
+    "DATA_LOAD_RETRY_BACKOFF": env_float("KTRDR_DATA_LOAD_RETRY_BACKOFF", 2.0),
+    "DATA_LOAD_MAX_BACKOFF": env_float("KTRDR_DATA_LOAD_MAX_BACKOFF", 60.0),
+    "IB_PACING_BACKOFF": env_float("KTRDR_IB_PACING_BACKOFF", 60.0),
+    "IB_REQUEST_TIMEOUT": env_float("KTRDR_IB_REQUEST_TIMEOUT", 60.0, minimum=1.0),
+    "IB_CONNECT_TIMEOUT": env_float("KTRDR_IB_CONNECT_TIMEOUT", 10.0, minimum=1.0),
+    "DATA_LOAD_SAVE_EVERY": env_int("KTRDR_DATA_LOAD_SAVE_EVERY", 10, minimum=1),
+    "SYNTHETIC_SEED": env_int("KTRDR_SYNTHETIC_SEED", 0),
+    "CSV_UPLOAD_MAX_BYTES": env_int("KTRDR_CSV_UPLOAD_MAX_BYTES", 64 * 1024 * 1024, minimum=1),
+    "BARS_API_MAX": env_int("KTRDR_BARS_API_MAX", 10_000, minimum=1),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
     # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
