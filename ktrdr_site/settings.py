@@ -228,7 +228,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "operations.api.schema.KtrdrAutoSchema",
     "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.views.generic import RedirectView
 
 from training import api
 
@@ -14,5 +15,9 @@ urlpatterns = [
     path("models/", api.model_list, name="api-training-model-list"),
     path("models/<int:model_id>/", api.model_get, name="api-training-model-detail"),
     path("models/<int:model_id>/download", api.model_download, name="api-training-model-download"),
-    path("models/<int:model_id>/download/", api.model_download),
+    # The trailing-slash spelling redirects (kept out of the schema, one documented route).
+    path(
+        "models/<int:model_id>/download/",
+        RedirectView.as_view(pattern_name="api-training-model-download", query_string=True),
+    ),
 ]
