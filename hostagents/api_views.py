@@ -75,6 +75,7 @@ def artifact_download(request: Request, operation_id: str, name: str) -> FileRes
         filename=name,
         content_type="application/octet-stream",
     )
+    response.block_size = 1 << 20  # 1 MiB chunks: the default 4 KiB costs a hop per 4 KiB
     response["X-Content-SHA256"] = artifact.sha256
     response["Content-Length"] = str(artifact.size)
     return response

@@ -21,19 +21,18 @@ from rest_framework.request import Request
 SERVICE_USERNAME = "ktrdr-backend"
 
 _user_lock = threading.Lock()
-_service_user_pk: int | None = None
+_service_user_cached: Any = None
 
 
 def _service_user() -> Any:
-    """The service user, looked up once per process (the pk is cached, the row re-read)."""
-    global _service_user_pk
+    """The service user, looked up once per process: it never changes, and not touching the
+    database here lets a cached operation read be answered without opening a connection."""
+    global _service_user_cached
     from django.contrib.auth import get_user_model
 
+    if _service_user_cached is not None:
+        return _service_user_cached
     user_model = get_user_model()
-    if _service_user_pk is not None:
-        user = user_model.objects.filter(pk=_service_user_pk).first()
-        if user is not None:
-            return user
     with _user_lock:
         user, created = user_model.objects.get_or_create(
             username=SERVICE_USERNAME, defaults={"is_active": True}
@@ -42,7 +41,7 @@ def _service_user() -> Any:
             # Never usable to log in anywhere: it only stands for "the backend, by token".
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        _service_user_pk = user.pk
+        _service_user_cached = user
         return user
 
 

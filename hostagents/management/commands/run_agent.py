@@ -26,6 +26,7 @@ logger = logging.getLogger("hostagents.agent")
 
 ROLES = {"training", "ib"}
 AGENT_URLCONF = "hostagents.agent_urls"
+AGENT_DEFAULT_TTL = "0.25"
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,6 +72,10 @@ class Command(BaseCommand):
             "KTRDR_AGENT_ROLES": ",".join(roles),
             "KTRDR_AGENT_NAME": name,
         }
+        if not os.environ.get("KTRDR_OPERATIONS_CACHE_TTL"):
+            # The backend's TTL already limits how often an agent is asked (single flight per
+            # operation); a short agent TTL keeps the second level from doubling the staleness.
+            wanted["KTRDR_OPERATIONS_CACHE_TTL"] = AGENT_DEFAULT_TTL
         if not _is_loopback(host) and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
             # Reachable from other machines under names we cannot know; the token guards it.
             wanted["DJANGO_ALLOWED_HOSTS"] = "*"
@@ -119,7 +124,9 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
-        from ktrdr_site.asgi import application
+        from hostagents.agent_asgi import get_agent_application
+
+        application = get_agent_application()
 
         def ready() -> None:
             self.stdout.write(
