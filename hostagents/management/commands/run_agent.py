@@ -151,7 +151,12 @@ class Command(BaseCommand):
     def _stop_work(self) -> None:
         """On shutdown, running work is cancelled (recorded as cancelled, not left running)."""
         from operations.local import local_runs
+        from operations.services import operation_request_cancel
 
         for operation_id in local_runs.active_ids():
-            local_runs.cancel(operation_id, "agent shutting down")
+            try:
+                # Through the service, so the reason is on the row the backend will read.
+                operation_request_cancel(operation_id=operation_id, reason="agent shutting down")
+            except Exception:
+                local_runs.cancel(operation_id, "agent shutting down")
         local_runs.wait_idle(timeout=10.0)
