@@ -38,3 +38,32 @@ def test_bars_loaded_on_an_agent_are_fetched_verified_and_merged_into_the_backen
     segments = [m for m in all_metrics(api, op.operation_id) if m["kind"] == "segment"]
     assert segments
     assert {"symbol", "timeframe", "segment_index", "bars_received"} <= set(segments[0])
+
+
+def test_a_load_asked_for_on_an_agent_through_the_api_runs_there_and_records_why(
+    backend_settings, api, agent, tmp_path
+):
+    backend_settings.KTRDR = {**backend_settings.KTRDR, "DATA_DIR": tmp_path / "data"}
+    agent_services.agent_add(name="ib1", base_url=agent.url)
+
+    response = api.post(
+        "/api/v1/data/loads/",
+        {
+            "symbol": "AUDUSD",
+            "timeframe": "1h",
+            "start": "2021-03-01",
+            "end": "2021-03-05",
+            "source": "synthetic",
+            "execution_mode": "agent",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["location"]["executor"] == "agent"
+    assert body["metadata"]["placement"]["agent"] == "ib1"
+    assert "ib1" in body["metadata"]["placement"]["reason"]
+    final, _ = follow(api, body["operation_id"], timeout=60)
+    assert final["status"] == "completed"
+    assert final["result_summary"]["merged_into_backend"]["bars_added"] > 0
