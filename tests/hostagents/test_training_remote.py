@@ -184,3 +184,32 @@ def test_agent_without_the_training_role_refuses_training(stored_bars, api, agen
     registered, _ = agent_services.agent_add(name="i1", base_url=ib_only.url)
     with pytest.raises(ServiceUnavailable, match="training"):
         training_dispatch(agent=registered, metadata=run_metadata(), user=api.user)
+
+
+def test_a_training_run_asked_for_on_an_agent_through_the_api_trains_there(
+    stored_bars, backend_settings, api, agent
+):
+    import yaml
+
+    from training.models import TrainedModel
+
+    strategies = stored_bars / "strategies"
+    strategies.mkdir()
+    (strategies / "agent_tiny.yaml").write_text(yaml.safe_dump(TINY))
+    backend_settings.KTRDR = {**backend_settings.KTRDR, "STRATEGIES_DIR": strategies}
+    agent_services.agent_add(name="t1", base_url=agent.url)
+
+    response = api.post(
+        "/api/v1/training/runs/",
+        {"strategy": "agent_tiny", "execution_mode": "agent", "agent": "t1"},
+        format="json",
+    )
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["location"]["executor"] == "agent"
+    assert body["metadata"]["placement"]["agent"] == "t1"
+    final, _ = follow(api, body["operation_id"], timeout=120)
+    assert final["status"] == "completed", final
+    model = TrainedModel.objects.get(operation_id=body["operation_id"])
+    assert model.sha256 == final["result_summary"]["model"]["sha256"]
