@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from hostagents import selectors
 from hostagents.artifacts import NAME_RE, artifact_get
 from hostagents.conf import is_agent
+from hostagents.contract import HealthSerializer
 from hostagents.dispatch import start_remote
 from hostagents.health import health_payload
 from hostagents.serializers import (
@@ -45,7 +46,11 @@ class HealthPermission(permissions.BasePermission):
         return True
 
 
-@extend_schema(tags=["agents"], description="Liveness, role, capabilities, running operations.")
+@extend_schema(
+    tags=["agents"],
+    responses={200: HealthSerializer},
+    description="Liveness, role, capabilities (incl. GPU), version, running operations.",
+)
 @api_view(["GET"])
 @permission_classes([HealthPermission])
 def health(request: Request) -> Response:
