@@ -36,8 +36,11 @@ def free_port() -> int:
 class AgentProcess:
     """One `run_agent` subprocess; restartable on the same port (same or fresh home)."""
 
-    def __init__(self, name: str, home: Path, roles: str = "training,ib") -> None:
+    def __init__(
+        self, name: str, home: Path, roles: str = "training,ib", env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
+        self.extra_env = dict(env or {})
         self.home = home
         self.roles = roles
         self.port = free_port()
@@ -65,6 +68,7 @@ class AgentProcess:
                 "KTRDR_LOG_LEVEL": "WARNING",
                 "DJANGO_LOG_LEVEL": "ERROR",
                 "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
             }
         )
         with open(self.log, "ab") as log:
@@ -129,8 +133,10 @@ def agent_factory(
     started: list[AgentProcess] = []
     base = tmp_path_factory.mktemp("agents")
 
-    def make(name: str, roles: str = "training,ib") -> AgentProcess:
-        agent = AgentProcess(name, base / f"{name}-home-{len(started)}", roles=roles)
+    def make(
+        name: str, roles: str = "training,ib", env: dict[str, str] | None = None
+    ) -> AgentProcess:
+        agent = AgentProcess(name, base / f"{name}-home-{len(started)}", roles=roles, env=env)
         started.append(agent)
         return agent.start()
 

@@ -442,3 +442,21 @@ def test_backend_restart_resumes_tracking_from_the_database(backend_settings, ap
     assert [m["seq"] for m in all_metrics(api, op_id)] == list(range(8))
     assert [m["step"] for m in all_metrics(api, op_id)] == list(range(1, 9))
     assert Artifact.objects.filter(operation_id=op_id).count() == 1
+
+
+def test_agent_killed_and_restarted_with_its_database_reports_the_run_interrupted(
+    backend_settings, api, agent_factory
+):
+    phoenix = agent_factory("phoenix", roles="training")
+    register(phoenix, "r1")
+    started = start_remote_countdown(api, "r1", steps=100, step_seconds=0.1)
+    op_id = started["operation_id"]
+    wait_for(lambda: get_op(api, op_id)["progress"]["steps_completed"] >= 1)
+
+    phoenix.kill()
+    phoenix.start()  # same home: it remembers the operation, but its worker is gone
+    time.sleep(0.25)
+    failed = get_op(api, op_id)
+
+    assert failed["status"] == "failed"
+    assert failed["error_message"].startswith("on agent r1: interrupted")
