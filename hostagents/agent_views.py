@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from hostagents import agent_services
 from hostagents.blobs import blobs_missing
-from hostagents.health import served
+from hostagents.health import count_served
 from hostagents.serializers import MissingBlobsRequestSerializer
 from operations import selectors
 from operations.exceptions import InvalidInput, NotFound, OperationNotFound
@@ -34,7 +34,7 @@ def counted(route: str, view: Callable[..., HttpResponse]) -> Callable[..., Http
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        served[f"{request.method} {route}"] += 1
+        count_served(f"{request.method} {route}")
         return view(request, *args, **kwargs)
 
     return wrapper

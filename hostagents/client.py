@@ -173,12 +173,14 @@ class AgentClient:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         if self.pooled:
             return self.session.request(method, url, **kwargs)
-        # Benchmark baseline: a fresh session (new TCP connection) for every request.
-        with new_session(self.token) as session:
-            response = session.request(method, url, **kwargs)
-            if not kwargs.get("stream"):
-                _ = response.content
-            return response
+        # Benchmark baseline: a fresh session (new TCP connection) for every request. A streamed
+        # answer keeps its session open until the response is closed and collected.
+        session = new_session(self.token)
+        response = session.request(method, url, **kwargs)
+        if not kwargs.get("stream"):
+            _ = response.content
+            session.close()
+        return response
 
     def _request(
         self,

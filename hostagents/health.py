@@ -21,6 +21,13 @@ _gpu_lock = threading.Lock()
 
 # Agent requests served, by route (method + route name); exposed in health for tests and benches.
 served: Counter[str] = Counter()
+_served_lock = threading.Lock()
+
+
+def count_served(key: str) -> None:
+    # Several agent HTTP threads count at once, and `Counter[k] += 1` is not atomic.
+    with _served_lock:
+        served[key] += 1
 
 
 def gpu_info() -> dict[str, Any]:
@@ -83,5 +90,6 @@ def health_payload() -> dict[str, Any]:
         "running_count": len(running),
     }
     if agent:
-        body["served"] = dict(served)
+        with _served_lock:
+            body["served"] = dict(served)
     return body
