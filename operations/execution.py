@@ -11,7 +11,7 @@ import logging
 from typing import Protocol
 
 from operations import services
-from operations.instance import current_instance_id
+from operations.instance import current_instance_id, owner_is_alive
 from operations.local import local_runs
 from operations.models import Executor, Operation
 
@@ -29,6 +29,10 @@ class OperationSource(Protocol):
 class LocalSource:
     def refresh(self, operation: Operation) -> Operation:
         run = local_runs.get(operation.operation_id)
+        if run is None and owner_is_alive(operation.owner):
+            # Run by another live process here (a management command beside the server): its
+            # own readers persist its progress; this process can only show the stored snapshot.
+            return operation
         if run is None or (operation.owner and operation.owner != current_instance_id()):
             # The worker that owned this operation is not in this process: it was started by
             # another instance (restart) or its thread is gone. Never leave it running forever.

@@ -1,7 +1,9 @@
 """The identity of this process instance, recorded as the owner of the local operations it runs.
 
-A new process (a restart) has a new id, so a running local operation owned by another id has lost
-its worker and is marked interrupted on read.
+The id is `host:pid:start:nonce` (`start` is the process start time from /proc where there is
+one). A reader in another process uses it to tell a live owner on this host — e.g. a
+`manage.py train` run beside the server, whose own follower keeps the row fresh — from a gone
+one (a restart): only the latter's running operations are marked interrupted.
 """
 
 from __future__ import annotations
@@ -10,11 +12,46 @@ import os
 import socket
 import uuid
 
-_INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of `pid` (clock ticks since boot), or "" where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # Field 22; the command name (field 2) may hold spaces, so split after its ')'.
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+_HOST = socket.gethostname()
+_INSTANCE_ID = f"{_HOST}:{os.getpid()}:{_start_time(os.getpid())}:{uuid.uuid4().hex[:8]}"
 
 
 def current_instance_id() -> str:
     return _INSTANCE_ID
+
+
+def owner_is_alive(owner: str) -> bool:
+    """True when `owner` is another process on this host that is still running."""
+    if not owner or owner == _INSTANCE_ID:
+        return False
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[0] != _HOST:
+        return False  # another host, or an id we cannot check: treat as gone
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # an earlier incarnation of this very process id
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    # A recycled pid has another start time.
+    return parts[2] == "" or _start_time(pid) == parts[2]
 
 
 def _set_instance_id_for_tests(value: str) -> None:

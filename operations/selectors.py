@@ -19,6 +19,8 @@ from operations import cache as op_cache
 from operations import execution
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, OperationNotFound
+from operations.instance import owner_is_alive
+from operations.local import local_runs
 from operations.models import (
     ACTIVE_STATUSES,
     Executor,
@@ -138,9 +140,7 @@ def operation_list(
 def _interrupt_if_orphaned(op: Operation) -> Operation:
     """A listed local operation whose worker is gone is ended the first time anyone sees it."""
     if op.is_active and op.executor == Executor.LOCAL:
-        from operations.local import local_runs
-
-        if local_runs.get(op.operation_id) is None:
+        if local_runs.get(op.operation_id) is None and not owner_is_alive(op.owner):
             return operation_get(operation_id=op.operation_id, force_refresh=True)
     return op
 

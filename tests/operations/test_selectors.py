@@ -220,3 +220,31 @@ def test_list_filters_and_pages_newest_first():
     assert [o.operation_id for o in page.operations] == [ids[1]]
     assert page.total == 3
     assert page.active_count == 3
+
+
+def test_a_running_operation_of_another_live_process_is_left_running(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from operations import instance
+    from operations.models import Operation
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        start = instance._start_time(sleeper.pid)
+        owner = f"{instance._HOST}:{sleeper.pid}:{start}:0badc0de"
+        op = services.operation_create(operation_type="test", executor=Executor.LOCAL)
+        services.operation_start(operation_id=op.operation_id)
+        Operation.objects.filter(pk=op.pk).update(owner=owner)
+        got = selectors.operation_get(operation_id=op.operation_id, force_refresh=True)
+        assert got.status == "running"
+        assert selectors.operation_list().operations[0].status == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Once that process is gone, the next read ends it.
+    got = selectors.operation_get(operation_id=op.operation_id, force_refresh=True)
+    assert got.status == "failed"
+    assert "interrupted" in got.error_message
+    assert os.getpid() != sleeper.pid
