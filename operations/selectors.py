@@ -139,9 +139,14 @@ def operation_list(
 
 def _interrupt_if_orphaned(op: Operation) -> Operation:
     """A listed local operation whose worker is gone is ended the first time anyone sees it."""
-    if op.is_active and op.executor == Executor.LOCAL:
-        if local_runs.get(op.operation_id) is None and not owner_is_alive(op.owner):
-            return operation_get(operation_id=op.operation_id, force_refresh=True)
+    orphaned = (
+        op.is_active
+        and op.executor == Executor.LOCAL
+        and local_runs.get(op.operation_id) is None
+        and not owner_is_alive(op.owner)
+    )
+    if orphaned:
+        return operation_get(operation_id=op.operation_id, force_refresh=True)
     return op
 
 
