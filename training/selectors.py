@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
@@ -86,3 +88,42 @@ def trained_model_file(model: TrainedModel) -> Path:
             details={"model_id": model.pk},
         )
     return path
+
+
+@dataclass(frozen=True)
+class SuggestedRange:
+    start: str
+    end: str
+    note: str
+
+
+def suggested_training_range(config: dict[str, Any]) -> SuggestedRange:
+    """Dates to pre-fill a start form with: the strategy's history where bars are stored for it,
+    else the latest two years of what is stored (the demo's synthetic data is recent, the shipped
+    strategies' histories are not), else the history as written with a hint to load data."""
+    from marketdata.models import BarSeries
+
+    data = config.get("training_data") or {}
+    history = data.get("history") or {}
+    h_start, h_end = str(history.get("start") or "")[:10], str(history.get("end") or "")[:10]
+    symbols = data.get("symbols") or []
+    base = data.get("base_timeframe") or ""
+    rows = list(BarSeries.objects.filter(symbol__in=symbols, timeframe=base, row_count__gt=0))
+    if len(rows) < len(symbols) or not rows:
+        missing = sorted(set(symbols) - {r.symbol for r in rows})
+        return SuggestedRange(
+            h_start, h_end, f"no stored {base} bars for {', '.join(missing)}: load them first"
+        )
+    first = max(r.first_timestamp for r in rows).date()
+    last = min(r.last_timestamp for r in rows).date()
+    if h_start and h_end and h_start <= last.isoformat() and h_end >= first.isoformat():
+        start = max(h_start, first.isoformat())
+        end = min(h_end, last.isoformat())
+        return SuggestedRange(start, end, f"stored {base} bars cover {first} → {last}")
+    start = max(first, last - datetime.timedelta(days=730))
+    return SuggestedRange(
+        start.isoformat(),
+        last.isoformat(),
+        f"the strategy's history ({h_start} → {h_end}) is not stored; "
+        f"stored {base} bars cover {first} → {last}",
+    )

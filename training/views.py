@@ -51,6 +51,7 @@ def strategy_detail(request: HttpRequest, name: str) -> HttpResponse:
         {
             "strategy": found,
             "config": found.config,
+            "range": selectors.suggested_training_range(found.config) if found.config else None,
             "models": models,
             "timeframes": TIMEFRAME_MINUTES,
         },

@@ -80,3 +80,18 @@ def test_admin_lists_models(client, django_user_model, strategies_dir, models_di
     assert page.status_code == 200
     assert "test_small" in page.content.decode()
     assert client.get("/admin/training/trainedmodel/add/").status_code == 403
+
+
+def test_start_form_suggests_dates_where_bars_are_stored(
+    client, django_user_model, settings, tmp_path
+):
+    from marketdata.services import seed_demo_data
+
+    settings.KTRDR = {**settings.KTRDR, "DATA_DIR": tmp_path}
+    seed_demo_data()
+    user = django_user_model.objects.create_user("dates", password="pw-dates-1")
+    client.force_login(user)
+    html = client.get("/training/strategies/rsi_macd_zigzag/").content.decode()
+    # The shipped history (2016-2017) is not in the demo data: the form offers stored dates.
+    assert 'value="2016-01-01"' not in html
+    assert "is not stored; stored 1h bars cover" in html
