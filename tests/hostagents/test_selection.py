@@ -60,7 +60,20 @@ def test_auto_falls_back_to_local_and_says_which_agents_could_not_take_it():
     assert "down: unreachable" in meta["reason"]
 
 
-def test_require_gpu_without_a_gpu_anywhere_is_503_naming_the_agents_tried():
+@pytest.fixture
+def local_gpu(monkeypatch):
+    """Pretend this backend has (True) or lacks (False) a CUDA device, whatever the test host."""
+
+    def set_gpu(available: bool) -> None:
+        info = {"available": available, "device_name": "Test GPU" if available else None,
+                "device_count": int(available)}  # fmt: skip
+        monkeypatch.setattr("hostagents.health.gpu_info", lambda: info)
+
+    return set_gpu
+
+
+def test_require_gpu_without_a_gpu_anywhere_is_503_naming_the_agents_tried(local_gpu):
+    local_gpu(False)
     agent("cpu1", ["training"])
     with pytest.raises(ServiceUnavailable) as caught:
         choose_execution("training", "agent", require_gpu=True)
@@ -68,6 +81,14 @@ def test_require_gpu_without_a_gpu_anywhere_is_503_naming_the_agents_tried():
     assert "cpu1: no GPU" in caught.value.message
     assert "this backend has no GPU" in caught.value.message
     assert caught.value.details["tried"] == ["cpu1: no GPU"]
+
+
+def test_require_gpu_with_no_gpu_agent_runs_on_this_backends_gpu(local_gpu):
+    local_gpu(True)
+    agent("cpu1", ["training"])
+    placement = choose_execution("training", "auto", require_gpu=True)
+    assert placement.place == "local"
+    assert placement.tried == ["cpu1: no GPU"]
 
 
 def test_local_mode_runs_locally_even_when_agents_exist():
