@@ -460,3 +460,35 @@ def test_agent_killed_and_restarted_with_its_database_reports_the_run_interrupte
 
     assert failed["status"] == "failed"
     assert failed["error_message"].startswith("on agent r1: interrupted")
+
+
+class GarbleOperations(HTTPAdapter):
+    """Answers operation GETs with a wrong shape, as a broken or foreign agent might."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = super().send(request, **kwargs)
+        if request.method == "GET" and "/operations/op_" in (request.url or ""):
+            response._content = b'{"operation_id": 42, "status": "exploded"}'
+        return response
+
+
+def test_an_agent_answering_outside_the_contract_is_an_agent_error_never_a_500(
+    backend_settings, api, agent
+):
+    registered = register(agent)
+    started = start_remote_countdown(api, steps=50, step_seconds=0.1)
+    op_id = started["operation_id"]
+    wait_for(lambda: get_op(api, op_id)["status"] == "running")
+    client = client_for(registered)
+    client.session.mount("http://", GarbleOperations())
+    time.sleep(0.25)
+
+    body = get_op(api, op_id)
+
+    assert body["status"] == "running"
+    assert body["freshness"]["stale"] is True
+    assert "does not match the API contract" in body["metadata"]["last_refresh_error"]
+    assert api.get(f"/api/v1/operations/{op_id}/metrics/").status_code == 200
+    client.session.mount("http://", HTTPAdapter())
+    api.post(f"/api/v1/operations/{op_id}/cancel/", {"reason": "done"}, format="json")
+    assert follow(api, op_id)[0]["status"] == "cancelled"
