@@ -286,6 +286,18 @@ KTRDR = {
     "SYNTHETIC_SEED": env_int("KTRDR_SYNTHETIC_SEED", 0),
     "CSV_UPLOAD_MAX_BYTES": env_int("KTRDR_CSV_UPLOAD_MAX_BYTES", 64 * 1024 * 1024, minimum=1),
     "BARS_API_MAX": env_int("KTRDR_BARS_API_MAX", 10_000, minimum=1),
+    # Backend → agent HTTP: timeouts (s), GET retries and their first backoff (s); how long a
+    # pulled agent health snapshot is served; the largest artifact accepted and how many
+    # checksum failures end an operation. AGENT_NAME/AGENT_ROLES are set by run_agent.
+    "AGENT_CONNECT_TIMEOUT": env_float("KTRDR_AGENT_CONNECT_TIMEOUT", 2.0, minimum=0.1),
+    "AGENT_READ_TIMEOUT": env_float("KTRDR_AGENT_READ_TIMEOUT", 10.0, minimum=0.1),
+    "AGENT_RETRIES": env_int("KTRDR_AGENT_RETRIES", 2),
+    "AGENT_RETRY_BACKOFF": env_float("KTRDR_AGENT_RETRY_BACKOFF", 0.05),
+    "AGENT_HEALTH_TTL": env_float("KTRDR_AGENT_HEALTH_TTL", 5.0),
+    "AGENT_MAX_ARTIFACT_BYTES": env_int("KTRDR_AGENT_MAX_ARTIFACT_BYTES", 2 * 1024**3, minimum=1),
+    "AGENT_MAX_ARTIFACT_ATTEMPTS": env_int("KTRDR_AGENT_MAX_ARTIFACT_ATTEMPTS", 5, minimum=1),
+    "AGENT_NAME": os.environ.get("KTRDR_AGENT_NAME", ""),
+    "AGENT_ROLES": os.environ.get("KTRDR_AGENT_ROLES", ""),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
     # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
