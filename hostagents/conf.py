@@ -1,17 +1,16 @@
 """Knobs of the host-agent machinery, with their defaults in one place.
 
-Read through `agent_setting(name)`: a key in `settings.KTRDR` wins (tests override them there),
-else the environment variable `KTRDR_<NAME>` for agent-process knobs, else the default below.
+Read through `agent_setting(name)`: the key in `settings.KTRDR` (which parses the environment
+variable `KTRDR_<NAME>` at start-up; tests override it there), else the default below.
 The shared knobs (`AGENTS`, `AGENT_TOKEN`, `TRAINING_DEFAULT_MODE`, `ROLE`) stay in
 `operations.conf`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from django.conf import settings
+from operations.conf import ktrdr_setting
 
 VERSION = "0.1.0"
 
@@ -34,22 +33,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def agent_setting(name: str) -> Any:
-    configured = getattr(settings, "KTRDR", {})
-    if name in configured:
-        return configured[name]
+    """The knob from `settings.KTRDR` (parsed from `KTRDR_<NAME>` there), else the default."""
     if name not in DEFAULTS:
         raise KeyError(f"unknown host-agent setting {name!r}")
-    default = DEFAULTS[name]
-    raw = os.environ.get(f"KTRDR_{name}")
-    if raw is None or raw == "":
-        return default
-    if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw
+    return ktrdr_setting(name, DEFAULTS[name])
 
 
 def agent_roles() -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from operations.conf import ktrdr_setting
 
 DEFAULTS: dict[str, Any] = {
     # Attempts per segment before it is reported failed (the load goes on).
@@ -36,10 +36,6 @@ DEFAULTS: dict[str, Any] = {
 
 
 def md_setting(name: str) -> Any:
-    configured = getattr(settings, "KTRDR", {})
-    if name in configured:
-        return configured[name]
-    try:
-        return DEFAULTS[name]
-    except KeyError:
-        raise KeyError(f"unknown market-data setting {name!r}") from None
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown market-data setting {name!r}")
+    return ktrdr_setting(name, DEFAULTS[name])

@@ -24,11 +24,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def ktrdr_setting(name: str) -> Any:
-    """Return the KTRDR knob `name`, read on every call so tests can override settings."""
+_NO_DEFAULT = object()
+
+
+def ktrdr_setting(name: str, default: Any = _NO_DEFAULT) -> Any:
+    """Return the KTRDR knob `name`, read on every call so tests can override settings.
+
+    Apps keep the defaults of their own knobs and pass them as `default`.
+    """
     configured = getattr(settings, "KTRDR", {})
     if name in configured:
         return configured[name]
+    if default is not _NO_DEFAULT:
+        return default
     try:
         return DEFAULTS[name]
     except KeyError:
