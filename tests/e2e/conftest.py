@@ -13,7 +13,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def _chromium() -> str:
-    for candidate in (os.environ.get("KTRDR_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    for candidate in (
+        os.environ.get("KTRDR_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
     raise RuntimeError("Chromium not found: run scripts/ensure-chromium.sh or set KTRDR_CHROMIUM")
