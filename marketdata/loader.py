@@ -6,18 +6,21 @@ can run in a host agent. Steps: open the gateway (where the connection lives is 
 fetch ranges for the mode and cut them into IB-sized segments, then fetch segment by segment:
 
 * cancellation is checked before every segment and during every wait (pacing, backoff);
-* each request first passes the PacingLimiter; a wait is shown as its own phase with the time it
-  ends, and feeds the ETA;
+* each request first passes the PacingLimiter — one per IB endpoint per process, shared by every
+  load in it (IB paces per session, not per load); a wait is shown as its own phase with the time
+  it ends, and feeds the ETA;
 * a retryable failure is retried with exponential backoff (after a reconnect for a lost
   connection, after IB's pause for a pacing violation); a segment that still fails is reported
   and the load goes on; a fatal error (unknown symbol, no permission) ends the load;
 * fetched bars are merge-saved every few segments and at the end, and before the load stops for
   a cancel or an error, so nothing fetched is lost.
+
+IB loads in one process share one long-lived connection per endpoint
+(`marketdata.gateways.ib.shared_connection`); each load gets its own thin `IBGateway` on it.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,8 +41,9 @@ from marketdata.gateways.base import (
     InvalidRequest,
     NoData,
     PacingViolation,
+    RequestCancelled,
 )
-from marketdata.pacing import PacingLimiter, PacingRules, UnlimitedPacing
+from marketdata.pacing import PacingLimiter, PacingRules, UnlimitedPacing, shared_limiter
 from marketdata.planner import Segment, fetch_ranges, plan_segments
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.symbols import SymbolSpec, parse_symbol
@@ -51,7 +55,6 @@ from operations.local import WorkContext
 logger = logging.getLogger(__name__)
 
 OPERATION_TYPE = "data_load"
-_client_ids = itertools.count()
 
 
 class DataLoadError(RuntimeError):
@@ -80,7 +83,8 @@ def ib_location() -> dict[str, Any] | None:
 
 
 def open_gateway(source: str) -> BarGateway:
-    """The gateway for `source` in this process."""
+    """The gateway for `source` in this process (for "ib": a view of the process's one
+    connection to the configured endpoint, which opens on first use)."""
     if source == "synthetic":
         from marketdata.gateways.synthetic import SyntheticGateway
 
@@ -91,25 +95,40 @@ def open_gateway(source: str) -> BarGateway:
             raise IBNotConfigured(
                 "this process has no IB connection configured (KTRDR_IB_HOST is empty)"
             )
-        from marketdata.gateways.ib import IBGateway
+        from marketdata.gateways.ib import IBGateway, shared_connection
 
-        # Concurrent loads in one process need distinct client ids; 326 handling covers clashes
-        # with other processes.
+        # One connection (one client id) per endpoint, shared by every load in the process;
+        # 326 handling covers a clash with another process.
+        connect_timeout = float(md_setting("IB_CONNECT_TIMEOUT"))
+        connection = shared_connection(
+            location["host"],
+            location["port"],
+            location["client_id"],
+            connect_timeout=connect_timeout,
+        )
         return IBGateway(
             host=location["host"],
             port=location["port"],
-            client_id=location["client_id"] + next(_client_ids) % 32,
+            client_id=location["client_id"],
             request_timeout=float(md_setting("IB_REQUEST_TIMEOUT")),
-            connect_timeout=float(md_setting("IB_CONNECT_TIMEOUT")),
+            connect_timeout=connect_timeout,
+            connection=connection,
         )
     raise DataLoadError(f"unknown source {source!r}")
 
 
 def _pacing_for(gateway: BarGateway) -> PacingLimiter:
+    """The limiter a load's requests pass: the process-wide one for the gateway's endpoint
+    (`pacing_key`), so concurrent loads share IB's budget; a private one for a gateway without
+    a key."""
     rules = md_setting("IB_PACING")
     if not gateway.needs_pacing or rules is False:
         return UnlimitedPacing()
-    return PacingLimiter(PacingRules.from_mapping(rules or None))
+    parsed = PacingRules.from_mapping(rules or None)
+    key = getattr(gateway, "pacing_key", None)
+    if key is None:
+        return PacingLimiter(parsed)
+    return shared_limiter(key, parsed)
 
 
 def _ts(value: Any) -> pd.Timestamp:
@@ -193,16 +212,20 @@ class DataLoader:
         if seconds > 0 and self.ctx.token.wait(seconds):
             raise self._stop(stop_point)
 
-    def _pacing_budget(self, limiter: PacingLimiter) -> dict[str, int]:
-        return limiter.budget()
-
     # --- the load ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._progress(f"opening the {self.source} source", 0.0)
         gateway = open_gateway(self.source)
         self.gateway = gateway
+        bind_cancel = getattr(gateway, "bind_cancel", None)
+        if bind_cancel is not None:
+            bind_cancel(self.ctx.token)
         try:
             return self._run(gateway)
+        except RequestCancelled:
+            if not self.ctx.token.is_cancelled:
+                raise
+            raise self._stop("waiting for IB") from None
         except GatewayError as exc:
             self._flush()
             self.bridge.final_result = self.summary(status="failed")
@@ -235,6 +258,10 @@ class DataLoader:
                 wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
                 self._progress(f"connect failed ({exc.message}); retrying in {wait:.0f} s", 0.1)
                 self._wait(wait, "connecting")
+            except RequestCancelled:
+                if not self.ctx.token.is_cancelled:
+                    raise
+                raise self._stop("connecting") from None
 
     def _run(self, gateway: BarGateway) -> dict[str, Any]:
         stored = store.read_index(self.spec.symbol, self.tf.name)
@@ -337,7 +364,7 @@ class DataLoader:
             if since_save >= self.save_every:
                 self._flush()
                 since_save = 0
-        self.state.pacing_wait_seconds = round(limiter.total_waited, 3)
+        self.state.pacing_wait_seconds = round(self.state.pacing_wait_seconds, 3)
 
     def _fetch_segment(
         self,
@@ -367,6 +394,10 @@ class DataLoader:
             except InvalidRequest as exc:
                 self.state.failed.append(seg.index)
                 return empty_bars(), "failed", attempt, exc.message
+            except RequestCancelled:
+                if not self.ctx.token.is_cancelled:
+                    raise
+                raise self._stop(stop_point) from None
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
@@ -416,7 +447,9 @@ class DataLoader:
         remaining: int,
         stop_point: str,
     ) -> None:
-        while (delay := limiter.delay(contract_key, request_key)) > 0:
+        # reserve(): check and record in one step, so loads sharing the limiter never both take
+        # the last slot of a window.
+        while (delay := limiter.reserve(contract_key, request_key)) > 0:
             until = datetime.now(UTC).timestamp() + delay
             hhmmss = datetime.fromtimestamp(until, UTC).strftime("%H:%M:%S")
             if isinstance(self.bridge, DataLoadingProgressBridge):
@@ -424,8 +457,8 @@ class DataLoader:
                     hhmmss, self.state.eta(remaining, delay), limiter.budget()
                 )
             self._wait(delay + 1e-3, f"{stop_point} (waiting for IB pacing window)")
-            limiter.total_waited += delay
-        limiter.record(contract_key, request_key)
+            self.state.pacing_wait_seconds += delay
+            limiter.add_waited(delay)
 
     # --- summaries -----------------------------------------------------------------------------
     def _unexpected(self, index: pd.DatetimeIndex, start: pd.Timestamp) -> int:

@@ -5,12 +5,17 @@ within 15 s; fewer than 6 requests for the same contract within 2 s. IB answers 
 error 162 and, when repeated, a disconnect; the client library only throttles to 45 msg/s, so
 this limiter is the only thing between a long load and a ban.
 
-Plain Python with an injectable clock, so tests drive it with a fake one. Not thread-safe: one
-limiter belongs to one load (one IB connection) and is used from that load's worker thread.
+Plain Python with an injectable clock, so tests drive it with a fake one. Thread-safe: IB counts
+requests per session, not per load, so every load in a process that talks to one IB endpoint
+shares one limiter (`shared_limiter((host, port), rules)`), from its own worker thread. A
+request passes with `reserve()` (check and record in one step under the lock, so two loads can
+never both take the last slot of a window).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -45,6 +50,7 @@ class PacingLimiter:
         self._identical: dict[Hashable, float] = {}
         self.total_waited = 0.0
         self.requests_sent = 0
+        self._lock = threading.RLock()
 
     def _expire(self, now: float) -> None:
         horizon = now - self.rules.window_seconds
@@ -63,6 +69,10 @@ class PacingLimiter:
 
     def delay(self, contract: Hashable, request: Hashable) -> float:
         """Seconds until a request (`request` identifies it exactly) for `contract` is allowed."""
+        with self._lock:
+            return self._delay(contract, request)
+
+    def _delay(self, contract: Hashable, request: Hashable) -> float:
         now = self.clock()
         self._expire(now)
         r = self.rules
@@ -80,11 +90,30 @@ class PacingLimiter:
 
     def record(self, contract: Hashable, request: Hashable) -> None:
         """A request went out now."""
+        with self._lock:
+            self._record(contract, request)
+
+    def _record(self, contract: Hashable, request: Hashable) -> None:
         now = self.clock()
         self._sent.append(now)
         self._per_contract.setdefault(contract, deque()).append(now)
         self._identical[request] = now
         self.requests_sent += 1
+
+    def reserve(self, contract: Hashable, request: Hashable) -> float:
+        """0.0 and the request recorded if it may go out now; else the seconds to wait (nothing
+        recorded). Check and record happen under one lock: the way to pass when loads share the
+        limiter."""
+        with self._lock:
+            wait = self.delay(contract, request)
+            if wait <= 0:
+                self._record(contract, request)
+                return 0.0
+            return wait
+
+    def add_waited(self, seconds: float) -> None:
+        with self._lock:
+            self.total_waited += seconds
 
     def acquire(
         self, contract: Hashable, request: Hashable, sleep: Callable[[float], bool]
@@ -96,18 +125,18 @@ class PacingLimiter:
         the edge of a window.
         """
         waited = 0.0
-        while (wait := self.delay(contract, request)) > 0:
+        while (wait := self.reserve(contract, request)) > 0:
             if sleep(wait + 1e-3):
                 raise InterruptedError("pacing wait aborted")
             waited += wait
-        self.record(contract, request)
-        self.total_waited += waited
+        self.add_waited(waited)
         return waited
 
     def budget(self) -> dict[str, int]:
         """Requests used in the current 10-minute window, for the progress context."""
-        self._expire(self.clock())
-        return {"used": len(self._sent), "limit": self.rules.max_requests}
+        with self._lock:
+            self._expire(self.clock())
+            return {"used": len(self._sent), "limit": self.rules.max_requests}
 
 
 class UnlimitedPacing(PacingLimiter):
@@ -115,3 +144,37 @@ class UnlimitedPacing(PacingLimiter):
 
     def delay(self, contract: Hashable, request: Hashable) -> float:
         return 0.0
+
+
+# --- one limiter per IB endpoint per process --------------------------------------------------
+_shared: dict[Hashable, PacingLimiter] = {}
+_shared_lock = threading.Lock()
+_shared_pid = os.getpid()
+
+
+def shared_limiter(key: Hashable, rules: PacingRules | None = None) -> PacingLimiter:
+    """The process-wide limiter for `key` (an IB endpoint, `(host, port)`), created on first use.
+
+    Every load in the process that talks to that endpoint gets this same object. When the
+    configured rules differ from the limiter's (settings changed), the rules are replaced and
+    the request history is kept.
+    """
+    global _shared_pid
+    rules = rules or PacingRules()
+    with _shared_lock:
+        if _shared_pid != os.getpid():  # a forked child starts with its own history
+            _shared.clear()
+            _shared_pid = os.getpid()
+        limiter = _shared.get(key)
+        if limiter is None:
+            limiter = _shared[key] = PacingLimiter(rules)
+        elif limiter.rules != rules:
+            with limiter._lock:
+                limiter.rules = rules
+        return limiter
+
+
+def forget_shared_limiters() -> None:
+    """Drop every shared limiter (tests)."""
+    with _shared_lock:
+        _shared.clear()

@@ -62,6 +62,10 @@ class RequestTimeout(GatewayError):
     retryable = True
 
 
+class RequestCancelled(GatewayError):
+    """The load was cancelled while it waited for IB (the request itself was abandoned)."""
+
+
 class TransientError(GatewayError):
     """Anything else IB reports that may pass (data farm hiccups, 165 query messages…)."""
 
@@ -117,7 +121,14 @@ class ContractInfo:
 
 @runtime_checkable
 class BarGateway(Protocol):
-    """A source of historical bars. Implementations are used from one worker thread."""
+    """A source of historical bars. One instance serves one load, from its worker thread.
+
+    Optional extras the loader uses when present: `reconnect()` (after a lost connection),
+    `bind_cancel(token)` (waits on the source end early with `RequestCancelled` once the load is
+    cancelled), `pacing_key` (loads whose gateways have the same key share one process-wide
+    PacingLimiter — IB paces per session; without it a load gets a limiter of its own) and
+    `reconnects` (reported in the summary).
+    """
 
     source: str
     needs_pacing: bool

@@ -3,9 +3,13 @@
 It answers the handshake and the start-up syncs, contract details, head timestamps and
 historical bars (from the synthetic generator or one CSV-backed series), sends error 200 for
 unknown symbols, error 321 for malformed requests, and error 162 when a client breaks *its own
-copy* of IB's pacing rules. Two switches exist for tests and demos: `drop_on_request=N` closes
-the connection instead of answering the N-th historical request (once), and `response_delay`
-makes every historical answer take that long.
+copy* of IB's pacing rules. Switches for tests and demos: `drop_on_request=N` closes the
+connection instead of answering the N-th historical request (once), `response_delay` makes every
+historical answer take that long, and — callable from any thread while it runs —
+`drop_connections()` closes every client connection now, `silence_connections()` keeps them open
+but never answers on them again (a half-open socket, as after a laptop sleep; new connections are
+served normally). `stats` counts connections (= handshakes), the most open at once, historical
+requests, pacing violations and drops.
 
 No Django: the management command and the tests both run it; `SimulatorThread` runs one on a
 background event loop for in-process use.
@@ -21,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -88,6 +92,8 @@ class FrameSource(BarSource):
 @dataclass
 class SimulatorStats:
     connections: int = 0
+    open_connections: int = 0
+    max_open_connections: int = 0
     historical_requests: int = 0
     pacing_violations: int = 0
     drops: int = 0
@@ -122,9 +128,13 @@ class IBGatewaySimulator:
         self._pacing = PacingLimiter(self.pacing_rules, clock=clock)
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._silent: set[asyncio.StreamWriter] = set()
+        self._answers: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
+        self._loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("IB Gateway simulator listening on %s:%s", self.host, self.port)
@@ -146,9 +156,47 @@ class IBGatewaySimulator:
         async with self._server:
             await self._server.serve_forever()
 
+    # --- switches callable from other threads -------------------------------------------------
+    def _call(self, fn: Callable[[], None]) -> None:
+        if self._loop is None:
+            raise RuntimeError("the simulator is not running")
+        done = threading.Event()
+
+        def go() -> None:
+            try:
+                fn()
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(go)
+        if not done.wait(10):
+            raise RuntimeError("the simulator's loop did not answer")
+
+    def drop_connections(self) -> int:
+        """Close every client connection now (as a gateway restart would); how many."""
+        writers = list(self._writers)
+
+        def close() -> None:
+            for writer in writers:
+                self.stats.drops += 1
+                writer.close()
+
+        self._call(close)
+        return len(writers)
+
+    def silence_connections(self) -> int:
+        """Stop answering on every open connection, keeping it open; how many."""
+        writers = list(self._writers)
+        self._call(lambda: self._silent.update(writers))
+        return len(writers)
+
     # --- connection ----------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        self.stats.open_connections += 1
+        self.stats.max_open_connections = max(
+            self.stats.max_open_connections, self.stats.open_connections
+        )
         self._writers.add(writer)
         try:
             await self._handshake(reader, writer)
@@ -156,7 +204,7 @@ class IBGatewaySimulator:
                 fields = await self._read_message(reader)
                 if fields is None:
                     break
-                if not fields:
+                if not fields or writer in self._silent:
                     continue
                 keep_going = await self._dispatch(fields, writer)
                 if not keep_going:
@@ -166,7 +214,9 @@ class IBGatewaySimulator:
         except p.ProtocolError as exc:
             logger.warning("protocol error from client: %s", exc)
         finally:
+            self.stats.open_connections -= 1
             self._writers.discard(writer)
+            self._silent.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -335,7 +385,43 @@ class IBGatewaySimulator:
             )
             return True
         if self.response_delay:
-            await asyncio.sleep(self.response_delay)
+            # As IB does, answer later without holding up the connection's other requests.
+            task = asyncio.ensure_future(
+                self._answer_later(writer, request, record=record, tf=tf, span=span, end=end)
+            )
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+            return True
+        await self._answer_historical(writer, request, record=record, tf=tf, span=span, end=end)
+        return True
+
+    async def _answer_later(
+        self,
+        writer: asyncio.StreamWriter,
+        request: p.HistoricalRequest,
+        *,
+        record: dict,
+        tf: Timeframe,
+        span: timedelta,
+        end: datetime,
+    ) -> None:
+        await asyncio.sleep(self.response_delay)
+        if writer.is_closing() or writer in self._silent:
+            return
+        with contextlib.suppress(ConnectionError):
+            await self._answer_historical(writer, request, record=record, tf=tf, span=span, end=end)
+
+    async def _answer_historical(
+        self,
+        writer: asyncio.StreamWriter,
+        request: p.HistoricalRequest,
+        *,
+        record: dict,
+        tf: Timeframe,
+        span: timedelta,
+        end: datetime,
+    ) -> None:
+        req_id = request.req_id
         start = end - span
         end = min(end, self.now())
         bars = self.source.bars(record["symbol"], tf, start, end) if end > start else None
@@ -347,7 +433,7 @@ class IBGatewaySimulator:
                 "Historical Market Data Service error message:HMDS query returned no data: "
                 f"{record['local_symbol']}@{request.what_to_show}",
             )
-            return True
+            return
         out: list[object] = [
             17,
             req_id,
@@ -370,7 +456,6 @@ class IBGatewaySimulator:
             ]
         writer.write(p.frame(*out))
         await writer.drain()
-        return True
 
 
 class SimulatorThread:
@@ -388,6 +473,12 @@ class SimulatorThread:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self.simulator.stop())
+        # Connection handlers still waiting on a read end here, not when the loop is collected.
+        tasks = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self._loop.close()
 
     def start(self) -> int:

@@ -10,8 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from marketdata.gateways.ib import close_shared_connections
 from marketdata.ibsim.server import IBGatewaySimulator, SimulatorThread
-from marketdata.pacing import PacingRules
+from marketdata.pacing import PacingRules, forget_shared_limiters
 from operations import selectors
 from operations.local import local_runs
 
@@ -70,6 +71,9 @@ def simulator_factory(settings, data_dir) -> Iterator:
 
     yield start
     local_runs.wait_idle(30)
+    # The process-wide IB connections and pacing limiters belong to these simulators' ports.
+    close_shared_connections()
+    forget_shared_limiters()
     for thread in running:
         thread.stop()
 
