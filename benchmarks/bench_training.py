@@ -2,13 +2,17 @@
 50,000 samples, and the TrainingProgressBridge write cost (ARCHITECTURE §8).
 
 Runs on the real EURUSD 1h bars from ../shared/data when they are there (a synthetic random walk
-otherwise). `python benchmarks/bench_training.py` or `python -m benchmarks training`.
+otherwise). `python benchmarks/bench_training.py [--device auto|cpu|cuda]` or
+`python -m benchmarks training`; the device defaults to `KTRDR_BENCH_DEVICE` or `auto` (CUDA when
+present). On an accelerator the bare loop is timed twice: as the executor runs (loss left on the
+device) and with a `loss.item()` sync per batch, to show what that sync costs.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -27,6 +31,7 @@ Row = tuple[str, str, str]
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "EURUSD_1h.csv"
 SAMPLES = 50_000
 ROUNDS = 15  # interleaved executor/bare pairs; medians reported
+DEVICE = os.environ.get("KTRDR_BENCH_DEVICE", "auto")
 
 STRATEGY = {
     "name": "bench",
@@ -92,16 +97,25 @@ def _executor(bars: pd.DataFrame, models_dir: Path, **kwargs):
         models_dir=models_dir,
         load_bars=load,
         run_id="bench",
+        device=DEVICE,
         **kwargs,
     )
 
 
-def _bare_epochs(prepared: dict, epochs: int, batch_size: int) -> float:
-    """The same model, data, optimiser and per-batch arithmetic, without bridge or token."""
+def _bare_epochs(
+    prepared: dict, epochs: int, batch_size: int, *, sync_per_batch: bool | None = None
+) -> float:
+    """The same model, data, optimiser and per-batch arithmetic, without bridge or token.
+
+    `sync_per_batch` (default: on the CPU only, as the executor) reads the loss every batch.
+    """
     import torch
     from torch import nn
 
     model = prepared["model"]
+    device = next(model.parameters()).device
+    if sync_per_batch is None:
+        sync_per_batch = device.type == "cpu"
     gen = torch.Generator().manual_seed(1)
     x, y = prepared["tensors"]["train"]
     xv, yv = prepared["tensors"]["validation"]
@@ -112,8 +126,9 @@ def _bare_epochs(prepared: dict, epochs: int, batch_size: int) -> float:
     t0 = time.perf_counter()
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=gen)
-        loss_sum, correct = 0.0, torch.zeros((), dtype=torch.int64)
+        order = torch.randperm(n, generator=gen).to(device)
+        loss_sum: object = 0.0 if sync_per_batch else torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for b in range(batches):
             index = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[index], y[index]
@@ -122,8 +137,12 @@ def _bare_epochs(prepared: dict, epochs: int, batch_size: int) -> float:
             loss = crit(logits, yb)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * int(yb.shape[0])
+            if sync_per_batch:
+                loss_sum += loss.item() * int(yb.shape[0])
+            else:
+                loss_sum.add_(loss.detach(), alpha=int(yb.shape[0]))
             correct += (logits.argmax(1) == yb).sum()
+        float(loss_sum)
         model.eval()
         with torch.no_grad():
             logits = model(xv)
@@ -145,7 +164,8 @@ def _overhead_rows(bars: pd.DataFrame, source: str) -> list[Row]:
     epochs = 3
     ex.config["model"]["training"]["epochs"] = epochs
     batch = ex.config["model"]["training"]["batch_size"]
-    exec_rates, bare_rates = [], []
+    exec_rates, bare_rates, synced_rates = [], [], []
+    on_cpu = ex.device.type == "cpu"
     for r in range(ROUNDS):
         # Alternate which goes first so drift (thermal, a neighbour's job) hits both alike.
         order = ("exec", "bare") if r % 2 == 0 else ("bare", "exec")
@@ -157,15 +177,31 @@ def _overhead_rows(bars: pd.DataFrame, source: str) -> list[Row]:
                 exec_rates.append(n * epochs / seconds)
             else:
                 bare_rates.append(n * epochs / _bare_epochs(prepared, epochs, batch))
+                if not on_cpu:
+                    seconds = _bare_epochs(prepared, epochs, batch, sync_per_batch=True)
+                    synced_rates.append(n * epochs / seconds)
     exec_med, bare_med = statistics.median(exec_rates), statistics.median(bare_rates)
     overhead = 100.0 * (1.0 - exec_med / bare_med)
     # The machinery's own per-batch cost, timed in isolation (stable where wall time is noisy).
     per_batch_machinery = _per_batch_machinery_seconds()
     batch_seconds = batch / exec_med
-    return [
+    rows = [
         (f"training data ({source})", f"{n} train samples", f"batch {batch}, MLP [32, 16]"),
+        ("device", ex.device_label, "--device / KTRDR_BENCH_DEVICE"),
         ("executor loop, samples/s (median)", f"{exec_med:,.0f}", f"{ROUNDS} interleaved rounds"),
         ("bare torch loop, samples/s (median)", f"{bare_med:,.0f}", "same data/model/optimiser"),
+    ]
+    if synced_rates:
+        synced_med = statistics.median(synced_rates)
+        rows.append(
+            (
+                "bare loop + loss.item() per batch",
+                f"{synced_med:,.0f}",
+                f"{100.0 * (1.0 - synced_med / bare_med):+.1f} % vs no per-batch sync",
+            )
+        )
+    return [
+        *rows,
         ("progress + cancel overhead (wall)", f"{overhead:+.2f} %", "≤ 1 % (noise ± ~1 %)"),
         (
             "progress + cancel cost per batch",
@@ -209,7 +245,8 @@ def _run_rows(bars: pd.DataFrame) -> list[Row]:
             f"10-epoch run, {samples:,} samples (all steps)",
             f"{wall:.2f} s",
             f"train {result['training']['seconds']:.2f} s, "
-            f"{result['training']['samples_per_second']:,.0f} samples/s",
+            f"{result['training']['samples_per_second']:,.0f} samples/s "
+            f"on {result['training']['device']}",
         )
     ]
 
@@ -249,5 +286,7 @@ def run() -> list[Row]:
 
 
 if __name__ == "__main__":
+    if "--device" in sys.argv:
+        DEVICE = sys.argv[sys.argv.index("--device") + 1]
     for what, figure, note in run():
         print(f"{what:<48} {figure:<22} {note}")

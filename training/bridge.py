@@ -63,8 +63,8 @@ class TrainingProgressBridge(ProgressBridge):
         #  patience_left, wall time) — the last finished epoch; the same tuple is in _metrics.
         self._epoch: tuple | None = None
         # (epochs_total, batches_per_epoch, perf_counter at start, patience, train_samples,
-        #  batch_size)
-        self._plan: tuple[int, int, float, int | None, int, int] | None = None
+        #  batch_size, device)
+        self._plan: tuple[int, int, float, int | None, int, int, str] | None = None
 
     # --- writers (worker thread) --------------------------------------------------------------
     def on_phase(
@@ -97,6 +97,7 @@ class TrainingProgressBridge(ProgressBridge):
         batch_size: int,
         step: int,
         steps_total: int,
+        device: str = "",
     ) -> None:
         self._plan = (
             epochs,
@@ -105,6 +106,7 @@ class TrainingProgressBridge(ProgressBridge):
             patience,
             train_samples,
             batch_size,
+            device,
         )
         self.update(
             phase="training",
@@ -117,7 +119,8 @@ class TrainingProgressBridge(ProgressBridge):
         )
 
     # The clocks are bound as defaults: a global plus attribute lookup per call is a fifth of the
-    # budget.
+    # budget. `loss` is a float, or a 0-d tensor on an accelerator: stored as is (no GPU sync
+    # here), turned into a float only when a reader asks.
     def on_batch(
         self, epoch: int, batch: int, loss: float, _clock: Callable[[], float] = time.perf_counter
     ) -> None:
@@ -166,9 +169,10 @@ class TrainingProgressBridge(ProgressBridge):
         plan, batch, last = self._plan, self._batch, self._epoch
         if plan is None or state["phase"] != "training":
             return {}
-        epochs, per_epoch, started, patience, samples, batch_size = plan
+        epochs, per_epoch, started, patience, samples, batch_size, device = plan
         total = epochs * per_epoch
         context: dict[str, Any] = {
+            "device": device,
             "epochs_total": epochs,
             "batches_per_epoch": per_epoch,
             "train_samples": samples,
@@ -185,6 +189,8 @@ class TrainingProgressBridge(ProgressBridge):
         if batch is None:
             return derived
         epoch, index, loss, at = batch
+        if not isinstance(loss, float):
+            loss = float(loss)  # a device tensor: synced here, on the reader's thread
         done = (epoch - 1) * per_epoch + index
         elapsed = max(at - started, 1e-9)
         per_batch = elapsed / done

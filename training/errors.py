@@ -28,3 +28,7 @@ class StrategyError(ValueError):
 
 class TrainingDataError(ValueError):
     """The data cannot be trained on (missing, NaNs, too short, a single label class…)."""
+
+
+class TrainingDeviceError(ValueError):
+    """The requested training device cannot be used here (`cuda` without CUDA, a bad name…)."""

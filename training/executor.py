@@ -16,6 +16,17 @@ Guarantees:
 * Numbered-step logging (`Step 3/8: building features for EURUSD`), the same text everywhere.
 * Determinism: one seed drives initial weights, shuffling and dropout through a private
   `torch.Generator`, so the same seed and data give the same metrics and weights.
+* Device: `device` ("auto" — CUDA when present, else CPU — or "cpu", "cuda", "cuda:N", "mps";
+  see `training.device`) is resolved before anything is loaded; an unusable one fails the run
+  at once with a `TrainingDeviceError` naming the problem. The model and the whole dataset move
+  to the device once (batches are index slices there); initial weights and the shuffle order
+  come from the CPU generator on every device, dropout masks from a generator on the device.
+  On the CPU the loop is the same as before, bit for bit. On an accelerator no bridge write
+  syncs it: the batch loss goes to the bridge as a 0-d device tensor (read, and synced, only
+  when someone reads progress), the epoch loss is summed on the device and read once an epoch.
+  Metrics are Python floats, the saved state dict is CPU tensors (loads anywhere with
+  `weights_only=True`), and the device (`cuda:0 NVIDIA H100…`/`cpu`) is in the step log, the
+  progress context and `result["training"]["device"]`.
 * The model file is written atomically (no half-written model), after the last cancel check.
 """
 
@@ -37,6 +48,7 @@ from training import features as feat
 from training.artifacts import ARTIFACT_SUFFIX, save_artifact
 from training.bridge import TRAIN_END_PCT, TRAIN_START_PCT, TrainingProgressBridge
 from training.dataset import SPLITS, Dataset, build_dataset
+from training.device import describe_device, enable_cuda_determinism, resolve_device
 from training.errors import TrainingDataError
 from training.labels import NUM_CLASSES, SIGNAL_NAMES
 from training.model import build_mlp, parameter_count, torch_threads
@@ -82,6 +94,7 @@ class TrainingExecutor:
         log: logging.Logger | None = None,
         num_threads: int | None = None,
         save: bool = True,
+        device: str | None = "auto",
     ) -> None:
         data = config["training_data"]
         self.config = config
@@ -98,6 +111,13 @@ class TrainingExecutor:
         self.log = log or logger
         self.num_threads = torch_threads(num_threads)
         self.save = save
+        self.device_request = device
+        # Resolved by run() (a torch.device) before any data is loaded.
+        self.device: Any = None
+        self.device_label = ""
+        # The dataset stays on the device when it takes at most this share of its free memory;
+        # otherwise batches are copied over one by one.
+        self.resident_fraction = 0.5
         # Filled by run(): tests and the predictor check reproduce these.
         self.dataset: Dataset | None = None
         self.model: Any = None
@@ -108,6 +128,8 @@ class TrainingExecutor:
     def _step(self, number: int, text: str, phase: str, *, context: dict | None = None) -> None:
         message = f"Step {number}/{STEPS}: {text}"
         self.log.info("[%s] %s", self.run_id, message)
+        if self.device_label:
+            context = {"device": self.device_label, **(context or {})}
         # Pre-training steps share the first 5 % of the bar; evaluation and saving the last 5 %.
         if number <= 5:
             pct = TRAIN_START_PCT * (number - 1) / 5
@@ -137,8 +159,9 @@ class TrainingExecutor:
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         name = self.config["name"]
+        self._resolve_device()
         self.log.info(
-            "[%s] training %s on %s %s (%s to %s), seed %d, %d torch thread(s)",
+            "[%s] training %s on %s %s (%s to %s), seed %d, %d torch thread(s), device %s",
             self.run_id,
             name,
             ",".join(self.symbols),
@@ -147,6 +170,7 @@ class TrainingExecutor:
             self.end.isoformat() if self.end is not None else "end",
             self.seed,
             self.num_threads,
+            self.device_label,
         )
         bars = self._load()
         inputs = self._indicators(bars)
@@ -166,6 +190,14 @@ class TrainingExecutor:
             "model": artifact,
             "duration_seconds": duration,
         }
+
+    def _resolve_device(self) -> Any:
+        """Pick the device once (idempotent); raises `TrainingDeviceError` when unusable."""
+        if self.device is None:
+            device = resolve_device(self.device_request)
+            self.device_label = describe_device(device)
+            self.device = device
+        return self.device
 
     def _load(self) -> dict[str, dict[str, pd.DataFrame]]:
         bars: dict[str, dict[str, pd.DataFrame]] = {}
@@ -277,9 +309,16 @@ class TrainingExecutor:
         import torch
 
         self._check_cancel("build model")
+        device = self._resolve_device()
         m = self.config["model"]
-        self._step(5, f"building model (mlp {m['hidden_layers']}, {m['activation']})", "model")
+        self._step(
+            5,
+            f"building model (mlp {m['hidden_layers']}, {m['activation']}) on {self.device_label}",
+            "model",
+        )
         torch.set_num_threads(self.num_threads)
+        if device.type == "cuda":
+            enable_cuda_determinism()
         kinds = feat.feature_kinds(self.config)
         names = dataset.feature_names
         means, stds = feat.normalisation(dataset.splits["train"].x, names, kinds)
@@ -290,7 +329,16 @@ class TrainingExecutor:
             if not np.isfinite(x).all():
                 raise TrainingDataError(f"{split} features contain NaN after normalisation")
             tensors[split] = (torch.from_numpy(x), torch.from_numpy(part.y))
+        resident = self._move_dataset(tensors)
+        # Initial weights and shuffle order: the CPU generator, on every device. Dropout masks
+        # must be drawn on the model's device: the same generator on the CPU (unchanged
+        # results), a device generator with the same seed elsewhere.
         generator = torch.Generator().manual_seed(self.seed)
+        dropout_generator = (
+            generator
+            if device.type == "cpu"
+            else torch.Generator(device=device).manual_seed(self.seed)
+        )
         model = build_mlp(
             len(names),
             NUM_CLASSES,
@@ -298,7 +346,8 @@ class TrainingExecutor:
             dropout=m["dropout"],
             activation=m["activation"],
             generator=generator,
-        )
+            dropout_generator=dropout_generator,
+        ).to(device)
         counts = np.bincount(dataset.splits["train"].y, minlength=NUM_CLASSES)
         if m["training"]["class_weights"] == "balanced":
             # n / (k · count) for the classes present; an absent class gets weight 0 (no target).
@@ -310,9 +359,10 @@ class TrainingExecutor:
         self.model = model
         return {
             "tensors": tensors,
+            "resident": resident,
             "generator": generator,
             "model": model,
-            "class_weights": torch.tensor(weights, dtype=torch.float32),
+            "class_weights": torch.tensor(weights, dtype=torch.float32, device=device),
             "feature_spec": {
                 "names": names,
                 "kinds": {n: kinds[n.partition(":")[2]] for n in names},
@@ -325,6 +375,37 @@ class TrainingExecutor:
             },
         }
 
+    def _move_dataset(self, tensors: dict[str, tuple[Any, Any]]) -> bool:
+        """Move the splits to the device once when they fit; True when they are there.
+
+        The train split stays on the CPU (batches copied over one by one) only when the whole
+        dataset would take more than `resident_fraction` of the device's free memory; the
+        validation and test splits are always moved (they are scored in one pass each).
+        """
+        import torch
+
+        device = self.device
+        if device.type == "cpu":
+            return True
+        size = sum(t.element_size() * t.nelement() for pair in tensors.values() for t in pair)
+        resident = True
+        if device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(device)
+            resident = size <= self.resident_fraction * free
+        for split, (x, y) in tensors.items():
+            if resident or split != "train":
+                tensors[split] = (x.to(device), y.to(device))
+            else:
+                tensors[split] = (x.pin_memory(), y.pin_memory())
+        self.log.info(
+            "[%s]   dataset %.1f MB %s %s",
+            self.run_id,
+            size / 1e6,
+            "moved to" if resident else "(train split batched over) to",
+            self.device_label,
+        )
+        return resident
+
     def _train(self, prepared: dict[str, Any]) -> dict[str, Any]:
         import torch
         from torch import nn
@@ -334,6 +415,12 @@ class TrainingExecutor:
         gen = prepared["generator"]
         x_train, y_train = prepared["tensors"]["train"]
         x_val, y_val = prepared["tensors"]["validation"]
+        device = self.device
+        # CPU: the loss is read per batch as before (no device to sync). Elsewhere the loss stays
+        # on the device: a 0-d tensor to the bridge, a device sum read once per epoch.
+        on_cpu = device.type == "cpu"
+        # Shuffle indices are drawn on the CPU and moved once an epoch when the data is there.
+        index_device = device if prepared.get("resident", True) else None
         n = int(y_train.shape[0])
         batch_size = min(t["batch_size"], n)
         batches = math.ceil(n / batch_size)
@@ -350,6 +437,7 @@ class TrainingExecutor:
             6, f"training {epochs} epoch(s) x {batches} batch(es) of {batch_size}", "training"
         )
         self.bridge.on_training_start(
+            device=self.device_label,
             epochs=epochs,
             batches_per_epoch=batches,
             patience=patience,
@@ -370,8 +458,10 @@ class TrainingExecutor:
             epoch_started = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=gen)
-            loss_sum = 0.0
-            correct = torch.zeros((), dtype=torch.int64)
+            if index_device is not None and not on_cpu:
+                order = order.to(index_device)
+            loss_sum: Any = 0.0 if on_cpu else torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
             for b in range(batches):
                 if token.is_cancelled:
                     raise OperationCancelled(
@@ -379,16 +469,23 @@ class TrainingExecutor:
                     )
                 index = order[b * batch_size : (b + 1) * batch_size]
                 xb, yb = x_train[index], y_train[index]
+                if index_device is None:
+                    xb = xb.to(device, non_blocking=True)
+                    yb = yb.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
                 loss = criterion(logits, yb)
                 loss.backward()
                 optimizer.step()
-                value = loss.item()
-                loss_sum += value * int(yb.shape[0])
+                if on_cpu:
+                    value = loss.item()
+                    loss_sum += value * int(yb.shape[0])
+                else:
+                    value = loss.detach()
+                    loss_sum.add_(value, alpha=int(yb.shape[0]))
                 correct += (logits.argmax(1) == yb).sum()
                 on_batch(epoch, b + 1, value)
-            train_loss = loss_sum / n
+            train_loss = float(loss_sum) / n
             if not math.isfinite(train_loss):
                 raise TrainingDataError(
                     f"training diverged: loss is {train_loss} in epoch {epoch}; lower "
@@ -466,6 +563,8 @@ class TrainingExecutor:
             "samples_per_second": round(n * epochs_run / seconds, 1) if seconds > 0 else None,
             "seed": self.seed,
             "torch_threads": self.num_threads,
+            "device": self.device_label,
+            "dataset_on_device": bool(prepared.get("resident", True)),
             "history": list(self.history),
         }
 
@@ -499,9 +598,9 @@ class TrainingExecutor:
             }
         x_test, y_test = prepared["tensors"]["test"]
         with torch.no_grad():
-            predicted = model(x_test).argmax(1).numpy()
+            predicted = model(x_test).argmax(1).cpu().numpy()
         self.test_predictions = predicted
-        truth = y_test.numpy()
+        truth = y_test.cpu().numpy()
         confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
         np.add.at(confusion, (truth, predicted), 1)
         per_class = {}
@@ -557,7 +656,10 @@ class TrainingExecutor:
         path = self.models_dir / self.config["name"] / base_tf / f"{self.run_id}{ARTIFACT_SUFFIX}"
         self._step(8, f"saving model to {path.name}", "saving")
         bundle = {
-            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            # Always CPU tensors: the file loads anywhere with weights_only=True.
+            "state_dict": {
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            },
             "config": self.config,
             "feature_spec": prepared["feature_spec"],
             "metadata": {
@@ -567,6 +669,7 @@ class TrainingExecutor:
                 "symbols": self.symbols,
                 "timeframes": self.timeframes,
                 "seed": self.seed,
+                "device": self.device_label,
                 "saved_at": time.time(),
                 "metrics": evaluation["metrics"],
                 "best_epoch": train_info["best_epoch"],

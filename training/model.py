@@ -59,11 +59,15 @@ def build_mlp(
     dropout: float,
     activation: str,
     generator: Any = None,
+    dropout_generator: Any = None,
 ) -> Any:
     """Linear → activation → dropout per hidden layer, then a Linear head (logits, no softmax).
 
     Weights are drawn from `generator` with PyTorch's default Linear initialisation bounds
-    (uniform ±1/√fan_in), so the same seed gives the same initial network in any thread.
+    (uniform ±1/√fan_in), so the same seed gives the same initial network in any thread — and on
+    any device: the network is built on the CPU and moved afterwards. Dropout masks come from
+    `dropout_generator` (default: `generator`); it must live on the device the model trains on
+    (a CUDA model needs a CUDA generator).
     """
     import torch
     from torch import nn
@@ -75,7 +79,11 @@ def build_mlp(
         layers.append(nn.Linear(width, size))
         layers.append(classes["activations"][activation]())
         if dropout > 0:
-            layers.append(classes["SeededDropout"](dropout, generator))
+            layers.append(
+                classes["SeededDropout"](
+                    dropout, dropout_generator if dropout_generator is not None else generator
+                )
+            )
         width = size
     layers.append(nn.Linear(width, n_outputs))
     model = nn.Sequential(*layers)

@@ -2,7 +2,9 @@
 
 The artifact carries the resolved strategy and the feature spec (names, timeframes, training-set
 means and deviations); features are recomputed by the same `training.features` functions the
-executor used, then normalised with the stored figures. Loading uses `weights_only=True`.
+executor used, then normalised with the stored figures. Loading uses `weights_only=True`; the
+file holds CPU tensors whatever device trained it. Predictions run on `device` (default `cpu`;
+pass the executor's device to score exactly as its evaluation did) and come back as NumPy.
 
 No Django; torch imported inside functions.
 """
@@ -23,7 +25,10 @@ from training.model import build_mlp
 class ModelPredictor:
     """A loaded model ready to score bars."""
 
-    def __init__(self, bundle: dict[str, Any]) -> None:
+    def __init__(self, bundle: dict[str, Any], *, device: Any = "cpu") -> None:
+        import torch
+
+        self.device = torch.device(device)
         self.config: dict[str, Any] = bundle["config"]
         self.spec: dict[str, Any] = bundle["feature_spec"]
         self.metadata: dict[str, Any] = bundle.get("metadata", {})
@@ -36,11 +41,14 @@ class ModelPredictor:
             activation=m["activation"],
         )
         self.model.load_state_dict(bundle["state_dict"])
+        self.model.to(self.device)
         self.model.eval()
 
     @classmethod
-    def from_file(cls, path: Path, *, expected_sha256: str | None = None) -> ModelPredictor:
-        return cls(load_artifact(Path(path), expected_sha256=expected_sha256))
+    def from_file(
+        cls, path: Path, *, expected_sha256: str | None = None, device: Any = "cpu"
+    ) -> ModelPredictor:
+        return cls(load_artifact(Path(path), expected_sha256=expected_sha256), device=device)
 
     @property
     def timeframes(self) -> list[str]:
@@ -67,10 +75,10 @@ class ModelPredictor:
 
         x = self.features(bars_by_timeframe, symbol)
         with torch.no_grad():
-            logits = self.model(torch.tensor(x.to_numpy()))
-            probs = torch.softmax(logits, dim=1).numpy()
+            logits = self.model(torch.tensor(x.to_numpy(), device=self.device))
+            probs = torch.softmax(logits, dim=1).cpu().numpy()
             # The class is the argmax of the logits, exactly as the executor evaluates it.
-            classes = logits.argmax(1).numpy()
+            classes = logits.argmax(1).cpu().numpy()
         out = pd.DataFrame(probs, index=x.index, columns=[f"p_{n}" for n in SIGNAL_NAMES])
         out["class"] = classes
         out["signal"] = [Signal(int(c)).name for c in classes]

@@ -1,7 +1,10 @@
 """The worker function of a training operation: `run_training(ctx)`.
 
 Everything it needs comes from `ctx.metadata` (JSON: the resolved strategy, symbols, timeframes,
-range, seed), so a host agent runs the same function with the metadata it was sent. It runs the
+range, seed), so a host agent runs the same function with the metadata it was sent. The training
+device is `metadata["device"]` when a caller set one, else this machine's
+`KTRDR["TRAINING_DEVICE"]` (default `auto`: CUDA when present, else CPU) — an agent's own setting
+applies to the runs it takes. It runs the
 `TrainingExecutor` against the context's bridge and token, then registers the saved model. A
 model file whose registration fails is removed, so no artifact exists without its row.
 """
@@ -28,6 +31,7 @@ def run_training(
     from operations.conf import ktrdr_setting
 
     meta = ctx.metadata
+    device = meta.get("device") or ktrdr_setting("TRAINING_DEVICE", "auto")
     executor = TrainingExecutor(
         config=meta["strategy_config"],
         symbols=meta["symbols"],
@@ -41,6 +45,7 @@ def run_training(
         bridge=ctx.bridge,  # type: ignore[arg-type]
         token=ctx.token,
         log=logging.getLogger("training.executor"),
+        device=device,
     )
     result = executor.run()
     artifact = result["model"]

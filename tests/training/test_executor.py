@@ -80,7 +80,9 @@ def test_the_saved_model_reloads_with_weights_only_and_reproduces_test_predictio
     assert sha256_file(path) == result["model"]["sha256"]
     bundle = load_artifact(path, expected_sha256=result["model"]["sha256"])
     assert bundle["config"]["name"] == "test_small"
-    predictor = ModelPredictor.from_file(path, expected_sha256=result["model"]["sha256"])
+    predictor = ModelPredictor.from_file(
+        path, expected_sha256=result["model"]["sha256"], device=ex.device
+    )
     bars = eurusd.loc["2017-01-01":"2017-06-30"]
     predictions = predictor.predict({"1h": bars}, "EURUSD")
     test_index = ex.dataset.splits["test"].timestamps
