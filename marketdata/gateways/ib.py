@@ -289,9 +289,15 @@ class IBConnection:
                 ib.disconnect()
 
     # --- requests (loop thread) ----------------------------------------------------------------
-    async def _request(self, make: Callable[[Any], Awaitable[Any]], timeout: float) -> Any:
+    async def _request(
+        self,
+        make: Callable[[Any], Awaitable[Any]],
+        timeout: float,
+        abandon: Callable[[Any, int], None] | None = None,
+    ) -> Any:
         """Run one request on a working connection; raise the classified IB error if one
-        arrived for it while it ran."""
+        arrived for it while it ran. A request given up (our timeout, a cancel) is told to IB
+        with `abandon(ib, req_id)` when one is given."""
         await self._ensure()
         ib = self._ib
         pending = _Pending()
@@ -321,6 +327,10 @@ class IBConnection:
         finally:
             self._in_flight.discard(pending)
             self._last_used = time.monotonic()
+            if not task.done() and abandon is not None and self._ib is ib and self._alive():
+                for req_id in pending.req_ids:
+                    with contextlib.suppress(Exception):
+                        abandon(ib, req_id)
             for fut in (task, waiter):
                 if not fut.done():
                     fut.cancel()
@@ -336,10 +346,14 @@ class IBConnection:
         return self.run(lambda: self._ensure(verify=verify), self._bound(0.0), cancel)
 
     def request(
-        self, make: Callable[[Any], Awaitable[Any]], timeout: float, cancel: Any = None
+        self,
+        make: Callable[[Any], Awaitable[Any]],
+        timeout: float,
+        cancel: Any = None,
+        abandon: Callable[[Any, int], None] | None = None,
     ) -> Any:
         """`await make(ib)` on the loop with a working connection; classified errors raised."""
-        return self.run(lambda: self._request(make, timeout), self._bound(timeout), cancel)
+        return self.run(lambda: self._request(make, timeout, abandon), self._bound(timeout), cancel)
 
     def is_connected(self) -> bool:
         """What the client object believes (no probe)."""
@@ -486,8 +500,12 @@ class IBGateway:
             self.connection.close()
 
     # --- requests ------------------------------------------------------------------------------
-    def _request(self, make: Callable[[Any], Awaitable[Any]]) -> Any:
-        return self.connection.request(make, self.request_timeout, self.cancel_token)
+    def _request(
+        self,
+        make: Callable[[Any], Awaitable[Any]],
+        abandon: Callable[[Any, int], None] | None = None,
+    ) -> Any:
+        return self.connection.request(make, self.request_timeout, self.cancel_token, abandon)
 
     def _contract(self, spec: SymbolSpec) -> Any:
         from ib_async import Forex, Stock
@@ -530,7 +548,7 @@ class IBGateway:
         async def go(ib: Any) -> Any:
             return await ib.reqHeadTimeStampAsync(contract, spec.what_to_show, False, 2)
 
-        value = self._request(go)
+        value = self._request(go, lambda ib, req_id: ib.client.cancelHeadTimeStamp(req_id))
         if isinstance(value, datetime):
             stamp = pd.Timestamp(value)
             return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -560,7 +578,7 @@ class IBGateway:
             )
 
         started = time.monotonic()
-        bars = self._request(go)
+        bars = self._request(go, lambda ib, req_id: ib.client.cancelHistoricalData(req_id))
         logger.debug(
             "%s %s: %s bars in %.2fs", spec.symbol, duration, len(bars), time.monotonic() - started
         )

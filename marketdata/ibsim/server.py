@@ -9,7 +9,7 @@ historical answer take that long, and — callable from any thread while it runs
 `drop_connections()` closes every client connection now, `silence_connections()` keeps them open
 but never answers on them again (a half-open socket, as after a laptop sleep; new connections are
 served normally). `stats` counts connections (= handshakes), the most open at once, historical
-requests, pacing violations and drops.
+requests and their cancels, pacing violations and drops.
 
 No Django: the management command and the tests both run it; `SimulatorThread` runs one on a
 background event loop for in-process use.
@@ -97,6 +97,7 @@ class SimulatorStats:
     historical_requests: int = 0
     pacing_violations: int = 0
     drops: int = 0
+    historical_cancels: int = 0
     errors_sent: list[tuple[int, int, str]] = field(default_factory=list)
 
 
@@ -130,6 +131,7 @@ class IBGatewaySimulator:
         self._writers: set[asyncio.StreamWriter] = set()
         self._silent: set[asyncio.StreamWriter] = set()
         self._answers: set[asyncio.Task] = set()
+        self._cancelled: set[tuple[asyncio.StreamWriter, int]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -279,6 +281,10 @@ class IBGatewaySimulator:
             self._head_timestamp(fields, writer)
         elif msg_id == p.REQ_HISTORICAL_DATA:
             return await self._historical(fields, writer)
+        elif msg_id == p.CANCEL_HISTORICAL_DATA:
+            # A delayed answer not yet sent is never sent.
+            self.stats.historical_cancels += 1
+            self._cancelled.add((writer, int(fields[2])))
         # Anything else (cancels, market data type…) needs no answer here.
         await writer.drain()
         return True
@@ -406,7 +412,9 @@ class IBGatewaySimulator:
         end: datetime,
     ) -> None:
         await asyncio.sleep(self.response_delay)
-        if writer.is_closing() or writer in self._silent:
+        cancelled = (writer, request.req_id) in self._cancelled
+        self._cancelled.discard((writer, request.req_id))
+        if writer.is_closing() or writer in self._silent or cancelled:
             return
         with contextlib.suppress(ConnectionError):
             await self._answer_historical(writer, request, record=record, tf=tf, span=span, end=end)

@@ -162,6 +162,17 @@ def test_cancel_while_waiting_for_a_slow_ib_answer_stops_within_the_request(simu
     assert final.status == "cancelled"
     assert time.monotonic() - cancelled_at < 2.0  # not the 3 s the answer would have taken
     assert final.result_summary["stopped_at"].startswith("segment 1/")
+    # The abandoned request was cancelled at IB, and the shared connection stays usable.
+    deadline = time.monotonic() + 5
+    while sim.stats.historical_cancels < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sim.stats.historical_cancels == 1
+    sim.response_delay = 0.0
+    # (Another range: the same request again within 15 s would break IB's pacing.)
+    again = wait_terminal(load(start="2024-02-01", end="2024-03-01").operation_id)
+    assert again.status == "completed", again.error_message
+    assert again.result_summary["segments_failed"] == [], again.result_summary
+    assert sim.stats.connections == 1
 
 
 def test_closing_the_shared_connections_disconnects_and_stops_their_threads(simulator_factory):

@@ -94,3 +94,44 @@ def test_aborted_wait_raises_and_records_nothing():
     with pytest.raises(InterruptedError):
         limiter.acquire("B", 2, lambda seconds: True)
     assert limiter.requests_sent == 1
+
+
+def test_reserve_is_atomic_across_threads_sharing_one_limiter():
+    # A frozen clock: exactly `max_requests` reservations may succeed, however many threads race.
+    import threading
+
+    clock = FakeClock()
+    limiter = PacingLimiter(PacingRules(max_requests=60, per_contract_max=1000), clock=clock)
+    start = threading.Barrier(8)
+    granted: list[int] = []
+
+    def race(worker: int) -> None:
+        start.wait()
+        for i in range(50):
+            if limiter.reserve(f"C{worker}", (worker, i)) == 0.0:
+                granted.append(i)
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(granted) == limiter.requests_sent == 60
+    assert limiter.budget() == {"used": 60, "limit": 60}
+    assert limiter.delay("NEW", "new") == pytest.approx(600)
+
+
+def test_shared_limiter_is_one_object_per_endpoint_and_keeps_history_when_rules_change():
+    from marketdata.pacing import forget_shared_limiters, shared_limiter
+
+    forget_shared_limiters()
+    try:
+        a = shared_limiter(("127.0.0.1", 4002), PacingRules())
+        a.record("EURUSD", "r1")
+        b = shared_limiter(("127.0.0.1", 4002), PacingRules(max_requests=10))
+        assert b is a
+        assert b.rules.max_requests == 10
+        assert b.budget() == {"used": 1, "limit": 10}
+        assert shared_limiter(("127.0.0.1", 4003)) is not a
+    finally:
+        forget_shared_limiters()
