@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 500
 MAX_METRICS_LIMIT = 5000
+# How long a reader that finds a refresh in flight waits for its result before serving the row.
+INFLIGHT_WAIT_SECONDS = 1.0
 
 
 def cache_ttl() -> float:
@@ -56,9 +58,12 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> Operation:
     source = execution.source_for(op)
     if source is None:
         return op
+    asked_at = time.time()
     token = op_cache.try_lock(op.operation_id)
     if token is None:
-        return op  # single flight: someone else is pulling right now; serve the last snapshot
+        # Single flight: another reader (maybe in another process) is pulling right now. Wait
+        # briefly for what it pulls rather than pull again; if it takes long, serve the row.
+        return _await_inflight(op, since=asked_at)
     try:
         return source.refresh(op)
     except OperationNotFound:
@@ -68,6 +73,16 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> Operation:
         return _load(op.operation_id)
     finally:
         op_cache.unlock(op.operation_id, token)
+
+
+def _await_inflight(op: Operation, *, since: float) -> Operation:
+    deadline = time.monotonic() + INFLIGHT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        entry = op_cache.get_entry(op.operation_id)
+        if entry is not None and entry[0] >= since:
+            return entry[1]
+        time.sleep(0.01)
+    return op
 
 
 def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operation:

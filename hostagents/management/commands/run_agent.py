@@ -27,6 +27,7 @@ logger = logging.getLogger("hostagents.agent")
 ROLES = {"training", "ib"}
 AGENT_URLCONF = "hostagents.agent_urls"
 AGENT_DEFAULT_TTL = "0.25"
+BACKEND_ONLY_ENV = ("DATABASE_URL", "REDIS_URL", "KTRDR_CACHE_PREFIX")
 
 
 def _is_loopback(host: str) -> bool:
@@ -79,7 +80,11 @@ class Command(BaseCommand):
         if not _is_loopback(host) and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
             # Reachable from other machines under names we cannot know; the token guards it.
             wanted["DJANGO_ALLOWED_HOSTS"] = "*"
-        if any(os.environ.get(k) != v for k, v in wanted.items()):
+        # An agent keeps its own SQLite database under --home and its cache in process memory:
+        # one started beside the backend must not share the backend's rows or cache entries
+        # (the same operation ids and cache keys would mix). So these are never inherited.
+        inherited = [k for k in BACKEND_ONLY_ENV if os.environ.get(k)]
+        if inherited or any(os.environ.get(k) != v for k, v in wanted.items()):
             self._reexec(wanted, roles=roles, port=port, host=host, home=home, name=name)
             return  # not reached
         self._serve(roles=roles, port=port, host=host, home=home, name=name)
@@ -94,7 +99,8 @@ class Command(BaseCommand):
         home: Path,
         name: str,
     ) -> None:
-        env = {**os.environ, **wanted}
+        env = {k: v for k, v in os.environ.items() if k not in BACKEND_ONLY_ENV}
+        env.update(wanted)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         argv = [
             sys.executable,
