@@ -9,7 +9,6 @@ import copy
 import functools
 import hashlib
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,10 +20,11 @@ from hostagents.integrations import training_dispatch
 from hostagents.models import Agent, Artifact
 from tests.hostagents.conftest import AgentProcess
 from tests.hostagents.test_remote import all_metrics, follow, keys_of
+from tests.shared_data import EURUSD_1H_CSV, require_shared
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SHARED_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "EURUSD_1h.csv"
+SHARED_CSV = EURUSD_1H_CSV
 
 TINY = {
     "name": "agent_tiny",
@@ -69,8 +69,7 @@ TINY = {
 def stored_bars(backend_settings, tmp_path):
     from marketdata import store
 
-    if not SHARED_CSV.is_file():
-        pytest.skip(f"{SHARED_CSV} is not available")
+    require_shared(SHARED_CSV)
     backend_settings.KTRDR = {
         **backend_settings.KTRDR,
         "DATA_DIR": tmp_path / "data",

@@ -15,9 +15,9 @@ from marketdata.ibsim.server import IBGatewaySimulator, SimulatorThread
 from marketdata.pacing import PacingRules, forget_shared_limiters
 from operations import selectors
 from operations.local import local_runs
+from tests.shared_data import EURUSD_1H_CSV
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-EURUSD_CSV = SHARED_DATA / "EURUSD_1h.csv"
+EURUSD_CSV = EURUSD_1H_CSV
 
 # Short waits everywhere: the suite stays fast, the rules stay the same.
 FAST_KNOBS = {

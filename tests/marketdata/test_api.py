@@ -12,6 +12,7 @@ from marketdata import store
 from marketdata.synthetic import generate_bars
 from marketdata.timeframes import TIMEFRAMES
 from tests.marketdata.conftest import EURUSD_CSV, wait_terminal
+from tests.shared_data import require_shared
 
 LOADS = "/api/v1/data/loads/"
 
@@ -167,8 +168,7 @@ def _upload(api, content: bytes, symbol: str = "EURUSD", timeframe: str = "1h"):
 
 @pytest.mark.django_db
 def test_csv_upload_of_the_real_eurusd_file_imports_cleanly(api, data_dir):
-    if not EURUSD_CSV.exists():
-        pytest.skip("../shared/data/EURUSD_1h.csv is not available")
+    require_shared(EURUSD_CSV)
     response = _upload(api, EURUSD_CSV.read_bytes())
     assert response.status_code == 201, response.content
     body = response.json()

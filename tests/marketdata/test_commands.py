@@ -11,12 +11,12 @@ from django.core.management import CommandError, call_command
 from marketdata import services, store
 from marketdata.models import BarSeries
 from tests.marketdata.conftest import EURUSD_CSV
+from tests.shared_data import require_shared
 
 
 @pytest.mark.django_db
 def test_import_bars_imports_the_real_eurusd_file_and_is_idempotent(data_dir):
-    if not EURUSD_CSV.exists():
-        pytest.skip("../shared/data/EURUSD_1h.csv is not available")
+    require_shared(EURUSD_CSV)
     out = io.StringIO()
     call_command("import_bars", str(EURUSD_CSV), "--symbol", "EURUSD", "--timeframe", "1h",
                  stdout=out)  # fmt: skip

@@ -9,12 +9,12 @@ from marketdata.csvparse import parse_bars_csv
 from marketdata.gaps import analyze_gaps
 from marketdata.timeframes import TIMEFRAMES
 from tests.marketdata.conftest import EURUSD_CSV
+from tests.shared_data import require_shared
 
 
 @pytest.fixture(scope="module")
 def eurusd() -> pd.DataFrame:
-    if not EURUSD_CSV.exists():
-        pytest.skip("../shared/data/EURUSD_1h.csv is not available")
+    require_shared(EURUSD_CSV)
     return parse_bars_csv(EURUSD_CSV.read_bytes(), timeframe=TIMEFRAMES["1h"])
 
 
