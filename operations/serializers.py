@@ -156,5 +156,39 @@ def operation_payload(op: Operation) -> dict[str, Any]:
     }
 
 
+_DATETIME = serializers.DateTimeField()
+
+
+def _dt(value: Any) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def _number(value: Any, kind: type, default: Any) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def serialize_operation(op: Operation) -> dict[str, Any]:
-    return OperationSerializer(operation_payload(op)).data
+    """The JSON-ready operation, exactly what `OperationSerializer(operation_payload(op)).data`
+    gives (a test holds them equal) without building a nested DRF serializer per answer — that
+    cost ~1.5 ms, most of a cache-hit API answer and of every agent refresh."""
+    body = operation_payload(op)
+    for key in ("created_at", "started_at", "completed_at", "updated_at"):
+        body[key] = _dt(body[key])
+    progress = body["progress"]
+    progress["percentage"] = _number(progress["percentage"], float, 0.0)
+    for key in ("steps_completed", "steps_total", "items_processed", "items_total"):
+        progress[key] = _number(progress[key], int, 0)
+    progress["message"] = str(progress["message"] or "")
+    progress["phase"] = str(progress["phase"] or "")
+    progress["context"] = dict(progress["context"] or {})
+    if progress["eta_seconds"] is not None:
+        progress["eta_seconds"] = _number(progress["eta_seconds"], float, None)
+    body["cancel"]["requested_at"] = _dt(body["cancel"]["requested_at"])
+    body["cancel"]["acknowledged_at"] = _dt(body["cancel"]["acknowledged_at"])
+    body["freshness"]["refreshed_at"] = _dt(body["freshness"]["refreshed_at"])
+    body["freshness"]["unreachable_since"] = _dt(body["freshness"]["unreachable_since"])
+    body["metadata"] = dict(body["metadata"])
+    return body

@@ -21,7 +21,6 @@ from operations.serializers import (
     MetricsPageSerializer,
     OperationListSerializer,
     OperationSerializer,
-    operation_payload,
     serialize_operation,
 )
 
@@ -80,12 +79,13 @@ def operation_list(request: Request) -> Response:
         limit=q["limit"],
         offset=q["offset"],
     )
-    body = {
-        "operations": [operation_payload(op) for op in page.operations],
-        "total": page.total,
-        "active_count": page.active_count,
-    }
-    return Response(OperationListSerializer(body).data)
+    return Response(
+        {
+            "operations": [serialize_operation(op) for op in page.operations],
+            "total": page.total,
+            "active_count": page.active_count,
+        }
+    )
 
 
 @extend_schema(

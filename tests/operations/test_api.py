@@ -226,3 +226,21 @@ def test_openapi_schema_and_local_swagger_ui(logged_in):
     html = docs.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn" not in html.lower()
+
+
+def test_fast_rendering_equals_the_serializer_for_every_state(api):
+    from operations import selectors
+    from operations.serializers import OperationSerializer, operation_payload, serialize_operation
+
+    done = _finished_countdown(api, steps=2)
+    pending = services.operation_create(operation_type="test", executor=Executor.AGENT, agent="a")
+    running = services.operation_create(operation_type="test", executor=Executor.AGENT, agent="a")
+    services.operation_start(operation_id=running.operation_id)
+    services.operation_mark_unreachable(operation_id=running.operation_id, error="down")
+    cancelled = services.operation_create(operation_type="test", executor=Executor.AGENT)
+    services.operation_request_cancel(operation_id=cancelled.operation_id, reason="r")
+    for op_id in (done, pending.operation_id, running.operation_id, cancelled.operation_id):
+        op = selectors.operation_get(operation_id=op_id, force_refresh=True)
+        fast = serialize_operation(op)
+        assert fast == OperationSerializer(operation_payload(op)).data
+        assert OperationSerializer(data=fast).is_valid()
