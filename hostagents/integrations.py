@@ -267,12 +267,7 @@ def prepare_data_load_on_agent(payload: dict[str, Any]) -> PreparedWork:
         path.write_bytes(frame_to_bytes(frame))
         return {**result, "bars_artifact": BARS_ARTIFACT}
 
-    bridge = DataLoadingProgressBridge(
-        symbol=metadata["symbol"],
-        timeframe=metadata["timeframe"],
-        mode=metadata["mode"],
-        source=metadata["source"],
-    )
+    bridge = DataLoadingProgressBridge.for_load(metadata)
     return PreparedWork(
         work=with_artifacts(work),
         bridge=bridge,

@@ -34,6 +34,16 @@ class DataLoadingProgressBridge(ProgressBridge):
             "pacing": {"used": 0, "limit": 0},
         }
 
+    @classmethod
+    def for_load(cls, metadata: dict[str, Any]) -> DataLoadingProgressBridge:
+        """The bridge of a load described by its (validated) metadata."""
+        return cls(
+            symbol=metadata["symbol"],
+            timeframe=metadata["timeframe"],
+            mode=metadata["mode"],
+            source=metadata["source"],
+        )
+
     def _context(self, **changes: Any) -> dict[str, Any]:
         self._base_context = {**self._base_context, **changes}
         return self._base_context

@@ -250,12 +250,7 @@ def data_load_start(
         from hostagents.integrations import data_load_dispatch
 
         return data_load_dispatch(agent=agent, metadata=metadata, user=user)
-    bridge = DataLoadingProgressBridge(
-        symbol=metadata["symbol"],
-        timeframe=metadata["timeframe"],
-        mode=metadata["mode"],
-        source=metadata["source"],
-    )
+    bridge = DataLoadingProgressBridge.for_load(metadata)
     return operation_launch_local(
         operation_type=OPERATION_TYPE,
         work=run_data_load,
