@@ -121,7 +121,7 @@ def _bare_epochs(
     xv, yv = prepared["tensors"]["validation"]
     n = int(y.shape[0])
     batches = math.ceil(n / batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    opt = torch.optim.Adam(model.parameters(), lr=0.001, fused=device.type == "cuda" or None)
     crit = nn.CrossEntropyLoss(weight=prepared["class_weights"])
     t0 = time.perf_counter()
     for _ in range(epochs):

@@ -154,7 +154,11 @@ def test_starting_an_invalid_strategy_is_400_with_the_schema_path(api, strategie
     assert details["indicators.rsi_14.period"] == ["must be an integer ≥ 2"]
 
 
-def test_require_gpu_without_a_gpu_is_503_with_the_reason(api, strategies_dir):
+def test_require_gpu_without_a_gpu_is_503_with_the_reason(api, strategies_dir, monkeypatch):
+    # "Without a GPU" on every machine, a GPU one included.
+    monkeypatch.setattr(
+        "hostagents.health._gpu", {"available": False, "device_name": None, "device_count": 0}
+    )
     resp = api.post(
         "/api/v1/training/runs/", {"strategy": "test_small", "require_gpu": True}, format="json"
     )
