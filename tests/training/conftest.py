@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from operations.exceptions import NotFound
+from tests.shared_data import EURUSD_1H_CSV, require_shared
 from training.strategy import validate_strategy
 
-SHARED_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "EURUSD_1h.csv"
+SHARED_CSV = EURUSD_1H_CSV
 
 SMALL_STRATEGY = {
     "name": "test_small",
@@ -65,8 +66,7 @@ SMALL_STRATEGY = {
 @pytest.fixture(scope="session")
 def eurusd() -> pd.DataFrame:
     """The real EURUSD 1h bars (zero volume everywhere), read straight from the shared CSV."""
-    if not SHARED_CSV.is_file():
-        pytest.skip(f"{SHARED_CSV} is not available")
+    require_shared(SHARED_CSV)
     frame = pd.read_csv(SHARED_CSV)
     frame.index = pd.DatetimeIndex(
         pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp"
