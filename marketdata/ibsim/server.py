@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -315,14 +316,22 @@ class IBGatewaySimulator:
             "symbol": spec.symbol,
         }
 
-    def _contract_details(self, fields: list[str], writer: asyncio.StreamWriter) -> None:
-        req_id = int(fields[2])
-        contract = p.read_contract(fields, 3)
+    def _known_contract(
+        self, contract: Any, req_id: int, writer: asyncio.StreamWriter
+    ) -> dict[str, Any] | None:
+        """The contract's record, or None after answering IB's error 200 for an unknown one."""
         record = self._contract_record(contract)
         if record is None:
             self._error(
                 writer, req_id, 200, "No security definition has been found for the request"
             )
+        return record
+
+    def _contract_details(self, fields: list[str], writer: asyncio.StreamWriter) -> None:
+        req_id = int(fields[2])
+        contract = p.read_contract(fields, 3)
+        record = self._known_contract(contract, req_id, writer)
+        if record is None:
             return
         writer.write(p.frame(*p.contract_data_fields(req_id, record)))
         writer.write(p.frame(52, 1, req_id))
@@ -332,11 +341,8 @@ class IBGatewaySimulator:
         # whatToShow and formatDate (client.py reqHeadTimeStamp).
         req_id = int(fields[1])
         contract = p.read_contract(fields, 2)
-        record = self._contract_record(contract)
+        record = self._known_contract(contract, req_id, writer)
         if record is None:
-            self._error(
-                writer, req_id, 200, "No security definition has been found for the request"
-            )
             return
         head = self.source.head(record["symbol"])
         format_date = fields[17] if len(fields) > 17 else "1"
