@@ -20,6 +20,7 @@ from tempfile import SpooledTemporaryFile
 from typing import Any
 
 from asgiref.wsgi import WsgiToAsgiInstance
+from django.core.wsgi import get_wsgi_application
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,4 @@ def _plain_messages(status: int, text: bytes) -> list[dict[str, Any]]:
 
 
 def get_agent_application() -> AgentASGI:
-    from django.core.wsgi import get_wsgi_application
-
     return AgentASGI(get_wsgi_application())

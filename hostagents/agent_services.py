@@ -12,14 +12,15 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from hostagents.agent_work import WORK_TYPES
+from hostagents.agent_work import receive_inputs, with_artifacts
 from hostagents.conf import agent_roles
 from hostagents.models import AgentStart
 from operations import selectors
 from operations.exceptions import Conflict, InvalidInput, ServiceUnavailable
+from operations.execution import operation_launch
+from operations.kinds import kind_get
 from operations.local import local_runs
 from operations.models import Operation
-from operations.services import operation_launch_local
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,22 @@ def _existing(key: str, operation_type: str) -> Operation | None:
 
 
 def agent_start(
-    *, operation_type: str, payload: dict[str, Any], idempotency_key: str = "", user: Any = None
+    *,
+    operation_type: Any,
+    params: Any,
+    inputs: Any = None,
+    idempotency_key: str = "",
+    user: Any = None,
 ) -> tuple[Operation, bool]:
-    """Start work here; returns (operation, created). A known key returns its operation."""
-    work_type = WORK_TYPES.get(operation_type)
-    if work_type is None:
-        raise InvalidInput(f"unknown operation type {operation_type}", field="operation_type")
+    """Start work of a registered kind here; returns (operation, created). A known key returns
+    its operation."""
+    if not isinstance(operation_type, str):
+        raise InvalidInput(
+            "operation_type must be the name of an operation kind", field="operation_type"
+        )
+    kind = kind_get(operation_type)
+    if not isinstance(params, dict):
+        raise InvalidInput("params must be a JSON object", field="params")
     if len(idempotency_key) > 128:
         raise InvalidInput("Idempotency-Key is longer than 128 characters", field="idempotency_key")
     if idempotency_key:
@@ -50,13 +61,15 @@ def agent_start(
         if existing is not None:
             logger.info("start %s repeated: returning %s", idempotency_key, existing.operation_id)
             return existing, False
-    role = work_type.role(payload)
+    role = kind.capability(params)
     if role and role not in agent_roles():
         raise ServiceUnavailable(
             f"this agent does not have the {role!r} role (it has: "
             f"{', '.join(sorted(agent_roles())) or 'none'})"
         )
-    prepared = work_type.prepare(payload)
+    received = receive_inputs(inputs)
+    launch = kind.prepare(params, received)
+    launch.work = with_artifacts(launch.work)
     launched: Operation | None = None
     try:
         # The key check is repeated inside the transaction: with SQLite's IMMEDIATE transactions
@@ -68,14 +81,14 @@ def agent_start(
                 and AgentStart.objects.filter(idempotency_key=idempotency_key).exists()
             ):
                 raise IntegrityError("idempotency key taken concurrently")
-            launched = operation_launch_local(
-                operation_type=operation_type,
-                work=prepared.work,
-                bridge=prepared.bridge,
-                metadata={**prepared.metadata, "idempotency_key": idempotency_key},
-                created_by=user,
-                strategy_name=prepared.strategy_name,
-                input_series=prepared.input_series,
+            launched = operation_launch(
+                operation_type=kind.name,
+                launch=launch,
+                user=user,
+                extra_metadata={
+                    "idempotency_key": idempotency_key,
+                    "inputs": [{"key": k, "sha256": received.sha256(k)} for k in received],
+                },
             )
             if idempotency_key:
                 AgentStart.objects.create(

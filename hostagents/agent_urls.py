@@ -1,6 +1,6 @@
 """Root URLconf of a host agent (`KTRDR_URLCONF=hostagents.agent_urls`, set by run_agent).
 
-The same operations API views as the backend, plus the agent's start endpoints, health,
+The same operations API views as the backend, plus the agent's start endpoint, health,
 artifacts and the deprecated training status. No pages and no admin: an agent serves the
 backend only, every endpoint behind the bearer token.
 """
@@ -19,17 +19,12 @@ def _counted_operations_api() -> list[URLPattern]:
     for pattern in operations_api_urls.urlpatterns:
         route = str(pattern.pattern)
         if route == "operations/countdown/":
-            continue  # replaced below by the idempotent agent start
+            continue  # every start on an agent goes through the idempotent `starts/`
         patterns.append(path(route, counted(route, pattern.callback), name=pattern.name))
     return patterns
 
 
 api_patterns = [
-    path(
-        "operations/countdown/",
-        counted("operations/countdown/", agent_views.countdown_start),
-        name="agent-countdown-start",
-    ),
     *_counted_operations_api(),
     path(
         "operations/<str:operation_id>/artifacts/<str:name>",
@@ -37,8 +32,7 @@ api_patterns = [
         name="api-operation-artifact",
     ),
     path("health", counted("health", api_views.health), name="api-health"),
-    path("training/runs/", agent_views.training_start, name="agent-training-start"),
-    path("data/loads/", agent_views.data_load_start, name="agent-data-load-start"),
+    path("starts/", counted("starts/", agent_views.start), name="agent-start"),
     path("starts/<str:key>", agent_views.start_lookup, name="agent-start-lookup"),
     path("blobs/missing", agent_views.blobs_missing_view, name="agent-blobs-missing"),
 ]

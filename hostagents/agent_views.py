@@ -1,8 +1,8 @@
-"""API views only an agent serves: idempotent starts, start lookup, the input-blob check and the
-deprecated `/training/status/{session_id}` (seed M3 task 3.2).
+"""API views only an agent serves: the idempotent start of any registered operation kind, start
+lookup, the input-blob check and the deprecated `/training/status/{session_id}` that older
+clients of the upstream project still poll.
 
-Start endpoints sit at the same paths as on the backend (`operations/countdown/`,
-`training/runs/`, `data/loads/`) and answer the same operation shape; they honour the
+A start answers the same operation shape as every operations endpoint; it honours the
 `Idempotency-Key` header the backend sends (its own operation id).
 """
 
@@ -22,10 +22,17 @@ from rest_framework.response import Response
 from hostagents import agent_services
 from hostagents.blobs import blobs_missing
 from hostagents.health import count_served
-from hostagents.serializers import MissingBlobsRequestSerializer
+from hostagents.serializers import AgentStartSerializer, MissingBlobsRequestSerializer
 from operations import selectors
 from operations.exceptions import InvalidInput, NotFound, OperationNotFound
-from operations.serializers import serialize_operation
+from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
+
+AGENT_ERRORS = {
+    400: ErrorSerializer,
+    401: ErrorSerializer,
+    409: ErrorSerializer,
+    503: ErrorSerializer,
+}
 
 
 def counted(route: str, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -40,37 +47,31 @@ def counted(route: str, view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
-def _start(request: Request, operation_type: str) -> Response:
+@extend_schema(
+    tags=["agent"],
+    request=AgentStartSerializer,
+    responses={202: OperationSerializer, 200: OperationSerializer, **AGENT_ERRORS},
+    description=(
+        "Start work of a registered operation kind here. Idempotent by the `Idempotency-Key` "
+        "header (the backend's operation id): a repeated start answers 200 with the operation "
+        "the first one created."
+    ),
+)
+@api_view(["POST"])
+def start(request: Request) -> Response:
     if not isinstance(request.data, dict):
         raise InvalidInput("the body must be a JSON object", field="non_field_errors")
     key = request.headers.get("Idempotency-Key", "").strip()
     op, created = agent_services.agent_start(
-        operation_type=operation_type,
-        payload=dict(request.data),
+        operation_type=request.data.get("operation_type"),
+        params=request.data.get("params", {}),
+        inputs=request.data.get("inputs"),
         idempotency_key=key,
         user=request.user,
     )
     return Response(
         serialize_operation(op), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
     )
-
-
-@extend_schema(tags=["agent"], description="Start a countdown here (idempotent by key).")
-@api_view(["POST"])
-def countdown_start(request: Request) -> Response:
-    return _start(request, "countdown")
-
-
-@extend_schema(tags=["agent"], description="Start a training run here (idempotent by key).")
-@api_view(["POST"])
-def training_start(request: Request) -> Response:
-    return _start(request, "training")
-
-
-@extend_schema(tags=["agent"], description="Start a data load here (idempotent by key).")
-@api_view(["POST"])
-def data_load_start(request: Request) -> Response:
-    return _start(request, "data_load")
 
 
 @extend_schema(tags=["agent"], description="The operation a start with this key created.")

@@ -1,45 +1,28 @@
-"""What an agent can run: operation types, the role each needs, and how a start payload becomes
-local work.
+"""How an agent turns a start its backend POSTed into local work (`docs/architecture.md` §6).
 
 An agent runs exactly the same worker functions as local execution on the backend — same code,
-other place (seed M3). A `WorkType` only turns the JSON a backend POSTed into the
-`(work, bridge, metadata)` that `operations.services.operation_launch_local` takes. Training and
-data loads are looked up lazily, so an agent without those apps' code still serves the rest.
+other place. The start names a registered operation kind (`operations.kinds`); its content-
+addressed inputs are stored in the agent's blob cache and handed to the kind's `prepare`, and the
+files the work leaves in its artifacts folder become the artifacts the backend fetches.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
 from typing import Any
 
 from hostagents.artifacts import artifacts_dir, register_artifacts
-from operations.bridge import ProgressBridge
-from operations.exceptions import InvalidInput, ServiceUnavailable
+from hostagents.blobs import BlobError, blob_has, blob_put_b64, blob_read
+from operations.exceptions import Conflict, InvalidInput
+from operations.kinds import Inputs
 from operations.local import Work, WorkContext
 
 logger = logging.getLogger(__name__)
 
-MAX_COUNTDOWN_ARTIFACT_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class PreparedWork:
-    work: Work
-    bridge: ProgressBridge
-    metadata: dict[str, Any]
-    strategy_name: str = ""
-    input_series: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class WorkType:
-    operation_type: str
-    # The agent role this work needs (`training`, `ib`), or None when any agent can run it.
-    role: Callable[[dict[str, Any]], str | None]
-    prepare: Callable[[dict[str, Any]], PreparedWork]
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=/-]{0,119}$")
+MAX_INPUTS = 200
 
 
 def with_artifacts(work: Work) -> Work:
@@ -50,7 +33,7 @@ def with_artifacts(work: Work) -> Work:
     def run(ctx: WorkContext) -> dict[str, Any]:
         directory = artifacts_dir(ctx.operation_id)
         directory.mkdir(parents=True, exist_ok=True)
-        ctx.metadata["artifacts_dir"] = str(directory)
+        ctx.artifacts_dir = directory
         result = dict(work(ctx) or {})
         manifest = register_artifacts(ctx.operation_id, directory)
         if manifest:
@@ -61,72 +44,39 @@ def with_artifacts(work: Work) -> Work:
     return run
 
 
-# --- countdown ----------------------------------------------------------------------------------
-def countdown_artifact_bytes(operation_id: str, size: int) -> bytes:
-    """Deterministic content, so a test can recompute the expected sha256."""
-    seed = hashlib.sha256(operation_id.encode()).digest()
-    return (seed * (size // len(seed) + 1))[:size]
+def receive_inputs(raw: Any) -> Inputs:
+    """Store the inputs sent with a start (those with data) and index them all by key.
 
-
-def _countdown_prepare(payload: dict[str, Any]) -> PreparedWork:
-    from operations.countdown import run_countdown, validate_params
-
-    params = validate_params(
-        steps=payload.get("steps", 10),
-        step_seconds=payload.get("step_seconds", 0.5),
-        fail_at=payload.get("fail_at"),
-    )
-    try:
-        artifact_bytes = int(payload.get("artifact_bytes") or 0)
-    except (TypeError, ValueError):
-        raise InvalidInput("artifact_bytes must be an integer", field="artifact_bytes") from None
-    if not 0 <= artifact_bytes <= MAX_COUNTDOWN_ARTIFACT_BYTES:
-        raise InvalidInput(
-            f"artifact_bytes must be between 0 and {MAX_COUNTDOWN_ARTIFACT_BYTES}",
-            field="artifact_bytes",
+    Every input must be in the cache afterwards; one that was announced without data and is not
+    there is a 409 listing the missing hashes, and the backend resends with data.
+    """
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise InvalidInput("inputs must be a list", field="inputs")
+    if len(raw) > MAX_INPUTS:
+        raise InvalidInput(f"at most {MAX_INPUTS} inputs per start", field="inputs")
+    index: dict[str, str] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            raise InvalidInput("each input must be an object", field="inputs")
+        key, sha = item.get("key"), item.get("sha256")
+        if not (isinstance(key, str) and KEY_RE.match(key)):
+            raise InvalidInput("each input needs a key (letters, digits, _.:=/-)", field="inputs")
+        if not (isinstance(sha, str) and SHA_RE.match(sha)):
+            raise InvalidInput(f"input {key}: bad sha256", field="inputs")
+        if key in index:
+            raise InvalidInput(f"input {key} is listed twice", field="inputs")
+        if item.get("data") is not None:
+            try:
+                blob_put_b64(sha, str(item["data"]))
+            except BlobError as exc:
+                raise InvalidInput(f"input {key}: {exc}", field="inputs") from None
+        index[key] = sha
+    missing = sorted({sha for sha in index.values() if not blob_has(sha)})
+    if missing:
+        raise Conflict(
+            f"{len(missing)} input blobs are not in this agent's cache; send them with data",
+            details={"missing": missing},
         )
-    params["artifact_bytes"] = artifact_bytes
-
-    def work(ctx: WorkContext) -> dict[str, Any]:
-        result = run_countdown(ctx)
-        if artifact_bytes:
-            # Stands in for a model file: exercises the fetch/verify path without training.
-            from pathlib import Path
-
-            path = Path(ctx.metadata["artifacts_dir"]) / "countdown.bin"
-            path.write_bytes(countdown_artifact_bytes(ctx.operation_id, artifact_bytes))
-        return result
-
-    return PreparedWork(work=with_artifacts(work), bridge=ProgressBridge(), metadata=params)
-
-
-# --- training and data loads: the other apps' workers, resolved when first used ---------------
-def _missing(what: str, exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(f"this agent cannot run {what}: {type(exc).__name__}: {exc}")
-
-
-def _training_prepare(payload: dict[str, Any]) -> PreparedWork:
-    try:
-        from hostagents.integrations import prepare_training_on_agent
-    except ImportError as exc:  # pragma: no cover - training code not installed
-        raise _missing("training", exc) from None
-    return prepare_training_on_agent(payload)
-
-
-def _data_load_prepare(payload: dict[str, Any]) -> PreparedWork:
-    try:
-        from hostagents.integrations import prepare_data_load_on_agent
-    except ImportError as exc:  # pragma: no cover
-        raise _missing("data loads", exc) from None
-    return prepare_data_load_on_agent(payload)
-
-
-def _data_load_role(payload: dict[str, Any]) -> str | None:
-    return "ib" if str(payload.get("source", "")).lower() == "ib" else None
-
-
-WORK_TYPES: dict[str, WorkType] = {
-    "countdown": WorkType("countdown", role=lambda _p: None, prepare=_countdown_prepare),
-    "training": WorkType("training", role=lambda _p: "training", prepare=_training_prepare),
-    "data_load": WorkType("data_load", role=_data_load_role, prepare=_data_load_prepare),
-}
+    return Inputs(index, blob_read)

@@ -1,8 +1,8 @@
 """API views of the hostagents app that exist on the backend (and, for health and artifacts,
 on agents too): health, artifact download, the agent registry, a countdown on an agent.
 
-Thin: they call selectors/services/dispatch and render; errors are domain exceptions that the
-shared handler turns into the `{"error": …}` envelope.
+Thin: they call selectors, services and the agent place, and render; errors are domain
+exceptions that the shared handler turns into the `{"error": …}` envelope.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from hostagents import selectors
 from hostagents.artifacts import NAME_RE, artifact_get
 from hostagents.conf import is_agent
 from hostagents.contract import HealthSerializer
-from hostagents.dispatch import start_remote
 from hostagents.health import health_payload
 from hostagents.serializers import (
     AgentCountdownSerializer,
@@ -30,8 +29,10 @@ from hostagents.serializers import (
     agent_payload,
 )
 from operations import selectors as op_selectors
-from operations.countdown import validate_params
+from operations.countdown import COUNTDOWN, validate_params
 from operations.exceptions import NotFound, ServiceUnavailable
+from operations.models import Executor
+from operations.places import remote_places
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer}
@@ -120,10 +121,10 @@ def agent_countdown(request: Request, name: str) -> Response:
     agent = selectors.agent_get(name=name)
     if not agent.enabled:
         raise ServiceUnavailable(f"agent {name} is disabled", details={"agent": name})
-    op = start_remote(
-        operation_type="countdown",
-        agent=agent,
-        payload=params,
+    place = remote_places()[Executor.AGENT]
+    op = place.start(
+        kind=COUNTDOWN,
+        target=agent,
         metadata={
             **params,
             "placement": {

@@ -1,4 +1,4 @@
-"""App config: registers the agent source with the operations core at start-up."""
+"""App config: plugs host agents into the operations core as an execution place."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ class HostagentsConfig(AppConfig):
     verbose_name = "Host agents"
 
     def ready(self) -> None:
-        # The operations core does not import this app; it asks the registry for the source of
-        # an operation's executor, so refreshing remote operations is plugged in here.
-        from hostagents.source import AgentSource
-        from operations.execution import register_source
+        # The operations core does not import this app: it asks its places registry where an
+        # operation runs, and the agent place is registered here (docs/architecture.md §6).
+        # Models load before ready(); these modules import them.
+        from hostagents.place import AgentPlace
         from operations.models import Executor
+        from operations.places import register_place
 
-        register_source(Executor.AGENT, AgentSource())
-
-        from hostagents.integrations import register_hooks
-
-        register_hooks()
+        register_place(Executor.AGENT, AgentPlace())

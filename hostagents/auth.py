@@ -15,8 +15,11 @@ import hmac
 import threading
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+
+from operations.conf import ktrdr_setting
 
 SERVICE_USERNAME = "ktrdr-backend"
 
@@ -28,7 +31,6 @@ def _service_user() -> Any:
     """The service user, looked up once per process: it never changes, and not touching the
     database here lets a cached operation read be answered without opening a connection."""
     global _service_user_cached
-    from django.contrib.auth import get_user_model
 
     if _service_user_cached is not None:
         return _service_user_cached
@@ -55,8 +57,6 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[Any, str] | None:
-        from operations.conf import ktrdr_setting
-
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None  # → 401 with WWW-Authenticate from authenticate_header

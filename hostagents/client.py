@@ -12,8 +12,8 @@
 * Artifacts are streamed to a temporary file, size-limited, sha256-verified and only then renamed
   into place (atomic), so a corrupted or truncated transfer never leaves a file behind.
 
-Plain Python: Django is imported lazily and only by `client_for` and the contract parsers, and
-the session/transport is injectable for tests.
+The session/transport is injectable for tests; answers are parsed with the serializers of
+`hostagents.contract`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,71 +33,45 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
+from hostagents.conf import agent_setting
+from hostagents.contract import (
+    parse_health,
+    parse_metrics_page,
+    parse_missing_blobs,
+    parse_operation,
+    parse_operation_list,
+    parse_results,
+)
+from hostagents.errors import (
+    AgentAuthError,
+    AgentError,
+    AgentNotFound,
+    AgentProtocolError,
+    AgentRejected,
+    AgentUnreachable,
+    ArtifactIntegrityError,
+)
+from operations.conf import ktrdr_setting
+from operations.kinds import FetchedArtifact
+
+__all__ = [
+    "AgentAuthError",
+    "AgentClient",
+    "AgentError",
+    "AgentNotFound",
+    "AgentProtocolError",
+    "AgentRejected",
+    "AgentUnreachable",
+    "ArtifactIntegrityError",
+    "FetchedArtifact",
+    "client_for",
+    "reset_clients",
+]
+
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "ktrdr-backend/1"
 CHUNK_BYTES = 1 << 20
-# What a remote start may be POSTed to, by operation type (same paths as the backend's API).
-START_PATHS = {
-    "countdown": "operations/countdown/",
-    "training": "training/runs/",
-    "data_load": "data/loads/",
-}
-
-
-class AgentError(Exception):
-    """Something went wrong talking to an agent; `str()` says which agent and what."""
-
-    def __init__(self, agent: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(f"agent {agent}: {message}")
-        self.agent = agent
-        self.message = message
-        self.status = status
-
-
-class AgentUnreachable(AgentError):
-    """No usable answer: connection refused, timeout, broken transfer or a 5xx."""
-
-
-class AgentNotFound(AgentError):
-    """The agent answered 404: it does not know the operation or artifact."""
-
-
-class AgentAuthError(AgentError):
-    """The agent rejected our token (401/403): KTRDR_AGENT_TOKEN differs between the two."""
-
-
-class AgentRejected(AgentError):
-    """The agent refused the request (4xx other than 401/403/404)."""
-
-    def __init__(
-        self,
-        agent: str,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "",
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(agent, message, status=status)
-        self.code = code
-        self.details = details or {}
-
-
-class AgentProtocolError(AgentError):
-    """The agent answered, but not in the API contract (bad JSON or wrong shape)."""
-
-
-class ArtifactIntegrityError(AgentError):
-    """An artifact arrived with the wrong size or checksum; nothing was stored."""
-
-
-@dataclass(frozen=True)
-class FetchedArtifact:
-    name: str
-    path: Path
-    size: int
-    sha256: str
 
 
 def new_session(token: str, *, pool_maxsize: int = 8) -> requests.Session:
@@ -258,14 +231,10 @@ class AgentClient:
 
     # --- API -------------------------------------------------------------------------------
     def health(self, *, retries: bool = False) -> dict[str, Any]:
-        from hostagents.contract import parse_health
-
         response = self._request("GET", "health", kind="health", idempotent=retries)
         return parse_health(self._json(response, "health"), agent=self.name)
 
     def get_operation(self, remote_id: str, *, force_refresh: bool = False) -> dict[str, Any]:
-        from hostagents.contract import parse_operation
-
         params = {"force_refresh": "true"} if force_refresh else None
         response = self._request(
             "GET",
@@ -279,8 +248,6 @@ class AgentClient:
     def get_metrics(
         self, remote_id: str, *, cursor: int, limit: int = 5000
     ) -> tuple[list[dict[str, Any]], int]:
-        from hostagents.contract import parse_metrics_page
-
         response = self._request(
             "GET",
             f"operations/{quote(remote_id)}/metrics/",
@@ -292,43 +259,33 @@ class AgentClient:
         return parse_metrics_page(body, cursor=cursor, agent=self.name)
 
     def get_results(self, remote_id: str) -> dict[str, Any]:
-        from hostagents.contract import parse_results
-
         response = self._request(
             "GET", f"operations/{quote(remote_id)}/results/", kind="results", idempotent=True
         )
         return parse_results(self._json(response, f"results of {remote_id}"), agent=self.name)
 
     def list_operations(self, **params: Any) -> dict[str, Any]:
-        from hostagents.contract import parse_operation_list
-
         response = self._request(
             "GET", "operations/", kind="list", idempotent=True, params=params or None
         )
         return parse_operation_list(self._json(response, "operation list"), agent=self.name)
 
-    def start(
-        self, operation_type: str, payload: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]:
-        """POST a start; retried on transport errors because the key makes it idempotent."""
-        from hostagents.contract import parse_operation
-
-        path = START_PATHS.get(operation_type)
-        if path is None:
-            raise AgentRejected(self.name, f"no remote start for operation type {operation_type}")
+    def start(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """POST a start (`{operation_type, params, inputs}`); retried on transport errors because
+        the key makes it idempotent."""
+        operation_type = body.get("operation_type", "?")
         response = self._request(
             "POST",
-            path,
+            "starts/",
             kind="start",
             idempotent=True,
-            json=payload,
+            json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
         return parse_operation(self._json(response, f"start of {operation_type}"), agent=self.name)
 
     def find_start(self, idempotency_key: str) -> dict[str, Any] | None:
         """The operation a start with this key created, or None if the agent never saw it."""
-        from hostagents.contract import parse_operation
 
         response = self._request(
             "GET", f"starts/{quote(idempotency_key)}", kind="find_start", idempotent=True
@@ -340,8 +297,6 @@ class AgentClient:
         return parse_operation(body, agent=self.name)
 
     def cancel(self, remote_id: str, reason: str) -> dict[str, Any]:
-        from hostagents.contract import parse_operation
-
         # Not retried: a cancel is repeatable, but a retry storm is the wrong answer to an agent
         # that is down; the next refresh re-forwards it when the agent is back.
         response = self._request(
@@ -354,8 +309,6 @@ class AgentClient:
         return parse_operation(self._json(response, f"cancel of {remote_id}"), agent=self.name)
 
     def blobs_missing(self, hashes: list[str]) -> list[str]:
-        from hostagents.contract import parse_missing_blobs
-
         response = self._request(
             "POST", "blobs/missing", kind="blobs", idempotent=True, json={"sha256": hashes}
         )
@@ -453,9 +406,6 @@ _clients_lock = threading.Lock()
 
 def client_for(agent: Any) -> AgentClient:
     """The shared pooled client of a registry `Agent` (re-created if its URL or token changed)."""
-    from hostagents.conf import agent_setting
-    from operations.conf import ktrdr_setting
-
     token = str(ktrdr_setting("AGENT_TOKEN") or "")
     client = _clients.get(agent.name)
     if (

@@ -46,6 +46,4 @@ def agent_roles() -> frozenset[str]:
 
 
 def is_agent() -> bool:
-    from operations.conf import ktrdr_setting
-
     return ktrdr_setting("ROLE") == "agent"

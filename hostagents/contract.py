@@ -12,7 +12,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from hostagents.client import AgentProtocolError
+from hostagents.errors import AgentProtocolError
 from operations.serializers import (
     MetricsPageSerializer,
     OperationListSerializer,

@@ -13,6 +13,8 @@ from collections import Counter
 from typing import Any
 
 from hostagents.conf import VERSION, agent_roles, agent_setting, is_agent
+from operations.conf import ktrdr_setting
+from operations.models import ACTIVE_STATUSES, Operation
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,6 @@ def gpu_info() -> dict[str, Any]:
 
 def capabilities() -> list[str]:
     """What this process can take: its roles, plus `gpu` when a CUDA device is present."""
-    from operations.conf import ktrdr_setting
-
     caps = set(agent_roles()) if is_agent() else set()
     if not is_agent() and ktrdr_setting("LOCAL_EXECUTION"):
         caps.add("local")
@@ -66,8 +66,6 @@ def capabilities() -> list[str]:
 
 
 def health_payload() -> dict[str, Any]:
-    from operations.models import ACTIVE_STATUSES, Operation
-
     running = [
         {
             "operation_id": op.operation_id,

@@ -53,3 +53,20 @@ class AgentCountdownSerializer(serializers.Serializer):
 
 class MissingBlobsRequestSerializer(serializers.Serializer):
     sha256 = serializers.ListField(child=serializers.RegexField(r"^[0-9a-f]{64}$"), max_length=1000)
+
+
+class StartInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=120)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+    rows = serializers.IntegerField(min_value=0, required=False)
+    data = serializers.CharField(
+        required=False, help_text="base64; only for inputs the agent lacks"
+    )
+
+
+class AgentStartSerializer(serializers.Serializer):
+    """The body of an agent start (documentation; the kind's `prepare` validates `params`)."""
+
+    operation_type = serializers.CharField(max_length=40)
+    params = serializers.DictField()
+    inputs = StartInputSerializer(many=True, required=False)

@@ -43,6 +43,8 @@ from marketdata.gateways.base import (
     PacingViolation,
     RequestCancelled,
 )
+from marketdata.gateways.ib import IBGateway, shared_connection
+from marketdata.gateways.synthetic import SyntheticGateway
 from marketdata.pacing import PacingLimiter, PacingRules, UnlimitedPacing, shared_limiter
 from marketdata.planner import Segment, fetch_ranges, plan_segments
 from marketdata.progress import DataLoadingProgressBridge
@@ -86,8 +88,6 @@ def open_gateway(source: str) -> BarGateway:
     """The gateway for `source` in this process (for "ib": a view of the process's one
     connection to the configured endpoint, which opens on first use)."""
     if source == "synthetic":
-        from marketdata.gateways.synthetic import SyntheticGateway
-
         return SyntheticGateway(seed=int(md_setting("SYNTHETIC_SEED")))
     if source == "ib":
         location = ib_location()
@@ -95,8 +95,6 @@ def open_gateway(source: str) -> BarGateway:
             raise IBNotConfigured(
                 "this process has no IB connection configured (KTRDR_IB_HOST is empty)"
             )
-        from marketdata.gateways.ib import IBGateway, shared_connection
-
         # One connection (one client id) per endpoint, shared by every load in the process;
         # 326 handling covers a clash with another process.
         connect_timeout = float(md_setting("IB_CONNECT_TIMEOUT"))

@@ -1,7 +1,10 @@
-"""Every write of the marketdata app: series rows, data-load starts, CSV imports, demo seeding.
+"""Every write of the marketdata app: data-load starts, CSV imports, demo seeding.
+
+The catalogue row of a series is written by the store itself, with its file (`marketdata.store`).
 
 Functions are keyword-only, validate all outside input and raise domain exceptions
-(`InvalidInput` naming the field, `ServiceUnavailable` when no place can run an IB load).
+(`InvalidInput` naming the field; `ServiceUnavailable` from the operations core when no place
+can run an IB load).
 """
 
 from __future__ import annotations
@@ -11,17 +14,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from django.db import transaction
 
+from marketdata import store
+from marketdata.conf import md_setting
+from marketdata.csvparse import CsvFormatError, parse_bars_csv
 from marketdata.models import BarSeries, BarSource
-from marketdata.symbols import SymbolSpec, is_synthetic_symbol, parse_symbol
+from marketdata.planner import MODES
+from marketdata.symbols import SYNTHETIC_UNIVERSE, SymbolSpec, is_synthetic_symbol, parse_symbol
+from marketdata.synthetic import first_day, generate_bars
 from marketdata.timeframes import Timeframe, get_timeframe
-from operations.exceptions import InvalidInput, ServiceUnavailable
+from operations.exceptions import InvalidInput
+from operations.execution import operation_submit
+from operations.models import Operation
+from operations.placement import EXECUTION_MODES
 
 logger = logging.getLogger(__name__)
 
 LOAD_SOURCES = ("synthetic", "ib")
-EXECUTION_MODES = ("auto", "local", "agent")
+DATA_LOAD_TYPE = "data_load"
 # Default span of a load with no start, per timeframe (long enough to be useful, short enough
 # to finish quickly against IB's pacing).
 DEFAULT_SPANS = {
@@ -35,44 +45,6 @@ DEFAULT_SPANS = {
 }
 MAX_SEGMENTS = 2000
 FUTURE_TOLERANCE = timedelta(days=1)
-
-
-# --- series rows --------------------------------------------------------------------------
-@transaction.atomic
-def bar_series_record(
-    *,
-    symbol: str,
-    timeframe: str,
-    asset_class: str,
-    source: str,
-    index: pd.DatetimeIndex,
-    file_path: str,
-    file_size: int,
-    contract: dict | None = None,
-) -> BarSeries:
-    """Create or update the catalogue row after the store wrote a series file."""
-    from marketdata.gaps import analyze_gaps
-
-    tf = get_timeframe(timeframe)
-    report = analyze_gaps(index, tf, asset_class)
-    series, _ = BarSeries.objects.select_for_update().get_or_create(
-        symbol=symbol,
-        timeframe=tf.name,
-        defaults={"source": source, "file_path": file_path, "asset_class": asset_class},
-    )
-    series.asset_class = asset_class
-    series.source = source
-    series.sources = sorted({*(series.sources or []), source})
-    if contract:
-        series.contract = contract
-    series.first_timestamp = index[0].to_pydatetime() if len(index) else None
-    series.last_timestamp = index[-1].to_pydatetime() if len(index) else None
-    series.row_count = len(index)
-    series.gap_summary = report.summary()
-    series.file_path = file_path
-    series.file_size = file_size
-    series.save()
-    return series
 
 
 # --- input parsing --------------------------------------------------------------------------
@@ -130,39 +102,6 @@ def _choice(value: Any, choices: tuple[str, ...], field: str, default: str) -> s
     return value.strip().lower()
 
 
-def _placement(source: str, execution_mode: str) -> tuple[dict[str, Any], Any]:
-    """Where the load runs and why (ARCHITECTURE §6), and the agent when it is remote.
-
-    The decision is `hostagents.selection.choose_execution` (IB loads need an `ib` agent or
-    KTRDR_IB_HOST here; file/synthetic loads stay next to the store unless an agent is asked
-    for). Without the agents app, loads run here and IB needs KTRDR_IB_HOST.
-    """
-    try:
-        from hostagents.selection import choose_execution
-    except ImportError:  # pragma: no cover - the agents app is part of the project
-        choose_execution = None
-    if choose_execution is not None:
-        placement = choose_execution("ib" if source == "ib" else "data", execution_mode)
-        where = "agent" if placement.is_remote else "local"
-        return {"where": where, "why": placement.reason, **placement.as_metadata()}, (
-            placement.agent if placement.is_remote else None
-        )
-    from marketdata.loader import ib_location
-
-    if source != "ib":
-        return {"where": "local", "why": "synthetic data is generated in this process"}, None
-    location = ib_location()
-    if location is not None:
-        why = f"KTRDR_IB_HOST is set ({location['host']}:{location['port']})"
-        return {"where": "local", "why": why}, None
-    raise ServiceUnavailable(
-        "IB loads need an IB connection: set KTRDR_IB_HOST/KTRDR_IB_PORT for this backend "
-        "(e.g. the simulator: manage.py ib_gateway_sim --port 4002) or add an `ib` host agent; "
-        "neither is configured",
-        details={"source": "ib", "execution_mode": execution_mode},
-    )
-
-
 # --- data loads -------------------------------------------------------------------------------
 def validate_load_params(
     *,
@@ -177,7 +116,6 @@ def validate_load_params(
     """Check every load parameter; returns the JSON-able metadata the worker runs from."""
     spec: SymbolSpec = parse_symbol(symbol)
     tf = get_timeframe(timeframe)
-    from marketdata.planner import MODES
 
     if isinstance(source, str) and source.strip().lower() == "csv":
         raise InvalidInput(
@@ -191,14 +129,11 @@ def validate_load_params(
     start_dt, end_dt = validate_range(start=start, end=end, timeframe=tf)
     if source == "synthetic":
         if not is_synthetic_symbol(spec.symbol):
-            from marketdata.symbols import SYNTHETIC_UNIVERSE
-
             raise InvalidInput(
                 f"unknown symbol {spec.symbol}: the synthetic source has "
                 f"{', '.join(sorted(SYNTHETIC_UNIVERSE))}",
                 field="symbol",
             )
-        from marketdata.synthetic import first_day
 
         head = datetime.combine(first_day(spec.symbol), datetime.min.time(), tzinfo=UTC)
         if end_dt <= head:
@@ -230,12 +165,10 @@ def data_load_start(
     source: Any = "synthetic",
     user: Any = None,
     execution_mode: Any = "auto",
-):
-    """Validate a load and launch it as a `data_load` operation; returns the Operation."""
-    from marketdata.loader import OPERATION_TYPE, run_data_load
-    from marketdata.progress import DataLoadingProgressBridge
-    from operations.services import operation_launch_local
-
+    detach: bool = False,
+) -> Operation:
+    """Validate a load and submit it as a `data_load` operation (`marketdata.kinds`); the
+    operations core decides where it runs. Returns the Operation."""
     metadata = validate_load_params(
         symbol=symbol,
         timeframe=timeframe,
@@ -245,28 +178,19 @@ def data_load_start(
         source=source,
         execution_mode=execution_mode,
     )
-    metadata["placement"], agent = _placement(metadata["source"], metadata["execution_mode"])
-    if agent is not None:
-        from hostagents.integrations import data_load_dispatch
-
-        return data_load_dispatch(agent=agent, metadata=metadata, user=user)
-    bridge = DataLoadingProgressBridge.for_load(metadata)
-    return operation_launch_local(
-        operation_type=OPERATION_TYPE,
-        work=run_data_load,
-        bridge=bridge,
+    return operation_submit(
+        operation_type=DATA_LOAD_TYPE,
         metadata=metadata,
-        created_by=user,
+        execution_mode=metadata["execution_mode"],
+        user=user,
         input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
+        detach=detach,
     )
 
 
 # --- CSV import ---------------------------------------------------------------------------------
 def bars_import_csv(*, data: bytes, symbol: Any, timeframe: Any, filename: str = "upload.csv"):
     """Parse a CSV and merge it into the store; InvalidInput naming `file` on a bad file."""
-    from marketdata import store
-    from marketdata.conf import md_setting
-    from marketdata.csvparse import CsvFormatError, parse_bars_csv
 
     spec = parse_symbol(symbol)
     tf = get_timeframe(timeframe)
@@ -302,9 +226,6 @@ DEMO_SERIES = (
 
 def seed_demo_data(*, now: datetime | None = None) -> list[BarSeries]:
     """Synthetic series the demo uses; idempotent (existing series are kept as they are)."""
-    from marketdata import store
-    from marketdata.conf import md_setting
-    from marketdata.synthetic import generate_bars
 
     # A fixed anchor (start of the current day) keeps repeated seeding within a day identical.
     now = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.db import transaction
 
 from marketdata.bars import (
     BarValidationError,
@@ -32,6 +34,8 @@ from marketdata.bars import (
     normalize,
     validate_bars,
 )
+from marketdata.gaps import analyze_gaps
+from marketdata.models import BarSeries
 from marketdata.symbols import parse_symbol
 from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
@@ -191,8 +195,6 @@ def write_bars(
         # Validate the union too: a corrected bar must still fit its neighbours' rules.
         merged = validate_bars(merged)
         size = _atomic_write(merged, path) if len(new) else path.stat().st_size
-        from marketdata.services import bar_series_record
-
         bar_series_record(
             symbol=spec.symbol,
             timeframe=tf.name,
@@ -216,3 +218,50 @@ def write_bars(
 
 def delete_series_file(symbol: str, timeframe: str) -> None:
     series_path(symbol, timeframe).unlink(missing_ok=True)
+
+
+def frame_to_bytes(frame: pd.DataFrame) -> bytes:
+    """A bar frame as zstd-compressed Parquet bytes (how bars travel to and from agents)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def bytes_to_frame(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+# --- the catalogue row of a series ------------------------------------------------------------
+@transaction.atomic
+def bar_series_record(
+    *,
+    symbol: str,
+    timeframe: str,
+    asset_class: str,
+    source: str,
+    index: pd.DatetimeIndex,
+    file_path: str,
+    file_size: int,
+    contract: dict | None = None,
+) -> BarSeries:
+    """Create or update the catalogue row after the store wrote a series file."""
+    tf = get_timeframe(timeframe)
+    report = analyze_gaps(index, tf, asset_class)
+    series, _ = BarSeries.objects.select_for_update().get_or_create(
+        symbol=symbol,
+        timeframe=tf.name,
+        defaults={"source": source, "file_path": file_path, "asset_class": asset_class},
+    )
+    series.asset_class = asset_class
+    series.source = source
+    series.sources = sorted({*(series.sources or []), source})
+    if contract:
+        series.contract = contract
+    series.first_timestamp = index[0].to_pydatetime() if len(index) else None
+    series.last_timestamp = index[-1].to_pydatetime() if len(index) else None
+    series.row_count = len(index)
+    series.gap_summary = report.summary()
+    series.file_path = file_path
+    series.file_size = file_size
+    series.save()
+    return series

@@ -1,4 +1,11 @@
-"""Admin for operations: read-only progress, metrics inline, a cancel action through the service."""
+"""Admin for operations: read-only, live through the read path, a cancel action through the one
+cancel path.
+
+Rows of active operations are read with `operations.selectors.operation_get` (the same TTL-cached
+pull every reader uses), so the list and the change page show progress at most one TTL old for
+work run by any process or agent, never the row's last stored figure. Cancelling needs the
+change permission (`has_cancel_permission`): a view-only staff user sees no cancel action.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from operations import services
-from operations.exceptions import KtrdrError
+from operations import execution, selectors
+from operations.countdown import countdown_start
+from operations.exceptions import InvalidInput, KtrdrError
 from operations.models import Operation, OperationMetric
 
 
@@ -31,15 +39,17 @@ class OperationMetricInline(admin.TabularInline):
         return False
 
 
-@admin.action(description="Cancel selected operations")
+@admin.action(description="Cancel selected operations", permissions=["cancel"])
 def cancel_operations(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> None:
     cancelled, refused = 0, []
     for op in queryset:
         try:
-            services.operation_request_cancel(
-                operation_id=op.operation_id, reason=f"cancelled in the admin by {request.user}"
+            execution.operation_cancel(
+                operation_id=op.operation_id,
+                reason=f"cancelled in the admin by {request.user}",
+                user=request.user,
             )
             cancelled += 1
         except KtrdrError as exc:
@@ -55,7 +65,7 @@ class OperationAdmin(admin.ModelAdmin):
     list_display = (
         "operation_id",
         "operation_type",
-        "status",
+        "live_status",
         "progress_percent",
         "executor",
         "agent",
@@ -75,7 +85,7 @@ class OperationAdmin(admin.ModelAdmin):
     readonly_fields = (
         "operation_id",
         "operation_type",
-        "status",
+        "live_status",
         "created_at",
         "started_at",
         "completed_at",
@@ -92,6 +102,7 @@ class OperationAdmin(admin.ModelAdmin):
         "cancel_acknowledged_at",
         "cancel_reason",
         "refreshed_at",
+        "snapshot_age",
         "unreachable_since",
         "metrics_cursor",
         "remote_metrics_cursor",
@@ -108,6 +119,24 @@ class OperationAdmin(admin.ModelAdmin):
         # Operations are started by the services (API, pages, commands), never typed in.
         return False
 
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return self.has_change_permission(request)
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Operation | None:
+        op = super().get_object(request, object_id, from_field)
+        return None if op is None else self._live(op)
+
+    @staticmethod
+    def _live(op: Operation) -> Operation:
+        """The operation as the read path gives it (a refresh for an active one, once per row)."""
+        live = getattr(op, "_live", None)
+        if live is None:
+            live = selectors.operation_get(operation_id=op.operation_id) if op.is_active else op
+            op._live = live
+        return live
+
     def get_urls(self) -> list:
         extra = [
             path(
@@ -120,9 +149,6 @@ class OperationAdmin(admin.ModelAdmin):
 
     def start_countdown_view(self, request: HttpRequest) -> HttpResponse:
         """Start the built-in countdown from the admin (a quick end-to-end check)."""
-        from operations.countdown import countdown_start
-        from operations.exceptions import InvalidInput
-
         if not self.has_change_permission(request):
             raise PermissionDenied
         error = ""
@@ -146,9 +172,21 @@ class OperationAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/operations/operation/start_countdown.html", context)
 
+    @admin.display(description="status", ordering="status")
+    def live_status(self, obj: Operation) -> str:
+        return self._live(obj).get_status_display()
+
     @admin.display(description="progress")
     def progress_percent(self, obj: Operation) -> str:
-        return f"{obj.percentage:.1f}%"
+        return f"{self._live(obj).percentage:.1f}%"
+
+    @admin.display(description="snapshot age")
+    def snapshot_age(self, obj: Operation) -> str:
+        live = self._live(obj)
+        age = live.snapshot_age_seconds
+        if age is None:
+            return "never pulled"
+        return f"{age:.1f} s" + ("" if live.is_active else " (final)")
 
     @staticmethod
     def _pretty(value: object) -> str:
@@ -156,7 +194,7 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_pretty(self, obj: Operation) -> str:
-        return self._pretty(obj.progress)
+        return self._pretty(self._live(obj).progress)
 
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: Operation) -> str:

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from operations.kinds import register_kind
+
 
 class OperationsConfig(AppConfig):
     name = "operations"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        # The built-in kind; training and marketdata register theirs in their own ready().
+        from operations.countdown import COUNTDOWN
+
+        register_kind(COUNTDOWN)

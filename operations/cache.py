@@ -38,9 +38,12 @@ def get_entry(operation_id: str) -> tuple[float, Operation] | None:
     return entry
 
 
-def put(operation: Operation, ttl: float) -> None:
+def put(operation: Operation, ttl: float, *, stamp: float | None = None) -> None:
+    """Cache `operation` as pulled at `stamp` (default now); readers treat it as fresh for one
+    TTL from that stamp."""
     timeout = TERMINAL_CACHE_SECONDS if operation.is_terminal else max(int(ttl) + 2, 2)
-    cache.set(_entry_key(operation.operation_id), (time.time(), operation), timeout)
+    at = time.time() if stamp is None else stamp
+    cache.set(_entry_key(operation.operation_id), (at, operation), timeout)
 
 
 def invalidate(operation_id: str) -> None:

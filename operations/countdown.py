@@ -6,16 +6,23 @@ work, for the demo, the tests and anyone checking an installation.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
 from operations.bridge import ProgressBridge
 from operations.exceptions import InvalidInput
+from operations.execution import operation_submit
+from operations.kinds import Inputs, Launch, OperationKind
 from operations.local import WorkContext
 
 OPERATION_TYPE = "countdown"
 MAX_STEPS = 100_000
 MAX_STEP_SECONDS = 60.0
+# A countdown on an agent can leave a file of this many bytes as its artifact: it stands in for
+# a model file, so the fetch/verify path is exercised without training.
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+ARTIFACT_NAME = "countdown.bin"
 
 
 def validate_params(
@@ -84,15 +91,72 @@ def run_countdown(ctx: WorkContext) -> dict[str, Any]:
     return {"steps": steps, "duration_seconds": round(time.monotonic() - started, 3)}
 
 
-def countdown_start(*, steps: Any = 10, step_seconds: Any = 0.5, fail_at: Any = None, user=None):
-    """Validate and launch a countdown as a local operation."""
-    from operations.services import operation_launch_local
+def countdown_artifact_bytes(operation_id: str, size: int) -> bytes:
+    """Deterministic content, so a test can recompute the expected sha256."""
+    seed = hashlib.sha256(operation_id.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
 
+
+def _artifact_bytes(value: Any) -> int:
+    try:
+        size = int(value or 0)
+    except (TypeError, ValueError):
+        raise InvalidInput("artifact_bytes must be an integer", field="artifact_bytes") from None
+    if not 0 <= size <= MAX_ARTIFACT_BYTES:
+        raise InvalidInput(
+            f"artifact_bytes must be between 0 and {MAX_ARTIFACT_BYTES}", field="artifact_bytes"
+        )
+    return size
+
+
+def _prepare(metadata: dict[str, Any], _inputs: Inputs | None) -> Launch:
+    params = validate_params(
+        steps=metadata.get("steps", 10),
+        step_seconds=metadata.get("step_seconds", 0.5),
+        fail_at=metadata.get("fail_at"),
+    )
+    size = _artifact_bytes(metadata.get("artifact_bytes"))
+
+    def work(ctx: WorkContext) -> dict[str, Any]:
+        result = run_countdown(ctx)
+        if size and ctx.artifacts_dir is not None:
+            path = ctx.artifacts_dir / ARTIFACT_NAME
+            path.write_bytes(countdown_artifact_bytes(ctx.operation_id, size))
+        return result
+
+    work.__name__ = "run_countdown"
+    metadata = {**metadata, **params}
+    if size:
+        metadata["artifact_bytes"] = size
+    return Launch(work=work, bridge=ProgressBridge(), metadata=metadata)
+
+
+COUNTDOWN = OperationKind(
+    name=OPERATION_TYPE,
+    prepare=_prepare,
+    # Runs where it was asked for: here unless an agent is named or `execution_mode=agent`.
+    stays_local=lambda _metadata: True,
+    description="N steps of a set length, one metric per step: checks the machinery end to end",
+)
+
+
+def countdown_start(
+    *,
+    steps: Any = 10,
+    step_seconds: Any = 0.5,
+    fail_at: Any = None,
+    user: Any = None,
+    execution_mode: str | None = "auto",
+    agent: str | None = None,
+    detach: bool = False,
+):
+    """Validate and start a countdown (here, unless an agent is asked for)."""
     params = validate_params(steps=steps, step_seconds=step_seconds, fail_at=fail_at)
-    return operation_launch_local(
+    return operation_submit(
         operation_type=OPERATION_TYPE,
-        work=run_countdown,
-        bridge=ProgressBridge(),
         metadata=params,
-        created_by=user,
+        execution_mode=execution_mode,
+        agent=agent,
+        user=user,
+        detach=detach,
     )

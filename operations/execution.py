@@ -1,78 +1,213 @@
-"""Where an operation's live state comes from, by executor.
+"""Starting and stopping work: the one start path and the one cancel path for every kind and place.
 
-`local`: the bridge of a run in this process. `agent`: a host agent, reached through the
-`hostagents` app, which registers its source here at start-up (so the operations core does not
-import the agents layer). Each source turns "refresh this operation" into service calls.
+* `operation_submit` — a validated request of a registered kind: choose the place
+  (`operations.placement`), then start it there (a remote place) or in this process.
+* `operation_launch` — run a prepared `Launch` in this process's worker pool (also how an agent
+  runs what its backend sent).
+* `operation_cancel` — record the request on the row, then hand it to the place that runs the
+  work. Work owned by another process learns of it from the row at its owner's next refresh.
+* `OwnerRefresh` — while this process runs local work, it refreshes each of its runs through the
+  read path at least once per TTL, whether or not anyone is watching: that persists the snapshot
+  other processes on this host read, and is the refresh point where a cancel asked elsewhere
+  reaches the worker (`docs/architecture.md` §5). It is the owner pulling its own bridge — the
+  workers still never push and never do I/O for progress.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from operations import services
-from operations.instance import current_instance_id, owner_is_alive
-from operations.local import local_runs
-from operations.models import Executor, Operation
+from django.db import connections, transaction
+
+from operations import places, selectors, services
+from operations.cancellation import CancellationToken
+from operations.conf import ktrdr_setting
+from operations.exceptions import InvalidInput, ServiceUnavailable
+from operations.kinds import Launch, kind_get
+from operations.local import LocalRun, local_runs
+from operations.models import Executor, Operation, OperationStatus, new_operation_id
+from operations.placement import choose_place
 
 logger = logging.getLogger(__name__)
 
 
-class OperationSource(Protocol):
-    def refresh(self, operation: Operation) -> Operation:
-        """Pull the live state of a non-terminal operation, persist it, return the row."""
+class OwnerRefresh:
+    """One thread per process, alive only while this process has local runs."""
 
-    def forward_cancel(self, operation: Operation, reason: str) -> None:
-        """Pass a cancel request on to wherever the work runs."""
+    def __init__(
+        self,
+        *,
+        interval: Callable[[], float] = selectors.cache_ttl,
+        wait: Callable[[float], Any] | None = None,
+    ) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> int:
+        """Refresh every run of this process once (a no-op for one refreshed within the TTL)."""
+        refreshed = 0
+        for operation_id in local_runs.active_ids():
+            try:
+                selectors.operation_get(operation_id=operation_id)
+                refreshed += 1
+            except Exception:
+                logger.exception("owner refresh of %s failed", operation_id)
+        return refreshed
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="ktrdr-owner-refresh", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not local_runs.active_ids():
+                        self._thread = None
+                        return
+                self.tick()
+                self._wait(max(float(self._interval()), 0.05))
+        finally:
+            connections.close_all()
 
 
-class LocalSource:
-    def refresh(self, operation: Operation) -> Operation:
-        run = local_runs.get(operation.operation_id)
-        if run is None and owner_is_alive(operation.owner):
-            # Run by another live process here (a management command beside the server): its
-            # own readers persist its progress; this process can only show the stored snapshot.
-            return operation
-        if run is None or (operation.owner and operation.owner != current_instance_id()):
-            # The worker that owned this operation is not in this process: it was started by
-            # another instance (restart) or its thread is gone. Never leave it running forever.
-            return services.operation_mark_interrupted(
-                operation_id=operation.operation_id,
-                reason=(
-                    f"its process ({operation.owner or 'unknown'}) is gone; "
-                    "the work was not finished"
-                ),
+owner_refresh = OwnerRefresh()
+
+
+def operation_launch(
+    *,
+    operation_type: str,
+    launch: Launch,
+    user: Any = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Operation:
+    """Create a local operation and queue its work on a worker thread once the row commits."""
+    if not ktrdr_setting("LOCAL_EXECUTION"):
+        raise ServiceUnavailable(
+            "Local execution is switched off (KTRDR_LOCAL_EXECUTION=0) and this work "
+            "was not sent to an agent"
+        )
+    metadata = {**launch.metadata, **(extra_metadata or {})}
+    operation_id = new_operation_id(operation_type)
+    user_id = user.pk if getattr(user, "is_authenticated", False) else None
+    run = LocalRun(
+        operation_id=operation_id,
+        bridge=launch.bridge,
+        token=CancellationToken(),
+        work=launch.work,
+        metadata=dict(metadata),
+        user_id=user_id,
+    )
+    local_runs.register(run)
+    try:
+        with transaction.atomic():
+            op = services.operation_create(
+                operation_type=operation_type,
+                metadata=metadata,
+                executor=Executor.LOCAL,
+                created_by=user,
+                strategy_name=launch.strategy_name,
+                input_series=launch.input_series,
+                operation_id=operation_id,
             )
-        pull = services.pull_from_bridge(run.bridge, operation.remote_metrics_cursor)
-        return services.operation_record_pull(operation_id=operation.operation_id, pull=pull)
-
-    def forward_cancel(self, operation: Operation, reason: str) -> None:
-        local_runs.cancel(operation.operation_id, reason)
-
-
-_sources: dict[str, OperationSource] = {Executor.LOCAL: LocalSource()}
+            transaction.on_commit(lambda: _start(run))
+    except BaseException:
+        local_runs.discard(operation_id)
+        raise
+    return op
 
 
-def register_source(executor: str, source: OperationSource) -> None:
-    _sources[executor] = source
+def _start(run: LocalRun) -> None:
+    local_runs.start(run)
+    owner_refresh.ensure_running()
 
 
-def source_for(operation: Operation) -> OperationSource | None:
-    return _sources.get(operation.executor)
+def operation_submit(
+    *,
+    operation_type: str,
+    metadata: dict[str, Any],
+    execution_mode: str | None = None,
+    agent: str | None = None,
+    require_gpu: bool = False,
+    user: Any = None,
+    strategy_name: str = "",
+    input_series: Iterable[str] = (),
+    detach: bool = False,
+) -> Operation:
+    """Start validated work of a registered kind where it should run; returns the operation.
+
+    `detach` is for callers that will not stay to run it (a management command that returns at
+    once): work that would run in this process is then refused with the reason, never started
+    and left to die with the process.
+    """
+    kind = kind_get(operation_type)
+    placement = choose_place(kind, metadata, execution_mode, agent, require_gpu)
+    metadata = {**metadata, "placement": placement.as_metadata()}
+    if placement.is_remote:
+        place = places.remote_places()[placement.place]
+        return place.start(
+            kind=kind,
+            target=placement.target,
+            metadata=metadata,
+            user=user,
+            strategy_name=strategy_name,
+            input_series=input_series,
+        )
+    if detach:
+        raise InvalidInput(
+            f"this {kind.name.replace('_', ' ')} would run inside this command "
+            f"({placement.reason}) and end when the command exits; follow it instead, or start "
+            "it from the dashboard or the API, or register an agent that can take it",
+            field="no_follow",
+        )
+    launch = kind.prepare(metadata, None)
+    if strategy_name and not launch.strategy_name:
+        launch.strategy_name = strategy_name
+    if not launch.input_series:
+        launch.input_series = list(input_series)
+    return operation_launch(operation_type=kind.name, launch=launch, user=user)
 
 
-def forward_cancel(operation_id: str, reason: str) -> None:
-    """Called after a cancel request commits, for operations that do not run here."""
-    op = Operation.objects.filter(operation_id=operation_id).first()
-    if op is None:
-        return
-    source = source_for(op)
-    if source is None:
-        logger.warning("no source for executor %s of %s", op.executor, operation_id)
+def operation_cancel(*, operation_id: str, reason: str = "", user: Any = None) -> Operation:
+    """Ask the work to stop, wherever it runs. Pending work ends at once; running work ends
+    `cancelled` when its worker acknowledges at its next stop point; terminal work raises
+    `IllegalTransition` (409). Repeatable."""
+    op = services.operation_request_cancel(operation_id=operation_id, reason=reason)
+    if op.status in (OperationStatus.CANCELLING, OperationStatus.CANCELLED):
+        transaction.on_commit(lambda: _deliver_cancel(op, op.cancel_reason))
+    return op
+
+
+def _deliver_cancel(op: Operation, reason: str) -> None:
+    place = places.place_for(op)
+    if place is None:
+        logger.warning("no place for executor %s of %s", op.executor, op.operation_id)
         return
     try:
-        source.forward_cancel(op, reason)
+        place.cancel(op, reason)
     except Exception:
-        # The cancel is recorded; the next read forwards nothing more, but the agent's own
-        # refresh will show the run still going and the user can cancel again.
-        logger.exception("forwarding cancel of %s failed", operation_id)
+        # The request is on the row: the place's next refresh delivers it again.
+        logger.exception("handing the cancel of %s to %s failed", op.operation_id, place.name)
+
+
+def wait_for_end(
+    *, operation_id: str, timeout: float | None = None, sleep: Callable[[float], Any] = time.sleep
+) -> Operation:
+    """Read the operation through the read path until it ends (or `timeout` passes)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        op = selectors.operation_get(operation_id=operation_id)
+        if op.is_terminal or (deadline is not None and time.monotonic() > deadline):
+            return op
+        sleep(min(selectors.cache_ttl(), 0.5))

@@ -12,13 +12,25 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from operations import selectors, services
+from operations import execution, selectors
 from operations.exceptions import IllegalTransition
 from operations.models import Operation
+from operations.serializers import is_stale
+
+
+def describe_freshness(op: Operation) -> str:
+    """How old the shown snapshot is, and whether it can still be called live."""
+    age = op.snapshot_age_seconds
+    if op.is_terminal:
+        return "final"
+    if age is None:
+        return "not pulled yet"
+    where = f" (agent {op.agent} unreachable)" if op.unreachable_since else ""
+    return f"{'stale' if is_stale(op) else 'live'}, {age:.1f} s old{where}"
 
 
 def describe_progress(op: Operation) -> str:
-    """One line for the bar: phase, message, ETA."""
+    """One line for the bar: phase, message, ETA; how old the snapshot is when it is stale."""
     progress = op.progress or {}
     parts = [op.status]
     if progress.get("phase"):
@@ -28,6 +40,8 @@ def describe_progress(op: Operation) -> str:
     eta = progress.get("eta_seconds")
     if eta is not None and not op.is_terminal:
         parts.append(f"ETA {int(eta)}s")
+    if is_stale(op):
+        parts.append(describe_freshness(op))
     return " · ".join(parts)
 
 
@@ -40,7 +54,7 @@ def _ask_cancel(op: Operation, stdout: Any, stdin: IO[str] | None) -> None:
         answer = "y"
     if answer in {"y", "yes"}:
         try:
-            services.operation_request_cancel(
+            execution.operation_cancel(
                 operation_id=op.operation_id, reason="cancelled from the terminal"
             )
             stdout.write("Cancel requested; waiting for the work to stop…\n")

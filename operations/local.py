@@ -14,28 +14,38 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.db import close_old_connections, connections
 
+from operations import services
 from operations.bridge import ProgressBridge
 from operations.cancellation import CancellationToken, OperationCancelled
+from operations.conf import ktrdr_setting
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class WorkContext:
-    """What a worker gets: its operation id, its parameters, its bridge and its token."""
+    """What a worker gets: its operation id, its parameters, its bridge and its token.
+
+    `artifacts_dir` is set where the files a run leaves are fetched by someone else (on an
+    agent); `user_id` is the user who started it, for rows the work creates (a model).
+    """
 
     operation_id: str
     metadata: dict[str, Any]
     bridge: ProgressBridge
     token: CancellationToken
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ktrdr.worker"))
+    artifacts_dir: Path | None = None
+    user_id: int | None = None
 
 
 Work = Callable[[WorkContext], dict[str, Any] | None]
@@ -49,6 +59,8 @@ class LocalRun:
     work: Work
     metadata: dict[str, Any]
     thread_name: str = ""
+    artifacts_dir: Path | None = None
+    user_id: int | None = None
 
 
 class LocalRuns:
@@ -61,8 +73,6 @@ class LocalRuns:
         self._pool_size = 0
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        from operations.conf import ktrdr_setting
-
         size = int(ktrdr_setting("LOCAL_WORKERS"))
         with self._lock:
             if self._pool is None or self._pool_size != size:
@@ -102,8 +112,6 @@ class LocalRuns:
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no local run is registered (tests and shutdown)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while self._runs:
             if time.monotonic() > deadline:
@@ -112,8 +120,6 @@ class LocalRuns:
         return True
 
     def _execute(self, run: LocalRun) -> None:
-        from operations import services
-
         op_id = run.operation_id
         run.thread_name = threading.current_thread().name
         close_old_connections()
@@ -127,7 +133,12 @@ class LocalRuns:
                 logger.exception("operation %s could not start", op_id)
                 return
             ctx = WorkContext(
-                operation_id=op_id, metadata=run.metadata, bridge=run.bridge, token=run.token
+                operation_id=op_id,
+                metadata=run.metadata,
+                bridge=run.bridge,
+                token=run.token,
+                artifacts_dir=run.artifacts_dir,
+                user_id=run.user_id,
             )
             try:
                 result = run.work(ctx)

@@ -7,6 +7,7 @@ metric history, numbered per operation by `seq` (the cursor clients page with).
 from __future__ import annotations
 
 import secrets
+import time
 
 from django.db import models
 from django.utils import timezone
@@ -122,6 +123,13 @@ class Operation(models.Model):
             return float((self.progress or {}).get("percentage") or 0.0)
         except (TypeError, ValueError):
             return 0.0
+
+    @property
+    def snapshot_age_seconds(self) -> float | None:
+        """How old the stored snapshot is (None: never pulled)."""
+        if self.refreshed_at is None:
+            return None
+        return max(time.time() - self.refreshed_at.timestamp(), 0.0)
 
     @property
     def duration_seconds(self) -> float | None:

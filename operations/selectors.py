@@ -2,9 +2,12 @@
 
 `operation_get` serves a cached snapshot while it is younger than `KTRDR_OPERATIONS_CACHE_TTL`;
 past that (or with `force_refresh`) and only for a non-terminal operation, it pulls from the
-operation's source (local bridge or agent) under a single-flight lock, persists what it saw, and
-caches the result. Readers that lose the lock race get the last persisted snapshot instead of
-queueing a second pull. Lists read the database only.
+operation's place (`operations.places`: this process's bridge, an agent) under a single-flight
+lock, persists what it saw, and caches the result. Readers that lose the lock race wait briefly
+for that pull instead of queueing a second one. Work owned by another process on this host is
+served as its owner last stored it, cached only as long as that snapshot is younger than the TTL
+(so the owner's own refresh is never skipped for a copy of its old row). Lists read the
+database only.
 """
 
 from __future__ import annotations
@@ -16,11 +19,9 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from operations import cache as op_cache
-from operations import execution
+from operations import places
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, OperationNotFound
-from operations.instance import owner_is_alive
-from operations.local import local_runs
 from operations.models import (
     ACTIVE_STATUSES,
     Executor,
@@ -48,29 +49,33 @@ def _load(operation_id: str) -> Operation:
         raise OperationNotFound(operation_id) from None
 
 
-def _refresh(op: Operation, *, ttl: float, force: bool) -> Operation:
-    """Pull from the source unless another reader just did (or is doing) it."""
+def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool]:
+    """Pull from the place unless another reader just did (or is doing) it.
+
+    Returns the row and whether what it holds was pulled now (so may be cached as fresh)."""
     if not force and op.refreshed_at is not None:
         # Another process refreshed within the window (its cache entry may have expired).
         age = time.time() - op.refreshed_at.timestamp()
         if age < ttl:
-            return op
-    source = execution.source_for(op)
-    if source is None:
-        return op
+            return op, False
+    place = places.place_for(op)
+    if place is None:
+        return op, False
+    if not place.pulls:
+        return place.refresh(op), False
     asked_at = time.time()
     token = op_cache.try_lock(op.operation_id)
     if token is None:
         # Single flight: another reader (maybe in another process) is pulling right now. Wait
         # briefly for what it pulls rather than pull again; if it takes long, serve the row.
-        return _await_inflight(op, since=asked_at)
+        return _await_inflight(op, since=asked_at), False
     try:
-        return source.refresh(op)
+        return place.refresh(op), True
     except OperationNotFound:
         raise
     except Exception:
         logger.exception("refreshing %s failed; serving the last snapshot", op.operation_id)
-        return _load(op.operation_id)
+        return _load(op.operation_id), False
     finally:
         op_cache.unlock(op.operation_id, token)
 
@@ -95,9 +100,14 @@ def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operatio
             if cached.is_terminal or time.time() - stamp < ttl:
                 return cached
     op = _load(operation_id)
+    pulled = True
     if not op.is_terminal:
-        op = _refresh(op, ttl=ttl, force=force_refresh)
-    op_cache.put(op, ttl)
+        op, pulled = _refresh(op, ttl=ttl, force=force_refresh)
+    if pulled or op.is_terminal:
+        op_cache.put(op, ttl)
+    elif op.refreshed_at is not None:
+        # Not pulled by this read: valid only as long as the snapshot itself is young.
+        op_cache.put(op, ttl, stamp=op.refreshed_at.timestamp())
     return op
 
 
@@ -155,10 +165,7 @@ def operation_list(
 def _interrupt_if_orphaned(op: Operation) -> Operation:
     """A listed local operation whose worker is gone is ended the first time anyone sees it."""
     orphaned = (
-        op.is_active
-        and op.executor == Executor.LOCAL
-        and local_runs.get(op.operation_id) is None
-        and not owner_is_alive(op.owner)
+        op.is_active and op.executor == Executor.LOCAL and places.local_place_for(op) is places.GONE
     )
     if orphaned:
         return operation_get(operation_id=op.operation_id, force_refresh=True)

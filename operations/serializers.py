@@ -6,12 +6,12 @@ agent sent back: a shape change shows up in both places at once (the contract te
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rest_framework import serializers
 
-from operations.models import Operation, OperationStatus
+from operations.conf import ktrdr_setting
+from operations.models import Operation, OperationStatus, empty_progress
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -109,11 +109,25 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
+def stale_after_seconds() -> float:
+    """A live snapshot older than this is reported stale: its owner refreshes it every TTL, so
+    several missed windows mean nobody can pull it (`docs/architecture.md` §5)."""
+    return max(5.0 * float(ktrdr_setting("OPERATIONS_CACHE_TTL")), 5.0)
+
+
+def is_stale(op: Operation) -> bool:
+    if op.is_terminal:
+        return False
+    if op.unreachable_since is not None:
+        return True
+    age = op.snapshot_age_seconds
+    return op.status != OperationStatus.PENDING and age is not None and age > stale_after_seconds()
+
+
 def _freshness(op: Operation) -> dict[str, Any]:
-    age = None
-    if op.refreshed_at is not None:
-        age = round(max(time.time() - op.refreshed_at.timestamp(), 0.0), 3)
-    stale = (not op.is_terminal) and op.unreachable_since is not None
+    age = op.snapshot_age_seconds
+    age = None if age is None else round(age, 3)
+    stale = is_stale(op)
     return {
         "refreshed_at": op.refreshed_at,
         "age_seconds": age,
@@ -124,8 +138,6 @@ def _freshness(op: Operation) -> dict[str, Any]:
 
 def operation_payload(op: Operation) -> dict[str, Any]:
     """The operation as the API shows it (a plain dict the serializer renders)."""
-    from operations.models import empty_progress
-
     progress = empty_progress()
     progress.update({k: v for k, v in (op.progress or {}).items() if k in progress})
     if progress["eta_seconds"] is not None and op.is_terminal:

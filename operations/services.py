@@ -21,13 +21,13 @@ from operations import cache as op_cache
 from operations.bridge import ProgressBridge
 from operations.exceptions import IllegalTransition, OperationNotFound
 from operations.instance import current_instance_id
-from operations.local import LocalRun, Work, local_runs
 from operations.models import (
     Executor,
     Operation,
     OperationMetric,
     OperationStatus,
     empty_progress,
+    new_operation_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -143,8 +143,6 @@ def operation_create(
     input_series: Iterable[str] = (),
     operation_id: str | None = None,
 ) -> Operation:
-    from operations.models import new_operation_id
-
     op = Operation.objects.create(
         operation_id=operation_id or new_operation_id(operation_type),
         operation_type=operation_type,
@@ -157,55 +155,6 @@ def operation_create(
         input_series=list(input_series),
     )
     logger.info("operation %s created (%s, %s)", op.operation_id, operation_type, executor)
-    return op
-
-
-def operation_launch_local(
-    *,
-    operation_type: str,
-    work: Work,
-    bridge: ProgressBridge,
-    metadata: dict[str, Any] | None = None,
-    created_by: Any = None,
-    strategy_name: str = "",
-    input_series: Iterable[str] = (),
-) -> Operation:
-    """Create a local operation and queue `work` on a worker thread once the row commits."""
-    from operations.conf import ktrdr_setting
-    from operations.exceptions import ServiceUnavailable
-    from operations.models import new_operation_id
-
-    if not ktrdr_setting("LOCAL_EXECUTION"):
-        raise ServiceUnavailable(
-            "Local execution is switched off (KTRDR_LOCAL_EXECUTION=0) and this work "
-            "was not sent to an agent"
-        )
-    operation_id = new_operation_id(operation_type)
-    from operations.cancellation import CancellationToken
-
-    run = LocalRun(
-        operation_id=operation_id,
-        bridge=bridge,
-        token=CancellationToken(),
-        work=work,
-        metadata=dict(metadata or {}),
-    )
-    local_runs.register(run)
-    try:
-        with transaction.atomic():
-            op = operation_create(
-                operation_type=operation_type,
-                metadata=metadata,
-                executor=Executor.LOCAL,
-                created_by=created_by,
-                strategy_name=strategy_name,
-                input_series=input_series,
-                operation_id=operation_id,
-            )
-            transaction.on_commit(lambda: local_runs.start(run))
-    except BaseException:
-        local_runs.discard(operation_id)
-        raise
     return op
 
 
@@ -293,8 +242,13 @@ def operation_fail(
 
 @transaction.atomic
 def operation_request_cancel(*, operation_id: str, reason: str = "") -> Operation:
-    """Ask for a cancel. Pending → cancelled at once; running → cancelling until the worker
-    acknowledges; cancelling → unchanged (repeatable); terminal → IllegalTransition (409)."""
+    """Record a cancel request on the row. Pending → cancelled at once; running → cancelling
+    until the worker acknowledges; cancelling → unchanged (repeatable); terminal →
+    IllegalTransition (409).
+
+    This is the row half of a cancel only: callers use `operations.execution.operation_cancel`,
+    which also hands the request to the place that runs the work (`docs/architecture.md` §6).
+    """
     op = _locked(operation_id)
     reason = (reason or "cancelled by user")[:500]
     if op.status == S.CANCELLING:
@@ -313,12 +267,6 @@ def operation_request_cancel(*, operation_id: str, reason: str = "") -> Operatio
         _transition(op, S.CANCELLING)
     op.save()
     _after_commit_invalidate(operation_id)
-    if op.executor == Executor.LOCAL:
-        transaction.on_commit(lambda: local_runs.cancel(operation_id, reason))
-    else:
-        from operations import execution
-
-        transaction.on_commit(lambda: execution.forward_cancel(operation_id, reason))
     logger.info("operation %s: cancel requested (%s)", operation_id, reason)
     return op
 

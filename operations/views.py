@@ -15,9 +15,10 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
 from django.views.decorators.http import require_GET, require_POST
 
-from operations import selectors, services
+from operations import selectors
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
+from operations.execution import operation_cancel as operation_cancel_service
 from operations.models import Operation, OperationStatus
 
 PAGE_SIZE = 25
@@ -108,7 +109,7 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
     _get_or_404(operation_id)
     reason = (request.POST.get("reason") or "cancelled from the dashboard")[:500]
     try:
-        services.operation_request_cancel(operation_id=operation_id, reason=reason)
+        operation_cancel_service(operation_id=operation_id, reason=reason, user=request.user)
     except KtrdrError as exc:
         messages.error(request, exc.message)
     else:

@@ -111,3 +111,12 @@ def enable_cuda_determinism() -> None:
     torch.backends.cudnn.deterministic = True
     if not torch.are_deterministic_algorithms_enabled():
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def cuda_available() -> bool:
+    """Whether this process can train on a CUDA device (torch is imported on the first call)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available() and torch.cuda.device_count() > 0)

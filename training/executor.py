@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketdata.store import read_bars
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.exceptions import NotFound
 from training import features as feat
@@ -61,9 +62,7 @@ STEPS = 8
 
 
 def default_load_bars(symbol: str, timeframe: str, start: Any, end: Any) -> pd.DataFrame:
-    """The market-data store (imported lazily: agents inject their own loader)."""
-    from marketdata.store import read_bars
-
+    """The market-data store of this process (an agent's runs read the bars sent with them)."""
     return read_bars(symbol, timeframe, start=start, end=end)
 
 

@@ -15,8 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth import get_user_model
+
+from operations.conf import ktrdr_setting
 from operations.local import WorkContext
 from training.executor import LoadBars, TrainingExecutor
+from training.services import trained_model_register
 
 logger = logging.getLogger("training.runner")
 
@@ -28,8 +32,6 @@ def run_training(
     models_dir: Path | None = None,
     user_id: int | None = None,
 ) -> dict[str, Any]:
-    from operations.conf import ktrdr_setting
-
     meta = ctx.metadata
     device = meta.get("device") or ktrdr_setting("TRAINING_DEVICE", "auto")
     executor = TrainingExecutor(
@@ -50,17 +52,14 @@ def run_training(
     result = executor.run()
     artifact = result["model"]
     if artifact.get("artifact_path"):
-        result["model"] = {**artifact, **_register(ctx, artifact, result, user_id)}
+        owner = user_id if user_id is not None else ctx.user_id
+        result["model"] = {**artifact, **_register(ctx, artifact, result, owner)}
     return result
 
 
 def _register(
     ctx: WorkContext, artifact: dict[str, Any], result: dict[str, Any], user_id: int | None
 ) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
-
-    from training.services import trained_model_register
-
     path = Path(artifact["artifact_path"])
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from marketdata.models import BarSeries
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
 from training.models import TrainedModel
@@ -101,8 +102,6 @@ def suggested_training_range(config: dict[str, Any]) -> SuggestedRange:
     """Dates to pre-fill a start form with: the strategy's history where bars are stored for it,
     else the latest two years of what is stored (the demo's synthetic data is recent, the shipped
     strategies' histories are not), else the history as written with a hint to load data."""
-    from marketdata.models import BarSeries
-
     data = config.get("training_data") or {}
     history = data.get("history") or {}
     h_start, h_end = str(history.get("start") or "")[:10], str(history.get("end") or "")[:10]

@@ -6,8 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from operations.placement import EXECUTION_MODES
 from training.models import TrainedModel
-from training.services import EXECUTION_MODES
 from training.strategy import StrategyFile
 
 

@@ -1,15 +1,14 @@
 """Every write of the training app: starting a training run, registering a trained model.
 
 `training_start` validates everything a caller sent (errors name the field), resolves the
-strategy, decides where the run goes (`choose_execution`, the agents layer's selection) and
-launches it locally or on an agent. `trained_model_register` turns an artifact file — from a
+strategy and submits the run as a `training` operation (`training.kinds`); the operations core
+decides where it runs. `trained_model_register` turns an artifact file — from a
 local run or fetched from an agent — into a versioned `TrainedModel` row after checking it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import re
 from pathlib import Path
@@ -18,21 +17,20 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
+from operations.execution import operation_submit
 from operations.models import Operation
+from operations.placement import parse_execution_mode
 from operations.services import operation_set_produced_model
 from training import selectors
 from training.artifacts import load_artifact, sha256_file
-from training.bridge import TrainingProgressBridge
 from training.errors import StrategyError
 from training.models import TrainedModel
-from training.strategy import SYMBOL_RE, TIMEFRAME_MINUTES, config_hash
+from training.strategy import SYMBOL_RE, TIMEFRAME_MINUTES, config_hash, parse_strategy
 
 logger = logging.getLogger(__name__)
 
 OPERATION_TYPE = "training"
-EXECUTION_MODES = ("auto", "local", "agent")
 AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SYMBOLS = 20
 
@@ -97,18 +95,6 @@ def _date(value: Any, field: str) -> str | None:
     return parsed.astimezone(dt.UTC).isoformat()
 
 
-def choose_execution(*, execution_mode: str, agent: str, require_gpu: bool) -> Any:
-    """The one place that decides where training runs (ARCHITECTURE §6).
-
-    Delegates to the agents layer (`hostagents.selection`): a healthy training agent (GPU ones
-    first) or local; 503 naming every agent tried when nothing can take it (e.g. `require_gpu`
-    with no GPU anywhere). The returned placement has `is_remote`, `agent` and `as_metadata()`.
-    """
-    from hostagents.selection import choose_execution as select
-
-    return select("training", execution_mode, agent or None, require_gpu)
-
-
 def training_start(
     *,
     strategy: str,
@@ -121,11 +107,11 @@ def training_start(
     agent: str | None = None,
     require_gpu: bool = False,
     seed: int | None = None,
+    detach: bool = False,
 ) -> Operation:
-    """Validate a training request and launch it; returns the new (pending) operation."""
-    from operations.services import operation_launch_local
-    from training.runner import run_training
-
+    """Validate a training request and start it where it should run (a training agent, GPU
+    ones first, or here); returns the new (pending) operation. `detach` refuses work that would
+    run in this process (see `operations.execution.operation_submit`)."""
     try:
         found = selectors.strategy_get(strategy)
     except NotFound as exc:
@@ -145,11 +131,7 @@ def training_start(
     end_ = _date(end if end not in (None, "") else data["history"]["end"], "end")
     if start_ and end_ and start_ >= end_:
         raise InvalidInput("end must be after start", field="end")
-    mode = execution_mode or ktrdr_setting("TRAINING_DEFAULT_MODE")
-    if mode not in EXECUTION_MODES:
-        raise InvalidInput(
-            f"execution_mode must be one of {', '.join(EXECUTION_MODES)}", field="execution_mode"
-        )
+    mode = parse_execution_mode(execution_mode)
     agent_ = (agent or "").strip()
     if agent_ and not AGENT_NAME_RE.match(agent_):
         raise InvalidInput(f"{agent_!r} is not a valid agent name", field="agent")
@@ -159,7 +141,6 @@ def training_start(
         isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31
     ):
         raise InvalidInput("seed must be an integer between 0 and 2^31-1", field="seed")
-    placement = choose_execution(execution_mode=mode, agent=agent_, require_gpu=require_gpu)
     metadata = {
         "strategy": config["name"],
         "config_hash": config_hash(config),
@@ -172,30 +153,19 @@ def training_start(
         "execution_mode": mode,
         "agent": agent_,
         "require_gpu": require_gpu,
-        "placement": placement.as_metadata(),
         # The whole resolved strategy travels with the run (an agent needs no strategy files).
         "strategy_config": config,
     }
-    input_series = [f"{s}:{tf}" for s in symbols_ for tf in timeframes_]
-    if placement.is_remote:
-        from hostagents.integrations import training_dispatch
-
-        # The same metadata; the agent runs the same `run_training` on bars sent with it.
-        return training_dispatch(
-            agent=placement.agent,
-            metadata=metadata,
-            user=user,
-            strategy_name=config["name"],
-            input_series=input_series,
-        )
-    return operation_launch_local(
+    return operation_submit(
         operation_type=OPERATION_TYPE,
-        work=functools.partial(run_training, user_id=getattr(user, "pk", None)),
-        bridge=TrainingProgressBridge(),
         metadata=metadata,
-        created_by=user,
+        execution_mode=mode,
+        agent=agent_ or None,
+        require_gpu=require_gpu,
+        user=user,
         strategy_name=config["name"],
-        input_series=input_series,
+        input_series=[f"{s}:{tf}" for s in symbols_ for tf in timeframes_],
+        detach=detach,
     )
 
 
@@ -290,8 +260,6 @@ def trained_model_register(
 
 def strategy_validate_text(text: Any) -> dict[str, Any]:
     """Validate strategy YAML sent by a client; InvalidInput details are keyed by schema path."""
-    from training.strategy import parse_strategy
-
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("yaml must be the strategy text", field="yaml")
     try:

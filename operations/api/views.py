@@ -11,8 +11,9 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from operations import selectors, services
+from operations import execution, selectors
 from operations.countdown import countdown_start
+from operations.exceptions import Conflict
 from operations.models import OperationStatus
 from operations.serializers import (
     CancelRequestSerializer,
@@ -127,8 +128,8 @@ def operation_cancel(request: Request, operation_id: str) -> Response:
     body = CancelRequestSerializer(data=request.data or {})
     body.is_valid(raise_exception=True)
     selectors.operation_get(operation_id=operation_id)  # 404 before anything else
-    services.operation_request_cancel(
-        operation_id=operation_id, reason=body.validated_data["reason"]
+    execution.operation_cancel(
+        operation_id=operation_id, reason=body.validated_data["reason"], user=request.user
     )
     op = selectors.operation_get(operation_id=operation_id, force_refresh=True)
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
@@ -151,8 +152,6 @@ class ResultsSerializer(serializers.Serializer):
 def operation_results(request: Request, operation_id: str) -> Response:
     op = selectors.operation_get(operation_id=operation_id)
     if not op.is_terminal:
-        from operations.exceptions import Conflict
-
         raise Conflict(
             f"Operation {operation_id} is {op.status}; results exist once it has ended",
             details={"operation_id": operation_id, "status": op.status},

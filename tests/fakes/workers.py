@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from operations.bridge import ProgressBridge
+from operations.execution import operation_launch
+from operations.kinds import Launch
 from operations.local import WorkContext
 from operations.models import Operation
-from operations.services import operation_launch_local
 
 
 class GatedWork:
@@ -34,8 +35,9 @@ class GatedWork:
 def launch(
     work, *, bridge: ProgressBridge | None = None, operation_type: str = "test"
 ) -> Operation:
-    return operation_launch_local(
-        operation_type=operation_type, work=work, bridge=bridge or ProgressBridge(), metadata={}
+    return operation_launch(
+        operation_type=operation_type,
+        launch=Launch(work=work, bridge=bridge or ProgressBridge(), metadata={}),
     )
 
 

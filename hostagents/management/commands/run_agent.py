@@ -18,9 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from daphne.endpoints import build_endpoint_description_strings
+from daphne.server import Server
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from hostagents.agent_asgi import get_agent_application
+from hostagents.auth import _service_user
+from operations.execution import operation_cancel
+from operations.local import local_runs
 
 logger = logging.getLogger("hostagents.agent")
 
@@ -124,14 +131,7 @@ class Command(BaseCommand):
     def _serve(self, *, roles: list[str], port: int, host: str, home: Path, name: str) -> None:
         home.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        from hostagents.auth import _service_user
-
         _service_user()
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from hostagents.agent_asgi import get_agent_application
-
         application = get_agent_application()
 
         def ready() -> None:
@@ -156,13 +156,10 @@ class Command(BaseCommand):
 
     def _stop_work(self) -> None:
         """On shutdown, running work is cancelled (recorded as cancelled, not left running)."""
-        from operations.local import local_runs
-        from operations.services import operation_request_cancel
-
         for operation_id in local_runs.active_ids():
             try:
-                # Through the service, so the reason is on the row the backend will read.
-                operation_request_cancel(operation_id=operation_id, reason="agent shutting down")
+                # Through the one cancel path, so the reason is on the row the backend reads.
+                operation_cancel(operation_id=operation_id, reason="agent shutting down")
             except Exception:
                 local_runs.cancel(operation_id, "agent shutting down")
         local_runs.wait_idle(timeout=10.0)

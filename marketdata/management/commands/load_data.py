@@ -15,6 +15,8 @@ from marketdata.planner import MODES
 from marketdata.services import LOAD_SOURCES, data_load_start
 from marketdata.timeframes import TIMEFRAMES
 from operations.exceptions import KtrdrError
+from operations.follow import follow_operation
+from operations.placement import EXECUTION_MODES
 
 
 class Command(BaseCommand):
@@ -27,8 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--end", default=None, help="YYYY-MM-DD or ISO timestamp; default now")
         parser.add_argument("--mode", default="tail", choices=MODES)
         parser.add_argument("--source", default="synthetic", choices=LOAD_SOURCES)
+        parser.add_argument("--execution-mode", choices=EXECUTION_MODES, default="auto")
         parser.add_argument(
-            "--no-follow", action="store_true", help="print the operation id and return"
+            "--no-follow",
+            action="store_true",
+            help="print the operation id and return (only for loads an agent runs: a load run "
+            "inside this command would end with it, so that is refused)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,15 +46,14 @@ class Command(BaseCommand):
                 end=options["end"],
                 mode=options["mode"],
                 source=options["source"],
-                execution_mode="local",
+                execution_mode=options["execution_mode"],
+                detach=options["no_follow"],
             )
         except KtrdrError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Started {op.operation_id}")
         if options["no_follow"]:
             return
-        from operations.follow import follow_operation
-
         final = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
         summary = final.result_summary or {}
         if final.status == "completed":

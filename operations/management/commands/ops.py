@@ -11,10 +11,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from operations import selectors, services
+from operations import execution, selectors
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
-from operations.follow import follow_operation
+from operations.follow import describe_freshness, follow_operation
+from operations.placement import EXECUTION_MODES
 from operations.serializers import serialize_operation
 
 
@@ -43,7 +44,13 @@ class Command(BaseCommand):
         countdown.add_argument("--steps", type=int, default=10)
         countdown.add_argument("--step-seconds", type=float, default=0.5)
         countdown.add_argument("--fail-at", type=int, default=None)
-        countdown.add_argument("--follow", action="store_true")
+        countdown.add_argument(
+            "--follow", action="store_true", help="a live progress bar (else: wait silently)"
+        )
+        countdown.add_argument(
+            "--execution-mode", choices=EXECUTION_MODES, default="auto", help="default: here"
+        )
+        countdown.add_argument("--agent", default=None, help="run it on this registered agent")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -89,9 +96,18 @@ class Command(BaseCommand):
         if op.error_message:
             lines.append(f"  error      {op.error_message}")
         if op.cancel_requested_at:
-            lines.append(
-                f"  cancel     requested {op.cancel_requested_at:%H:%M:%S} ({op.cancel_reason})"
+            acknowledged = (
+                f", acknowledged {op.cancel_acknowledged_at:%H:%M:%S}"
+                if op.cancel_acknowledged_at
+                else ""
             )
+            lines.append(
+                f"  cancel     requested {op.cancel_requested_at:%H:%M:%S}{acknowledged} "
+                f"({op.cancel_reason})"
+            )
+            if (op.result_summary or {}).get("cancel_not_needed"):
+                lines.append("             the work had finished before the cancel reached it")
+        lines.append(f"  snapshot   {describe_freshness(op)}")
         if op.result_summary:
             lines.append(f"  result     {json.dumps(op.result_summary, default=str)[:400]}")
         self.stdout.write("\n".join(lines))
@@ -109,7 +125,7 @@ class Command(BaseCommand):
                     )
 
     def _cancel(self, options: dict[str, Any]) -> None:
-        op = services.operation_request_cancel(
+        op = execution.operation_cancel(
             operation_id=options["operation_id"], reason=options["reason"]
         )
         self.stdout.write(f"{op.operation_id}: {op.status}")
@@ -125,19 +141,20 @@ class Command(BaseCommand):
 
     def _countdown(self, options: dict[str, Any]) -> None:
         op = countdown_start(
-            steps=options["steps"], step_seconds=options["step_seconds"], fail_at=options["fail_at"]
+            steps=options["steps"],
+            step_seconds=options["step_seconds"],
+            fail_at=options["fail_at"],
+            execution_mode=options["execution_mode"],
+            agent=options["agent"],
         )
         self.stdout.write(f"started {op.operation_id}")
         if options["follow"]:
             op = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
-            self._report_end(op)
         else:
-            # Local work lives in this process: leaving now would orphan it.
-            from operations.local import local_runs
-
-            local_runs.wait_idle(timeout=options["steps"] * options["step_seconds"] + 30)
-            op = selectors.operation_get(operation_id=op.operation_id, force_refresh=True)
-            self._report_end(op)
+            # Work run here lives in this process: it is waited for, never left to die with it
+            # (a cancel asked elsewhere still reaches it, at this process's own refreshes).
+            op = execution.wait_for_end(operation_id=op.operation_id)
+        self._report_end(op)
 
     def _report_end(self, op: Any) -> None:
         if op.status == "completed":

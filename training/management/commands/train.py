@@ -11,6 +11,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from operations.exceptions import KtrdrError
+from operations.follow import follow_operation
+from operations.placement import EXECUTION_MODES
 from training import services
 
 
@@ -28,8 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--start", default="", help="ISO date; default: the strategy's history")
         parser.add_argument("--end", default="", help="ISO date; default: the strategy's history")
         parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--execution-mode", choices=services.EXECUTION_MODES, default=None)
-        parser.add_argument("--no-follow", action="store_true", help="start and return at once")
+        parser.add_argument("--execution-mode", choices=EXECUTION_MODES, default=None)
+        parser.add_argument(
+            "--no-follow",
+            action="store_true",
+            help="start and return at once (only for runs an agent takes: a run inside this "
+            "command would end with it, so that is refused)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -41,6 +48,7 @@ class Command(BaseCommand):
                 end=options["end"],
                 seed=options["seed"],
                 execution_mode=options["execution_mode"],
+                detach=options["no_follow"],
             )
         except KtrdrError as exc:
             field = getattr(exc, "field", None)
@@ -48,8 +56,6 @@ class Command(BaseCommand):
         self.stdout.write(f"started {op.operation_id}")
         if options["no_follow"]:
             return
-        from operations.follow import follow_operation
-
         final = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
         self.stdout.write(f"{final.operation_id}: {final.status}")
         if final.status == "completed":

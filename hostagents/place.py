@@ -1,40 +1,61 @@
-"""`AgentSource`: how the backend refreshes an operation that runs on a host agent.
+"""`AgentPlace`: host agents as an execution place (`docs/architecture.md` §6).
 
-Called by `operations.selectors` only when a reader looks, the backend's snapshot is older than
-its TTL and nobody else is refreshing (single flight) — no loop, thread or task anywhere. One
-refresh is: GET the agent's operation (served from the agent's own TTL cache → its bridge), GET
-`metrics?cursor=` with the backend-owned cursor (`remote_metrics_cursor`, persisted, so a backend
-restart resumes exactly), then record both through `services.operation_record_pull`.
+Registered with `operations.places` by `HostagentsConfig.ready()`; it knows nothing of the kinds
+of work it runs — everything kind-specific comes from the kind's registry record
+(`operations.kinds`).
 
-When the agent reports the operation ended, the backend finishes its own row: for `completed`
-it first fetches the results and every artifact (streamed, size-limited, sha256-verified,
-atomic); a failed fetch leaves the row running and is retried on the next look. An unreachable
-or misbehaving agent leaves status and snapshot as they were and marks the row stale; an agent
-that answers 404 for the operation has lost it (restarted empty) and the row fails with that.
+* Choosing: `candidates` lists the registered agents that could take a kind of work (the
+  capability the kind needs, a GPU when asked) with why each one can't; the rule that picks one
+  is the operations core's (`operations.placement`).
+* Starting: the backend operation is created first and its id is the start's idempotency key, so
+  a retried POST never starts the work twice. The kind's inputs travel content-addressed: the
+  agent is asked which hashes it lacks and only those are sent.
+* Refreshing (only when a reader looks, the snapshot is older than the TTL and nobody else is
+  refreshing): GET the agent's operation (from the agent's own TTL cache → its bridge), GET
+  `metrics?cursor=` with the backend-owned cursor (`remote_metrics_cursor`, persisted, so a
+  backend restart resumes exactly), then record both through `services.operation_record_pull`.
+* Completing: when the agent reports `completed`, the results and every artifact are fetched
+  (streamed, size-limited, sha256-verified, atomic) and handed to the kind's `remote_completed`
+  before the backend row is marked completed; a failed fetch leaves the row running and is
+  retried on the next look. An unreachable or misbehaving agent leaves status and snapshot as
+  they were and marks the row stale; an agent that answers 404 for the operation has lost it
+  (restarted empty) and the row fails with that.
+* Cancelling: forwarded to the agent; re-forwarded by a refresh that still sees it running.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from hostagents import dispatch
+from hostagents import selectors
 from hostagents.artifacts import artifact_get, artifact_record, artifacts_dir
 from hostagents.client import (
     AgentClient,
     AgentError,
     AgentNotFound,
+    AgentRejected,
     ArtifactIntegrityError,
-    FetchedArtifact,
     client_for,
 )
 from hostagents.conf import agent_setting
 from hostagents.contract import parse_artifact_manifest
 from hostagents.models import Agent
 from operations import services
-from operations.exceptions import IllegalTransition
-from operations.models import Operation, OperationStatus
+from operations.exceptions import (
+    Conflict,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
+from operations.kinds import FetchedArtifact, OperationKind, RemoteInput, kind_get
+from operations.models import Executor, Operation, OperationStatus
+from operations.places import Candidate
 from operations.services import Pull
 
 logger = logging.getLogger(__name__)
@@ -47,7 +68,152 @@ UNCONFIRMED_START_SECONDS = 30.0
 FETCH_TRIES_PER_LOOK = 2
 
 
-class AgentSource:
+def _why_not(agent: Agent, need: str | None, require_gpu: bool) -> str:
+    """Empty when the agent can take the work, else the reason it cannot."""
+    if not agent.enabled:
+        return "disabled"
+    if not agent.reachable:
+        return f"unreachable ({(agent.last_error or 'never answered')[:200]})"
+    if need and not agent.has_capability(need):
+        return f"no {need} role (has: {', '.join(agent.capabilities) or 'nothing'})"
+    if require_gpu and not agent.has_capability("gpu"):
+        return "no GPU"
+    return ""
+
+
+def _wire_inputs(inputs: list[RemoteInput], send: set[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": item.key,
+            "sha256": item.sha256,
+            "rows": item.rows,
+            **({"data": base64.b64encode(item.data).decode()} if item.sha256 in send else {}),
+        }
+        for item in inputs
+    ]
+
+
+class AgentPlace:
+    name = "agent"
+    pulls = True
+
+    # --- choosing ------------------------------------------------------------------------------
+    def candidates(
+        self, *, kind: OperationKind, metadata: dict[str, Any], named: str | None, require_gpu: bool
+    ) -> list[Candidate]:
+        if named:
+            try:
+                agents = [selectors.agent_get(name=named)]
+            except NotFound:
+                raise InvalidInput(f"agent {named!r} is not registered", field="agent") from None
+        else:
+            agents = selectors.agent_list(enabled_only=True)
+        need = kind.capability(metadata)
+        return [
+            Candidate(
+                target=agent,
+                name=agent.name,
+                why_not=_why_not(agent, need, require_gpu),
+                has_gpu=agent.has_capability("gpu"),
+            )
+            for agent in sorted(agents, key=lambda a: a.name)
+        ]
+
+    # --- starting ------------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        kind: OperationKind,
+        target: Agent,
+        metadata: dict[str, Any],
+        user: Any = None,
+        strategy_name: str = "",
+        input_series: Iterable[str] = (),
+    ) -> Operation:
+        """Create the backend operation and start the work on agent `target`; returns at once.
+
+        Raises `InvalidInput` (400) when the agent rejects the payload, `Conflict` (409) when it
+        refuses it, and `ServiceUnavailable` (503) when it cannot be reached; in each case the
+        backend operation is marked failed with why.
+        """
+        agent = target
+        payload = kind.remote_payload(metadata)
+        client = client_for(agent)
+        hashes = [item.sha256 for item in payload.inputs]
+        try:
+            missing = set(client.blobs_missing(hashes)) if hashes else set()
+        except AgentError as exc:
+            logger.info("blob check on %s failed (%s); sending all inputs", agent.name, exc)
+            missing = set(hashes)
+        sent = sum(len(i.data) for i in payload.inputs if i.sha256 in missing)
+        op = services.operation_create(
+            operation_type=kind.name,
+            metadata={
+                **metadata,
+                **payload.metadata,
+                **(
+                    {
+                        "inputs_sent_bytes": sent,
+                        "inputs_cached_on_agent": len(hashes) - len(missing),
+                    }
+                    if hashes
+                    else {}
+                ),
+            },
+            executor=Executor.AGENT,
+            agent=agent.name,
+            created_by=user,
+            strategy_name=strategy_name,
+            input_series=input_series,
+        )
+        body = {
+            "operation_type": kind.name,
+            "params": payload.params,
+            "inputs": _wire_inputs(payload.inputs, missing),
+        }
+        try:
+            try:
+                remote = client.start(body, idempotency_key=op.operation_id)
+            except AgentRejected as exc:
+                if exc.status != 409 or not (exc.details or {}).get("missing"):
+                    raise
+                # The agent's cache lost inputs since it was asked: send them all.
+                body["inputs"] = _wire_inputs(payload.inputs, set(hashes))
+                remote = client.start(body, idempotency_key=op.operation_id)
+        except AgentError as exc:
+            services.operation_fail(
+                operation_id=op.operation_id,
+                error_message=f"agent {agent.name} did not accept the start: {exc.message}",
+            )
+            if isinstance(exc, AgentRejected) and exc.status == 400:
+                raise InvalidInput(exc.message, details=exc.details) from None
+            if isinstance(exc, AgentRejected) and exc.status == 409:
+                raise Conflict(exc.message, details=exc.details) from None
+            raise ServiceUnavailable(
+                f"Agent {agent.name} could not start the {kind.name.replace('_', ' ')}: "
+                f"{exc.message}",
+                details={"agent": agent.name},
+            ) from None
+        return self._attach(op, agent=agent, remote=remote)
+
+    @staticmethod
+    def _attach(op: Operation, *, agent: Agent, remote: dict[str, Any]) -> Operation:
+        remote_id = remote["operation_id"]
+        op = services.operation_attach_remote(
+            operation_id=op.operation_id, agent=agent.name, remote_operation_id=remote_id
+        )
+        logger.info(
+            "operation %s → agent %s operation %s (%s)",
+            op.operation_id,
+            agent.name,
+            remote_id,
+            agent.base_url,
+        )
+        if op.status == S.PENDING and remote["status"] != S.PENDING:
+            op = services.operation_start(operation_id=op.operation_id)
+        return op
+
+    # --- refreshing ----------------------------------------------------------------------------
     def refresh(self, operation: Operation) -> Operation:
         op = operation
         agent = Agent.objects.filter(name=op.agent).first()
@@ -115,7 +281,7 @@ class AgentSource:
             ),
         )
 
-    def forward_cancel(self, operation: Operation, reason: str) -> None:
+    def cancel(self, operation: Operation, reason: str) -> None:
         if not operation.remote_operation_id:
             return  # the next refresh recovers the start and then forwards the cancel
         agent = Agent.objects.filter(name=operation.agent).first()
@@ -161,7 +327,7 @@ class AgentSource:
         except AgentError as exc:
             return services.operation_mark_unreachable(operation_id=op.operation_id, error=str(exc))
         if remote is not None:
-            dispatch.attach_remote(op, agent=agent, remote=remote)
+            self._attach(op, agent=agent, remote=remote)
             return self.refresh(Operation.objects.get(pk=op.pk))
         if time.time() - op.created_at.timestamp() > UNCONFIRMED_START_SECONDS:
             return self._safely(
@@ -199,7 +365,10 @@ class AgentSource:
             return services.operation_mark_unreachable(
                 operation_id=op.operation_id, error=f"fetching results: {exc}"
             )
-        hook = dispatch.completion_hook(op.operation_type)
+        try:
+            hook = kind_get(op.operation_type).remote_completed
+        except InvalidInput:
+            hook = None  # a kind this backend no longer has: keep the agent's summary as it is
         if hook is not None:
             try:
                 summary = hook(op, summary, fetched) or summary
@@ -240,13 +409,16 @@ class AgentSource:
         for item in manifest:
             name, sha, size = item["name"], item["sha256"], item["size"]
             have = artifact_get(operation_id=op.operation_id, name=name)
-            if have is not None and have.sha256 == sha and have.size == size:
-                from pathlib import Path
-
-                if Path(have.path).is_file():
-                    # Fetched on an earlier look whose completion did not go through.
-                    fetched.append(FetchedArtifact(name, Path(have.path), size, sha))
-                    continue
+            fetched_before = (
+                have is not None
+                and have.sha256 == sha
+                and have.size == size
+                and Path(have.path).is_file()
+            )
+            if fetched_before:
+                # Fetched on an earlier look whose completion did not go through.
+                fetched.append(FetchedArtifact(name, Path(have.path), size, sha))
+                continue
             dest = artifacts_dir(op.operation_id) / name
             for attempt in range(FETCH_TRIES_PER_LOOK):
                 try:
@@ -285,7 +457,7 @@ class AgentSource:
         failures = int((op.metadata or {}).get("artifact_failures", 0)) + FETCH_TRIES_PER_LOOK
         limit = int(agent_setting("AGENT_MAX_ARTIFACT_ATTEMPTS"))
         if failures >= limit:
-            return AgentSource._safely(
+            return AgentPlace._safely(
                 op,
                 lambda: services.operation_fail(
                     operation_id=op.operation_id,

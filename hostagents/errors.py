@@ -1,0 +1,53 @@
+"""The errors of talking to a host agent, translated once by `AgentClient` (and by the contract
+parsers for answers off the API contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentError(Exception):
+    """Something went wrong talking to an agent; `str()` says which agent and what."""
+
+    def __init__(self, agent: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"agent {agent}: {message}")
+        self.agent = agent
+        self.message = message
+        self.status = status
+
+
+class AgentUnreachable(AgentError):
+    """No usable answer: connection refused, timeout, broken transfer or a 5xx."""
+
+
+class AgentNotFound(AgentError):
+    """The agent answered 404: it does not know the operation or artifact."""
+
+
+class AgentAuthError(AgentError):
+    """The agent rejected our token (401/403): KTRDR_AGENT_TOKEN differs between the two."""
+
+
+class AgentRejected(AgentError):
+    """The agent refused the request (4xx other than 401/403/404)."""
+
+    def __init__(
+        self,
+        agent: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(agent, message, status=status)
+        self.code = code
+        self.details = details or {}
+
+
+class AgentProtocolError(AgentError):
+    """The agent answered, but not in the API contract (bad JSON or wrong shape)."""
+
+
+class ArtifactIntegrityError(AgentError):
+    """An artifact arrived with the wrong size or checksum; nothing was stored."""

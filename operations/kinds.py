@@ -1,0 +1,177 @@
+"""The registry of operation kinds: what each kind of long-running work is and how it runs.
+
+An app that brings a kind of work (training, data loads, the built-in countdown, a test app's
+toy kind) registers one `OperationKind` in its `AppConfig.ready()`; everything else — where it
+runs, how its inputs travel to an agent, how it is prepared there, how its remote results come
+back — is read from that record by the operations core and by the execution places
+(`docs/architecture.md` §3). No other module keeps a table of operation types.
+
+Plain data and callables; no Django models are touched here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from operations.bridge import ProgressBridge
+from operations.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from operations.local import Work
+    from operations.models import Operation
+
+KIND_NAME_MAX = 40
+
+
+@dataclass(frozen=True)
+class RemoteInput:
+    """Bytes a run reads that travel with it to an agent, content-addressed by sha256.
+
+    The agent is asked which hashes it lacks and only those are sent; `key` is how the kind
+    finds the input again on the agent (`"EURUSD:1h"`).
+    """
+
+    key: str
+    data: bytes
+    rows: int = 0
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class RemotePayload:
+    """What a start on an agent carries: JSON parameters and content-addressed inputs."""
+
+    params: dict[str, Any]
+    inputs: list[RemoteInput] = field(default_factory=list)
+    # Added to the backend operation's metadata (e.g. how many input bytes were sent).
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Inputs(Mapping[str, bytes]):
+    """The inputs of a run prepared on an agent, by key (read lazily from the agent's cache)."""
+
+    def __init__(self, hashes: dict[str, str], read: Callable[[str], bytes]) -> None:
+        self._hashes = dict(hashes)
+        self._read = read
+
+    def __getitem__(self, key: str) -> bytes:
+        return self._read(self._hashes[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._hashes)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def sha256(self, key: str) -> str:
+        return self._hashes[key]
+
+
+@dataclass
+class Launch:
+    """A kind's work made ready to run: the worker, its bridge and its (JSON) metadata."""
+
+    work: Work
+    bridge: ProgressBridge
+    metadata: dict[str, Any]
+    strategy_name: str = ""
+    input_series: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FetchedArtifact:
+    """A file a remote run left, fetched to this process and verified against its sha256."""
+
+    name: str
+    path: Path
+    size: int
+    sha256: str
+
+
+def _no_capability(_metadata: dict[str, Any]) -> str | None:
+    return None
+
+
+def _always_possible(_metadata: dict[str, Any], _require_gpu: bool) -> str:
+    return ""
+
+
+def _never_local_first(_metadata: dict[str, Any]) -> bool:
+    return False
+
+
+def _params_are_metadata(metadata: dict[str, Any]) -> RemotePayload:
+    return RemotePayload(params=dict(metadata))
+
+
+@dataclass(frozen=True)
+class OperationKind:
+    """One kind of operation.
+
+    * `prepare(metadata, inputs)` — how it runs: validates the JSON metadata (again on an agent:
+      an agent trusts nothing it is sent) and returns the `Launch`. `inputs` is None where the
+      run reads this process's own stores, and the sent inputs on an agent.
+    * `capability(metadata)` — the agent capability the work needs (`"training"`, `"ib"`), or
+      None when any agent can run it.
+    * `local_unavailable(metadata, require_gpu)` — why this process cannot run it ("" if it can).
+    * `stays_local(metadata)` — in `auto` mode, run here without asking agents (work that sits
+      next to this process's own data).
+    * `prefers_gpu` — GPU agents first when choosing one.
+    * `remote_payload(metadata)` — how its inputs travel to an agent.
+    * `remote_completed(operation, result_summary, artifacts)` — on the backend, after a remote
+      run completed and its artifacts were fetched and verified; returns the summary to record.
+      Raising fails the operation with the message.
+    """
+
+    name: str
+    prepare: Callable[[dict[str, Any], Inputs | None], Launch]
+    capability: Callable[[dict[str, Any]], str | None] = _no_capability
+    local_unavailable: Callable[[dict[str, Any], bool], str] = _always_possible
+    stays_local: Callable[[dict[str, Any]], bool] = _never_local_first
+    prefers_gpu: bool = False
+    remote_payload: Callable[[dict[str, Any]], RemotePayload] = _params_are_metadata
+    remote_completed: (
+        Callable[[Operation, dict[str, Any], list[FetchedArtifact]], dict[str, Any]] | None
+    ) = None
+    description: str = ""
+
+
+_kinds: dict[str, OperationKind] = {}
+
+
+def register_kind(kind: OperationKind) -> OperationKind:
+    """Add a kind (from an `AppConfig.ready()`); registering the same name twice is refused."""
+    if not kind.name or len(kind.name) > KIND_NAME_MAX or not kind.name.isidentifier():
+        raise ValueError(f"operation kind name {kind.name!r} must be a short identifier")
+    existing = _kinds.get(kind.name)
+    if existing is not None and existing is not kind:
+        raise ValueError(f"operation kind {kind.name!r} is already registered")
+    _kinds[kind.name] = kind
+    return kind
+
+
+def unregister_kind(name: str) -> None:
+    """Remove a kind (tests that register a throwaway one)."""
+    _kinds.pop(name, None)
+
+
+def kind_get(name: str) -> OperationKind:
+    """The registered kind, or `InvalidInput` naming `operation_type`."""
+    kind = _kinds.get(name)
+    if kind is None:
+        known = ", ".join(sorted(_kinds)) or "none"
+        raise InvalidInput(
+            f"unknown operation type {name!r}; this process runs: {known}", field="operation_type"
+        )
+    return kind
+
+
+def kind_names() -> list[str]:
+    return sorted(_kinds)

@@ -1,0 +1,177 @@
+"""The `training` operation kind: how a training run runs here, travels to an agent, and comes back.
+
+Registered in `TrainingConfig.ready()` (`docs/architecture.md` §3). The run is the same
+`run_training` everywhere; only where its bars come from and where its model goes differ:
+
+* here: bars from this process's store, the model saved under MODELS_DIR and registered;
+* on an agent: the resolved strategy and its input bars travel with the start (zstd Parquet,
+  content-addressed), the model is left as the artifact `model.pt`, and the backend registers
+  it when the run completed and the file was fetched and verified.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes, read_bars
+from operations.conf import ktrdr_setting
+from operations.exceptions import InvalidInput, NotFound
+from operations.kinds import (
+    FetchedArtifact,
+    Inputs,
+    Launch,
+    OperationKind,
+    RemoteInput,
+    RemotePayload,
+)
+from operations.local import WorkContext
+from operations.models import Operation
+from training.bridge import TrainingProgressBridge
+from training.device import cuda_available
+from training.errors import StrategyError
+from training.runner import run_training
+from training.services import trained_model_register
+from training.strategy import validate_strategy
+
+OPERATION_TYPE = "training"
+MODEL_ARTIFACT = "model.pt"
+# What of a training operation's metadata the run needs (the rest is the backend's record).
+RUN_KEYS = ("strategy", "strategy_config", "symbols", "timeframes", "start", "end", "seed")
+
+
+def _input_key(symbol: str, timeframe: str) -> str:
+    return f"{symbol}:{timeframe}"
+
+
+def _checked(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The run's parameters, validated again wherever it is prepared (an agent trusts nothing
+    it is sent, not even from its backend)."""
+    if not isinstance(metadata.get("strategy_config"), dict):
+        raise InvalidInput("strategy_config is required", field="strategy_config")
+    try:
+        config = validate_strategy(metadata["strategy_config"])
+    except StrategyError as exc:
+        raise InvalidInput(f"invalid strategy: {exc}", field="strategy_config") from None
+    for field in ("symbols", "timeframes"):
+        value = metadata.get(field)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise InvalidInput(f"{field} must be a non-empty list of strings", field=field)
+    return {**metadata, "strategy_config": config}
+
+
+def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
+    metadata = _checked(metadata)
+    load_bars = None
+    if inputs is not None:
+        sent = inputs
+
+        def load_bars(symbol: str, timeframe: str, start: Any, end: Any) -> Any:
+            key = _input_key(symbol, timeframe)
+            if key not in sent:
+                raise NotFound(f"no bars were sent for {symbol} {timeframe}")
+            return bytes_to_frame(sent[key])
+
+    def work(ctx: WorkContext) -> dict[str, Any]:
+        if ctx.artifacts_dir is None:
+            return run_training(ctx, load_bars=load_bars)
+        folder = ctx.artifacts_dir
+        result = run_training(ctx, load_bars=load_bars, models_dir=folder / "_models")
+        model = result.get("model") or {}
+        if model.get("artifact_path"):
+            # The executor's own layout stays (this process's model row points at it); a link at
+            # the top of the folder makes it the operation's artifact without copying it.
+            _link_or_copy(Path(model["artifact_path"]), folder / MODEL_ARTIFACT)
+            result["model"] = {**model, "artifact_name": MODEL_ARTIFACT}
+        return result
+
+    work.__name__ = "run_training"
+    symbols, timeframes = metadata["symbols"], metadata["timeframes"]
+    return Launch(
+        work=work,
+        bridge=TrainingProgressBridge(),
+        metadata=metadata,
+        strategy_name=metadata["strategy_config"]["name"],
+        input_series=[_input_key(s, t) for s in symbols for t in timeframes],
+    )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
+    """The run's parameters and the stored bars it will read, exactly as a local run reads them."""
+    inputs = []
+    for symbol in metadata["symbols"]:
+        for timeframe in metadata["timeframes"]:
+            try:
+                frame = read_bars(
+                    symbol, timeframe, start=metadata.get("start"), end=metadata.get("end")
+                )
+            except SeriesNotFound:
+                continue  # the executor resamples a missing higher timeframe, here and there
+            inputs.append(
+                RemoteInput(
+                    key=_input_key(symbol, timeframe), data=frame_to_bytes(frame), rows=len(frame)
+                )
+            )
+    return RemotePayload(params={k: metadata.get(k) for k in RUN_KEYS}, inputs=inputs)
+
+
+def _remote_completed(
+    op: Operation, summary: dict[str, Any], fetched: list[FetchedArtifact]
+) -> dict[str, Any]:
+    """Register the fetched, verified `model.pt` as the next version of its strategy."""
+    model = next((f for f in fetched if f.name == MODEL_ARTIFACT), None)
+    if model is None:
+        return summary
+    meta = op.metadata or {}
+    base_tf = (meta.get("timeframes") or ["model"])[0]
+    strategy = meta.get("strategy") or op.strategy_name or "strategy"
+    dest = Path(ktrdr_setting("MODELS_DIR")) / strategy / base_tf / f"{op.operation_id}.pt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if model.path != dest:
+        # A link keeps the fetched artifact where the operation's artifact record points.
+        _link_or_copy(model.path, dest)
+    registered = trained_model_register(
+        artifact_path=dest,
+        sha256=model.sha256,
+        operation_id=op.operation_id,
+        result=summary,
+        user=op.created_by,
+    )
+    summary["model"] = {
+        **(summary.get("model") or {}),
+        "artifact_path": str(dest),
+        "sha256": model.sha256,
+        "size_bytes": model.size,
+        "id": registered.pk,
+        "version": registered.version,
+        "label": str(registered),
+    }
+    return summary
+
+
+def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
+    if require_gpu and not cuda_available():
+        return "this backend has no GPU"
+    return ""
+
+
+TRAINING = OperationKind(
+    name=OPERATION_TYPE,
+    prepare=_prepare,
+    capability=lambda _metadata: "training",
+    local_unavailable=_local_unavailable,
+    prefers_gpu=True,
+    remote_payload=_remote_payload,
+    remote_completed=_remote_completed,
+    description="train a strategy's neural network on stored bars",
+)
