@@ -171,7 +171,13 @@ def _backend_rows(url: str) -> list[Row]:
 
     from hostagents import services as agent_services
     from hostagents.client import client_for, reset_clients
-    from hostagents.dispatch import start_remote
+    from operations.countdown import COUNTDOWN
+    from operations.models import Executor
+    from operations.places import remote_places
+
+    def start_remote(*, metadata: dict, **_ignored) -> Operation:
+        place = remote_places()[Executor.AGENT]
+        return place.start(kind=COUNTDOWN, target=agent, metadata=metadata)
     from operations import selectors
     from operations.models import Operation
 
@@ -183,10 +189,7 @@ def _backend_rows(url: str) -> list[Row]:
     rows: list[Row] = []
 
     # Full backend refresh (remote miss incl. recording the pull in the database).
-    op = start_remote(
-        operation_type="countdown", agent=agent, payload={"steps": 3000, "step_seconds": 0.01},
-        metadata={},
-    )  # fmt: skip
+    op = start_remote(metadata={"steps": 3000, "step_seconds": 0.01})
     _timed(lambda: selectors.operation_get(operation_id=op.operation_id, force_refresh=True), 10)
     samples = _timed(
         lambda: selectors.operation_get(operation_id=op.operation_id, force_refresh=True), 200
@@ -237,10 +240,7 @@ def _backend_rows(url: str) -> list[Row]:
     latencies = []
     for _ in range(10):
         t0 = time.perf_counter()
-        started = start_remote(
-            operation_type="countdown", agent=agent, payload={"steps": 50, "step_seconds": 0.01},
-            metadata={},
-        )  # fmt: skip
+        started = start_remote(metadata={"steps": 50, "step_seconds": 0.01})
 
         def progressed(op_id: str = started.operation_id) -> bool:
             got = selectors.operation_get(operation_id=op_id, force_refresh=True)

@@ -60,11 +60,14 @@ def _read_rows() -> list[Row]:
 
     from operations import selectors
     from operations.bridge import ProgressBridge
-    from operations.services import operation_launch_local
+    from operations.execution import operation_launch
+    from operations.kinds import Launch
 
     settings.KTRDR = {**settings.KTRDR, "OPERATIONS_CACHE_TTL": 3600.0}
     gate, bridge = _Gate(), ProgressBridge()
-    op = operation_launch_local(operation_type="bench", work=gate, bridge=bridge)
+    op = operation_launch(
+        operation_type="bench", launch=Launch(work=gate, bridge=bridge, metadata={})
+    )
     gate.started.wait(10)
     op_id = op.operation_id
     selectors.operation_get(operation_id=op_id, force_refresh=True)

@@ -119,6 +119,21 @@ class AgentProcess:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.session.post(f"{self.url}{path}", timeout=10, **kwargs)
 
+    def start_work(
+        self,
+        operation_type: str,
+        params: Any,
+        *,
+        key: str | None = None,
+        inputs: list[dict[str, Any]] | None = None,
+    ) -> requests.Response:
+        """POST a start of a registered kind, as the backend's agent place does."""
+        body: dict[str, Any] = {"operation_type": operation_type, "params": params}
+        if inputs is not None:
+            body["inputs"] = inputs
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.post("/api/v1/starts/", json=body, headers=headers)
+
     def operation(self, remote_id: str) -> dict[str, Any]:
         return self.get(f"/api/v1/operations/{remote_id}/").json()
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from hostagents.agent_work import countdown_artifact_bytes
+from operations.countdown import countdown_artifact_bytes
 from tests.hostagents.conftest import AgentProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -22,9 +22,7 @@ ENDPOINTS = [
     ("POST", "/api/v1/operations/op_x/cancel/"),
     ("GET", "/api/v1/operations/op_x/results/"),
     ("GET", "/api/v1/operations/op_x/artifacts/model.pt"),
-    ("POST", "/api/v1/operations/countdown/"),
-    ("POST", "/api/v1/training/runs/"),
-    ("POST", "/api/v1/data/loads/"),
+    ("POST", "/api/v1/starts/"),
     ("GET", "/api/v1/starts/key"),
     ("POST", "/api/v1/blobs/missing"),
     ("GET", "/training/status/op_x"),
@@ -58,9 +56,7 @@ def test_agent_listens_on_loopback_only_by_default(agent):
 
 
 def test_health_reports_role_capabilities_gpu_version_and_running_operations(agent):
-    started = agent.post(
-        "/api/v1/operations/countdown/", json={"steps": 50, "step_seconds": 0.1}
-    ).json()
+    started = agent.start_work("countdown", {"steps": 50, "step_seconds": 0.1}).json()
     try:
         health = wait_for(
             lambda: (h := agent.get("/api/v1/health").json())["running_count"] >= 1 and h
@@ -79,7 +75,7 @@ def test_health_reports_role_capabilities_gpu_version_and_running_operations(age
 
 
 def test_deprecated_training_status_answers_the_old_format_and_points_to_the_new_api(agent):
-    op = agent.post("/api/v1/operations/countdown/", json={"steps": 2, "step_seconds": 0}).json()
+    op = agent.start_work("countdown", {"steps": 2, "step_seconds": 0}).json()
     op_id = op["operation_id"]
     wait_for(lambda: agent.operation(op_id)["status"] == "completed")
 
@@ -100,23 +96,17 @@ def test_deprecated_training_status_answers_the_old_format_and_points_to_the_new
 def test_starts_with_the_same_idempotency_key_return_one_operation(agent):
     key = f"op_countdown_idem_{time.time_ns()}"
     answers = [
-        agent.post(
-            "/api/v1/operations/countdown/",
-            json={"steps": 1, "step_seconds": 0},
-            headers={"Idempotency-Key": key},
-        )
-        for _ in range(3)
+        agent.start_work("countdown", {"steps": 1, "step_seconds": 0}, key=key) for _ in range(3)
     ]
     assert [a.status_code for a in answers] == [202, 200, 200]
     assert len({a.json()["operation_id"] for a in answers}) == 1
-    other_type = agent.post("/api/v1/data/loads/", json={}, headers={"Idempotency-Key": key})
+    other_type = agent.start_work("data_load", {}, key=key)
     assert other_type.status_code == 409
 
 
 def test_artifact_download_carries_checksum_and_length(agent):
-    op = agent.post(
-        "/api/v1/operations/countdown/",
-        json={"steps": 1, "step_seconds": 0, "artifact_bytes": 70_000},
+    op = agent.start_work(
+        "countdown", {"steps": 1, "step_seconds": 0, "artifact_bytes": 70_000}
     ).json()
     op_id = op["operation_id"]
     done = wait_for(lambda: (o := agent.operation(op_id))["status"] == "completed" and o)
@@ -135,10 +125,10 @@ def test_artifact_download_carries_checksum_and_length(agent):
 
 
 def test_bad_start_input_is_a_400_naming_the_field(agent):
-    response = agent.post("/api/v1/operations/countdown/", json={"steps": 0})
+    response = agent.start_work("countdown", {"steps": 0})
     assert response.status_code == 400
     assert "steps" in response.json()["error"]["details"]
-    not_object = agent.post("/api/v1/operations/countdown/", json=[1, 2])
+    not_object = agent.start_work("countdown", [1, 2])
     assert not_object.status_code == 400
 
 
@@ -150,8 +140,8 @@ def test_unknown_operation_is_a_404_in_the_error_envelope(agent):
 
 def test_agent_without_the_ib_role_refuses_ib_loads_with_503(agent_factory):
     training_only = agent_factory("trainonly", roles="training")
-    response = training_only.post(
-        "/api/v1/data/loads/", json={"symbol": "EURUSD", "timeframe": "1h", "source": "ib"}
+    response = training_only.start_work(
+        "data_load", {"symbol": "EURUSD", "timeframe": "1h", "source": "ib"}
     )
     assert response.status_code == 503
     assert "'ib' role" in response.json()["error"]["message"]

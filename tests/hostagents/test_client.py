@@ -139,7 +139,7 @@ def test_401_is_an_auth_error_and_400_is_rejected_with_details():
     bad = {"error": {"code": "invalid", "message": "steps: bad", "details": {"steps": ["bad"]}}}
     client, _ = fake_client([(400, bad)])
     with pytest.raises(AgentRejected) as caught:
-        client.start("countdown", {"steps": 0}, idempotency_key="k")
+        client.start({"operation_type": "countdown", "params": {"steps": 0}}, idempotency_key="k")
     assert caught.value.details == {"steps": ["bad"]}
     assert caught.value.status == 400
 
@@ -165,9 +165,8 @@ def test_client_for_keeps_one_pooled_session_per_agent(settings):
 
 
 def test_a_streamed_artifact_with_a_wrong_checksum_leaves_no_file(agent, tmp_path: Path):
-    op = agent.post(
-        "/api/v1/operations/countdown/",
-        json={"steps": 1, "step_seconds": 0, "artifact_bytes": 5000},
+    op = agent.start_work(
+        "countdown", {"steps": 1, "step_seconds": 0, "artifact_bytes": 5000}
     ).json()
     from tests.hostagents.conftest import wait_for
 

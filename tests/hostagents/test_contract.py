@@ -16,9 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_real_agent_answers_parse_with_the_api_serializers(agent: AgentProcess):
-    raw_op = agent.post(
-        "/api/v1/operations/countdown/",
-        json={"steps": 3, "step_seconds": 0.01, "artifact_bytes": 100},
+    raw_op = agent.start_work(
+        "countdown", {"steps": 3, "step_seconds": 0.01, "artifact_bytes": 100}
     ).json()
     op_id = raw_op["operation_id"]
     wait_for(lambda: agent.operation(op_id)["status"] == "completed")

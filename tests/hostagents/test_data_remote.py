@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hostagents import services as agent_services
-from hostagents.integrations import data_load_dispatch
 from hostagents.models import Artifact
+from marketdata.services import data_load_start
 from tests.hostagents.test_remote import all_metrics, follow
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -17,15 +17,19 @@ def test_bars_loaded_on_an_agent_are_fetched_verified_and_merged_into_the_backen
     backend_settings, api, agent, tmp_path
 ):
     from marketdata import store
-    from marketdata.services import validate_load_params
 
     backend_settings.KTRDR = {**backend_settings.KTRDR, "DATA_DIR": tmp_path / "data"}
-    registered, _ = agent_services.agent_add(name="ib1", base_url=agent.url)
-    metadata = validate_load_params(
-        symbol="GBPUSD", timeframe="1h", start="2020-01-06", end="2020-01-20", source="synthetic"
-    )
+    agent_services.agent_add(name="ib1", base_url=agent.url)
 
-    op = data_load_dispatch(agent=registered, metadata=metadata, user=api.user)
+    op = data_load_start(
+        symbol="GBPUSD",
+        timeframe="1h",
+        start="2020-01-06",
+        end="2020-01-20",
+        source="synthetic",
+        execution_mode="agent",
+        user=api.user,
+    )
     final, _ = follow(api, op.operation_id, timeout=60)
 
     assert final["status"] == "completed", final

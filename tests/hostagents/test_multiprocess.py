@@ -10,16 +10,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from operations import cache as op_cache
 from operations.models import Operation
 from tests.hostagents.conftest import TOKEN
 from tests.hostagents.test_remote import register, start_remote_countdown
+from tests.processes import ROOT, process_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,7 +28,6 @@ pytestmark = [
     ),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 READER = """
 import os, sys, time
@@ -47,13 +44,6 @@ print(op.status, op.refreshed_at is not None)
 """
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 def test_three_backend_processes_cause_one_agent_request_per_window(backend_settings, api, agent):
     register(agent)
     started = start_remote_countdown(api, steps=100, step_seconds=0.1)
@@ -63,15 +53,7 @@ def test_three_backend_processes_cause_one_agent_request_per_window(backend_sett
     op_cache.invalidate(op_id)
     before = agent.served().get("GET operations/<str:operation_id>/", 0)
 
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ktrdr_site.settings",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "KTRDR_CACHE_PREFIX": django_settings.CACHES["default"].get("KEY_PREFIX", "ktrdr"),
-        "KTRDR_AGENT_TOKEN": TOKEN,
-        "KTRDR_LOG_LEVEL": "WARNING",
-    }
+    env = process_env(KTRDR_AGENT_TOKEN=TOKEN)
     start_at = time.time() + 3.0  # every process is imported and waiting by then
     procs = [
         subprocess.Popen(

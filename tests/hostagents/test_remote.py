@@ -17,9 +17,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from hostagents import services as agent_services
-from hostagents.agent_work import countdown_artifact_bytes
 from hostagents.client import client_for, reset_clients
 from hostagents.models import Agent, Artifact
+from operations.countdown import countdown_artifact_bytes
 from operations.models import Operation
 from tests.hostagents.conftest import AgentProcess, wait_for
 
@@ -240,7 +240,7 @@ class LoseFirstStartAnswer(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         response = super().send(request, **kwargs)
-        if request.method == "POST" and "countdown" in (request.url or "") and not self.lost:
+        if request.method == "POST" and "/starts/" in (request.url or "") and not self.lost:
             self.lost += 1
             response.close()
             raise requests.ConnectionError("answer lost on the way back")
@@ -271,10 +271,8 @@ def test_a_retried_start_starts_one_run(backend_settings, api, agent):
 
 def test_same_idempotency_key_on_the_agent_returns_the_existing_operation(agent):
     key = "op_countdown_test_key_1"
-    first = agent.post("/api/v1/operations/countdown/", json={"steps": 1, "step_seconds": 0},
-                       headers={"Idempotency-Key": key})  # fmt: skip
-    second = agent.post("/api/v1/operations/countdown/", json={"steps": 1, "step_seconds": 0},
-                        headers={"Idempotency-Key": key})  # fmt: skip
+    first = agent.start_work("countdown", {"steps": 1, "step_seconds": 0}, key=key)  # fmt: skip
+    second = agent.start_work("countdown", {"steps": 1, "step_seconds": 0}, key=key)  # fmt: skip
     assert first.status_code == 202
     assert second.status_code == 200
     assert first.json()["operation_id"] == second.json()["operation_id"]

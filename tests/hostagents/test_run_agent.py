@@ -27,9 +27,7 @@ def test_unknown_roles_are_rejected(monkeypatch):
 @pytest.mark.slow
 def test_sigterm_cancels_running_work_and_records_it_before_exit(agent_factory):
     agent = agent_factory("stoppable", roles="training")
-    op = agent.post(
-        "/api/v1/operations/countdown/", json={"steps": 500, "step_seconds": 0.05}
-    ).json()
+    op = agent.start_work("countdown", {"steps": 500, "step_seconds": 0.05}).json()
     wait_for(lambda: agent.operation(op["operation_id"])["progress"]["steps_completed"] >= 1)
 
     t0 = time.monotonic()

@@ -1,4 +1,5 @@
-"""Execution-mode selection (ARCHITECTURE §6), on registry rows with fresh health snapshots."""
+"""Execution-mode selection (docs/architecture.md §7) with the agent place's candidates, on
+registry rows with fresh health snapshots."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from hostagents.models import Agent
-from hostagents.selection import choose_execution
 from operations.exceptions import InvalidInput, ServiceUnavailable
+from operations.kinds import kind_get
+from operations.placement import Placement, choose_place
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +25,21 @@ def fresh_health(settings):
         "LOCAL_EXECUTION": True,
         "TRAINING_DEFAULT_MODE": "auto",
     }
+
+
+# The work a placement is asked for: a training run, an IB load, a synthetic load.
+WORK = {
+    "training": ("training", {}),
+    "ib": ("data_load", {"source": "ib"}),
+    "data": ("data_load", {"source": "synthetic"}),
+}
+
+
+def choose_execution(
+    work: str, mode: str | None = None, agent: str | None = None, require_gpu: bool = False
+) -> Placement:
+    kind, metadata = WORK[work]
+    return choose_place(kind_get(kind), metadata, mode, agent, require_gpu)
 
 
 def agent(name: str, caps: list[str], *, error: str = "", enabled: bool = True) -> Agent:
@@ -42,7 +59,7 @@ def test_auto_training_prefers_a_gpu_agent():
     agent("z-gpu", ["gpu", "training"])
     placement = choose_execution("training", "auto")
     assert placement.place == "agent"
-    assert placement.agent.name == "z-gpu"
+    assert placement.target.name == "z-gpu"
     assert "GPU" in placement.reason
 
 
@@ -65,9 +82,7 @@ def local_gpu(monkeypatch):
     """Pretend this backend has (True) or lacks (False) a CUDA device, whatever the test host."""
 
     def set_gpu(available: bool) -> None:
-        info = {"available": available, "device_name": "Test GPU" if available else None,
-                "device_count": int(available)}  # fmt: skip
-        monkeypatch.setattr("hostagents.health.gpu_info", lambda: info)
+        monkeypatch.setattr("training.kinds.cuda_available", lambda: available)
 
     return set_gpu
 
@@ -107,7 +122,7 @@ def test_local_mode_with_local_execution_off_is_503(settings):
 def test_named_agent_is_used_when_it_can_take_the_work():
     agent("a1", ["training"])
     agent("a2", ["training", "gpu"])
-    assert choose_execution("training", "agent", agent="a1").agent.name == "a1"
+    assert choose_execution("training", "agent", agent="a1").target.name == "a1"
 
 
 def test_named_agent_that_cannot_take_it_falls_back_to_local_with_the_reason():
@@ -139,7 +154,7 @@ def test_ib_loads_go_to_an_ib_agent():
     agent("trainer", ["training", "gpu"])
     agent("ib1", ["ib"])
     placement = choose_execution("ib", "auto")
-    assert placement.agent.name == "ib1"
+    assert placement.target.name == "ib1"
 
 
 def test_ib_loads_without_an_ib_agent_or_local_ib_are_503():

@@ -6,7 +6,6 @@ Uses the smallest strategy (a few months of the real EURUSD 1h bars, a tiny MLP,
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import time
 from typing import Any
@@ -16,8 +15,11 @@ import pytest
 
 from hostagents import services as agent_services
 from hostagents.client import client_for
-from hostagents.integrations import training_dispatch
 from hostagents.models import Agent, Artifact
+from operations.execution import operation_launch
+from operations.kinds import kind_get
+from operations.models import Executor
+from operations.places import remote_places
 from tests.hostagents.conftest import AgentProcess
 from tests.hostagents.test_remote import all_metrics, follow, keys_of
 from tests.shared_data import EURUSD_1H_CSV, require_shared
@@ -105,22 +107,15 @@ def run_metadata(end: str = "2017-04-01T00:00:00+00:00") -> dict[str, Any]:
 def test_local_and_agent_training_give_clients_the_same_experience_and_model(
     stored_bars, api, agent: AgentProcess
 ):
-    from operations.services import operation_launch_local
-    from training.bridge import TrainingProgressBridge
     from training.models import TrainedModel
-    from training.runner import run_training
 
     registered, _ = agent_services.agent_add(name="t1", base_url=agent.url)
-    local = operation_launch_local(
+    local = operation_launch(
         operation_type="training",
-        work=functools.partial(run_training, user_id=api.user.pk),
-        bridge=TrainingProgressBridge(),
-        metadata=run_metadata(),
-        created_by=api.user,
-        strategy_name=TINY["name"],
-        input_series=["EURUSD:1h"],
+        launch=kind_get("training").prepare(run_metadata(), None),
+        user=api.user,
     )
-    remote = training_dispatch(
+    remote = training_dispatch_to(
         agent=registered,
         metadata=run_metadata(),
         user=api.user,
@@ -164,9 +159,9 @@ def test_bars_the_agent_already_has_are_not_sent_again(stored_bars, api, agent):
     registered, _ = agent_services.agent_add(name="t1", base_url=agent.url)
     # A range no other test used: its bars are new to the (shared) agent the first time.
     meta = run_metadata(end="2017-03-15T00:00:00+00:00")
-    first = training_dispatch(agent=registered, metadata=meta, user=api.user)
+    first = training_dispatch_to(agent=registered, metadata=meta, user=api.user)
     assert first.metadata["inputs_sent_bytes"] > 0
-    second = training_dispatch(agent=registered, metadata=meta, user=api.user)
+    second = training_dispatch_to(agent=registered, metadata=meta, user=api.user)
     assert second.metadata["inputs_sent_bytes"] == 0
     assert second.metadata["inputs_cached_on_agent"] == 1
     for op in (first, second):
@@ -182,7 +177,7 @@ def test_agent_without_the_training_role_refuses_training(stored_bars, api, agen
     ib_only = agent_factory("ibonly", roles="ib")
     registered, _ = agent_services.agent_add(name="i1", base_url=ib_only.url)
     with pytest.raises(ServiceUnavailable, match="training"):
-        training_dispatch(agent=registered, metadata=run_metadata(), user=api.user)
+        training_dispatch_to(agent=registered, metadata=run_metadata(), user=api.user)
 
 
 def test_a_training_run_asked_for_on_an_agent_through_the_api_trains_there(
@@ -212,3 +207,17 @@ def test_a_training_run_asked_for_on_an_agent_through_the_api_trains_there(
     assert final["status"] == "completed", final
     model = TrainedModel.objects.get(operation_id=body["operation_id"])
     assert model.sha256 == final["result_summary"]["model"]["sha256"]
+
+
+def training_dispatch_to(
+    *, agent: Agent, metadata: dict, user=None, strategy_name: str = "", input_series=()
+):
+    """Start a training run on `agent` through the agent place, as placement would."""
+    return remote_places()[Executor.AGENT].start(
+        kind=kind_get("training"),
+        target=agent,
+        metadata=metadata,
+        user=user,
+        strategy_name=strategy_name,
+        input_series=input_series,
+    )

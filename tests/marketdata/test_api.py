@@ -47,7 +47,7 @@ def test_post_load_answers_202_with_the_operation_and_the_load_completes(api, da
     body = response.json()
     assert body["operation_type"] == "data_load"
     assert body["metadata"]["symbol"] == "EURUSD"
-    assert body["metadata"]["placement"]["where"] == "local"
+    assert body["metadata"]["placement"]["place"] == "local"
     op = wait_terminal(body["operation_id"])
     assert op.status == "completed"
     assert op.result_summary["bars_received"] == len(store.read_bars("EURUSD", "1h"))
