@@ -36,7 +36,7 @@ e2e: $(STAMP)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -o addopts="-ra" tests/e2e
 
-## bench: the performance budgets of ARCHITECTURE §8, printed as a table (not part of `make test`)
+## bench: the performance budgets of docs/architecture.md §8, printed as a table (not part of `make test`)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

@@ -1,1 +1,1 @@
-"""Benchmarks for the budgets of ARCHITECTURE §8 (`make bench`); not part of the test run."""
+"""Benchmarks for the budgets of docs/architecture.md §8 (`make bench`); not part of the tests."""

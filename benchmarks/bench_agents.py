@@ -1,6 +1,6 @@
-"""Host-agent budgets (ARCHITECTURE §8): remote refresh latency over loopback with the pooled
-session vs a new connection per request, the two-level cache hit rate with 10 readers, and the
-latency from a remote start to the first progress a backend reader sees.
+"""Host-agent budgets (docs/architecture.md §8): remote refresh latency over loopback with the
+pooled session vs a new connection per request, the two-level cache hit rate with 10 readers, and
+the latency from a remote start to the first progress a backend reader sees.
 
 Starts its own agent (`manage.py run_agent`) on a free loopback port in a temporary home.
 Standalone: `python benchmarks/bench_agents.py`; in the suite: `make bench`.
@@ -178,6 +178,7 @@ def _backend_rows(url: str) -> list[Row]:
     def start_remote(*, metadata: dict, **_ignored) -> Operation:
         place = remote_places()[Executor.AGENT]
         return place.start(kind=COUNTDOWN, target=agent, metadata=metadata)
+
     from operations import selectors
     from operations.models import Operation
 

@@ -1,5 +1,5 @@
 """Training budgets: progress + cancellation overhead vs a bare torch loop, a 10-epoch run on
-50,000 samples, and the TrainingProgressBridge write cost (ARCHITECTURE §8).
+50,000 samples, and the TrainingProgressBridge write cost (docs/architecture.md §8).
 
 Runs on the real EURUSD 1h bars from ../shared/data when they are there (a synthetic random walk
 otherwise). `python benchmarks/bench_training.py [--device auto|cpu|cuda]` or

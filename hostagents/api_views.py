@@ -32,6 +32,7 @@ from operations import selectors as op_selectors
 from operations.countdown import COUNTDOWN, validate_params
 from operations.exceptions import NotFound, ServiceUnavailable
 from operations.models import Executor
+from operations.placement import Placement
 from operations.places import remote_places
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 
@@ -118,23 +119,20 @@ def agent_countdown(request: Request, name: str) -> Response:
         fail_at=body.validated_data["fail_at"],
     )
     params["artifact_bytes"] = body.validated_data["artifact_bytes"]
-    agent = selectors.agent_get(name=name)
-    if not agent.enabled:
-        raise ServiceUnavailable(f"agent {name} is disabled", details={"agent": name})
+    selectors.agent_get(name=name)  # 404 for an unknown name
     place = remote_places()[Executor.AGENT]
+    (candidate,) = place.candidates(kind=COUNTDOWN, metadata=params, named=name, require_gpu=False)
+    if candidate.why_not:
+        raise ServiceUnavailable(
+            f"agent {name} cannot run the countdown: {candidate.why_not}", details={"agent": name}
+        )
+    placement = Placement(
+        Executor.AGENT, candidate.target, f"agent {name} was asked for by name", mode="agent"
+    )
     op = place.start(
         kind=COUNTDOWN,
-        target=agent,
-        metadata={
-            **params,
-            "placement": {
-                "place": "agent",
-                "agent": agent.name,
-                "execution_mode": "agent",
-                "reason": f"agent {agent.name} was asked for by name",
-                "tried": [],
-            },
-        },
+        target=candidate.target,
+        metadata={**params, "placement": placement.as_metadata()},
         user=request.user,
     )
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)

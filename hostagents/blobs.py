@@ -1,7 +1,7 @@
 """The agent's content-addressed cache of work inputs (bars sent with a training start).
 
-Inputs travel with the work because an agent may be on another machine (ARCHITECTURE §5). Each
-input blob is stored under its sha256; the backend asks which hashes are missing and sends only
+Inputs travel with the work because an agent may be on another machine (docs/architecture.md §6).
+Each input blob is stored under its sha256; the backend asks which hashes are missing and sends only
 those, so bars the agent already has cost nothing to send again.
 """
 

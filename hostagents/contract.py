@@ -1,4 +1,5 @@
-"""Parsing what an agent sent back, with the serializers the API renders with (ARCHITECTURE §4).
+"""Parsing what an agent sent back, with the serializers the API renders with
+(docs/architecture.md §10).
 
 The upstream project lost its metrics for months to a cursor-shape mismatch between host and
 backend; here the agent renders with `operations.serializers` and the backend parses with the same

@@ -1,8 +1,8 @@
 """Host-agent data: the backend's agent registry and the artifacts/start keys of remote work.
 
-`Agent` is the backend's registry entry (ARCHITECTURE §3): where an agent lives, what it can do
-and the last health snapshot someone pulled. The token is configuration (`KTRDR_AGENT_TOKEN`),
-never a column.
+`Agent` is the backend's registry entry (docs/architecture.md §11): where an agent lives, what it
+can do and the last health snapshot someone pulled. The token is configuration
+(`KTRDR_AGENT_TOKEN`), never a column.
 
 `AgentStart` and `Artifact` exist in both roles' databases. On an agent, `AgentStart` maps the
 backend's idempotency key to the operation it started (a retried start returns that operation

@@ -253,8 +253,9 @@ class AgentPlace:
         if op.status == S.PENDING and status != S.PENDING:
             op = services.operation_start(operation_id=op.operation_id)
         if status in (S.PENDING, S.RUNNING, S.CANCELLING):
-            if op.status == S.CANCELLING and status == S.RUNNING:
-                # The cancel never reached the agent (it was down): forward it again.
+            if op.status == S.CANCELLING and status in (S.PENDING, S.RUNNING):
+                # The cancel never reached the agent (it was down, or the start's answer was
+                # lost before we knew the agent's id): forward it again.
                 self._forward(client, remote_id, op.cancel_reason or "cancelled by user")
             return services.operation_record_pull(operation_id=op.operation_id, pull=pull)
         if status == S.COMPLETED:
@@ -330,6 +331,14 @@ class AgentPlace:
             self._attach(op, agent=agent, remote=remote)
             return self.refresh(Operation.objects.get(pk=op.pk))
         if time.time() - op.created_at.timestamp() > UNCONFIRMED_START_SECONDS:
+            if op.status == S.CANCELLING:
+                return self._safely(
+                    op,
+                    lambda: services.operation_acknowledge_cancel(
+                        operation_id=op.operation_id,
+                        stop_point=f"before agent {agent.name} received the start",
+                    ),
+                )
             return self._safely(
                 op,
                 lambda: services.operation_fail(

@@ -1,4 +1,4 @@
-"""Server-rendered price chart geometry for inline SVG (pure; ARCHITECTURE §7)."""
+"""Server-rendered price chart geometry for inline SVG (pure; docs/architecture.md §9)."""
 
 from __future__ import annotations
 

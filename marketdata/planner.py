@@ -1,6 +1,6 @@
 """Which ranges a load fetches (its mode) and how they are cut into IB-sized segments (pure).
 
-Modes (seed 002): `local` fetches nothing and reports what is stored; `tail` fetches from after
+Modes: `local` fetches nothing and reports what is stored; `tail` fetches from after
 the last stored bar to the end; `backfill` fetches from the start to before the first stored bar;
 `full` fetches every range in [start, end) where the calendar expects bars the store lacks
 (backfill + tail + unexpected holes). With nothing stored, tail/backfill/full fetch everything.

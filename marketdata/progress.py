@@ -1,10 +1,10 @@
 """DataLoadingProgressBridge: the progress a data load leaves for readers to pull.
 
-Percentage bands per step: preparing (connect, qualify, head timestamp, plan) 0-5 %, fetching
-5-95 % in proportion to finished segments, saving 95-100 %. The context carries symbol,
-timeframe, mode, source, segment i/n, bars so far and the pacing budget used; one `segment`
-metric per finished segment has the ARCHITECTURE §4 shape. Plain Python (no Django): segments
-take seconds, so these writers can afford a dict copy, and they never raise into the loader.
+Percentage bands per step: preparing (connect, qualify, head timestamp, plan) 0-5 %, fetching 5-95 %
+in proportion to finished segments, saving 95-100 %. The context carries symbol, timeframe, mode,
+source, segment i/n, bars so far and the pacing budget used; one `segment` metric per finished
+segment has the docs/architecture.md §10 shape. Plain Python (no Django): segments take seconds, so
+these writers can afford a dict copy, and they never raise into the loader.
 """
 
 from __future__ import annotations

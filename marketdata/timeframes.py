@@ -16,7 +16,7 @@ class Timeframe:
     name: str
     step: timedelta
     ib_bar_size: str
-    # Practical per-request span (ARCHITECTURE / ib-tws-protocol.md): IB returns "a few thousand"
+    # Practical per-request span (IB's historical-data limits): IB returns "a few thousand"
     # bars per request, these spans stay under that for every bar size.
     max_request_span: timedelta
 

@@ -2,8 +2,9 @@
 
 The id is `host:pid:start:nonce` (`start` is the process start time from /proc where there is
 one). A reader in another process uses it to tell a live owner on this host — e.g. a
-`manage.py train` run beside the server, whose own follower keeps the row fresh — from a gone
-one (a restart): only the latter's running operations are marked interrupted.
+`manage.py train` run beside the server, whose owner refresh keeps the row fresh
+(`docs/architecture.md` §5) — from a gone one (a restart): only the latter's running operations
+are marked interrupted.
 """
 
 from __future__ import annotations

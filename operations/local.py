@@ -27,6 +27,7 @@ from operations import services
 from operations.bridge import ProgressBridge
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.conf import ktrdr_setting
+from operations.exceptions import IllegalTransition
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,10 @@ class LocalRuns:
                 return
             try:
                 services.operation_start(operation_id=op_id)
+            except IllegalTransition:
+                # Cancelled while queued, from another process (the row ended; no token here).
+                logger.info("operation %s ended before a worker took it", op_id)
+                return
             except Exception:
                 logger.exception("operation %s could not start", op_id)
                 return
@@ -181,7 +186,7 @@ def _cancel_all_at_exit() -> None:
     # The pool's own exit hook joins its threads; without this a long training would hold up
     # the server's shutdown. Cancelled runs end at their next stop point and are recorded as such.
     for operation_id in local_runs.active_ids():
-        local_runs.cancel(operation_id, "the server is shutting down")
+        local_runs.cancel(operation_id, "its process is shutting down")
 
 
 # Registered after concurrent.futures' hook, so it runs first (the hooks run in reverse order).

@@ -1,4 +1,4 @@
-"""Operations and their metrics: the persisted side of the pull design (ARCHITECTURE §3).
+"""Operations and their metrics: the persisted side of the pull design (docs/architecture.md §11).
 
 An Operation row holds the last snapshot a reader pulled; OperationMetric rows are the append-only
 metric history, numbered per operation by `seq` (the cursor clients page with).
@@ -76,7 +76,7 @@ class Operation(models.Model):
     agent = models.CharField(max_length=64, blank=True, default="")
     remote_operation_id = models.CharField(max_length=96, blank=True, default="")
     # The process instance that runs a local operation; another instance reading a running
-    # operation it does not own knows the owner is gone (ARCHITECTURE §5, "interrupted").
+    # operation it does not own knows the owner is gone (docs/architecture.md §5, "interrupted").
     owner = models.CharField(max_length=128, blank=True, default="")
 
     cancel_requested_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,4 @@
-"""The one definition of the operations API shapes (ARCHITECTURE §4).
+"""The one definition of the operations API shapes (docs/architecture.md §10).
 
 Used to render API answers on the backend and on agents, and by `AgentClient` to validate what an
 agent sent back: a shape change shows up in both places at once (the contract test checks it).

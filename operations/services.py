@@ -1,9 +1,10 @@
 """Every write to an operation goes through these functions (the status machine lives here).
 
 Each service locks the row (`select_for_update`), checks the transition, writes, and invalidates
-the read cache after commit. Terminal states are final: any change to a terminal operation raises
-`IllegalTransition` — except recording an outcome a second time, which is a no-op so a racing
-reader and the worker's own completion can never overwrite each other.
+the read cache after commit. Terminal states are final: recording a pull on a terminal row, or
+marking it interrupted or unreachable, leaves it as it is; any other change (complete, fail,
+acknowledge a cancel, a cancel request) raises `IllegalTransition`, which callers racing to end
+one operation catch — so the first outcome stands and is never overwritten.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 S = OperationStatus
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
+    S.PENDING: frozenset({S.RUNNING, S.FAILED, S.CANCELLING, S.CANCELLED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLING, S.CANCELLED}),
     S.CANCELLING: frozenset({S.CANCELLED, S.COMPLETED, S.FAILED}),
     S.COMPLETED: frozenset(),
@@ -258,7 +259,9 @@ def operation_request_cancel(*, operation_id: str, reason: str = "") -> Operatio
     now = timezone.now()
     op.cancel_requested_at = now
     op.cancel_reason = reason
-    if op.status == S.PENDING:
+    if op.status == S.PENDING and op.executor == Executor.LOCAL:
+        # Queued here or in another process on this host: no worker has it yet, so nothing
+        # needs to acknowledge (the queued run finds its row ended and does not start).
         _transition(op, S.CANCELLED)
         op.cancel_acknowledged_at = now
         op.completed_at = now

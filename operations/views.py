@@ -2,7 +2,7 @@
 
 One view serves the full page and, for htmx requests, only the swapped fragment. Fragments of
 active operations carry their own `hx-get`/`hx-trigger`; a terminal fragment carries none, which
-is what stops the polling (ARCHITECTURE §7, terminal-fragment rule).
+is what stops the polling (docs/architecture.md §9, terminal-fragment rule).
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Hot-path writers (`on_batch` every batch, `on_epoch` every epoch) rebind one att
 tuple (and `on_epoch` appends that tuple to the metric list) — no dict building, no formatting, no
 lock. Everything a reader sees (percentage, message, ETA from measured batch times, best epoch,
 patience left) is derived from those tuples in `_derived`, on the reader's thread, only when
-someone asks. Budget: ≤ 0.5 µs median per write (ARCHITECTURE §8; see benchmarks/bench_training.py).
+someone asks. Budget: ≤ 0.5 µs median per write (docs/architecture.md §8; see
+benchmarks/bench_training.py).
 
-Epoch records are stored as tuples and turned into the ARCHITECTURE §4 shape (`epoch`,
+Epoch records are stored as tuples and turned into the docs/architecture.md §10 shape (`epoch`,
 `train_loss`, `train_accuracy`, `val_loss`, `val_accuracy`, `learning_rate`, `duration_seconds`)
 when read through `metrics_since`.
 

@@ -2,7 +2,7 @@
 
 load bars → indicators → features → split + labels → build model → train → evaluate → save.
 
-The same class runs in a backend worker thread now and in a host agent later (ARCHITECTURE §5);
+The same class runs in a backend worker thread and in a host agent (docs/architecture.md §6);
 only what is injected differs: `load_bars` (the market-data store here, bars that travelled with
 the request on an agent), `models_dir`, the bridge and the cancellation token. No Django imports;
 torch is imported inside `run`.

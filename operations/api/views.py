@@ -1,6 +1,6 @@
 """The operations API (v1): thin views over the selectors and services.
 
-The same views serve the backend and every host agent (ARCHITECTURE §1: one API everywhere).
+The same views serve the backend and every host agent (docs/architecture.md §1: one API everywhere).
 """
 
 from __future__ import annotations

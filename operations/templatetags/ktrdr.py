@@ -6,6 +6,9 @@ from typing import Any
 
 from django import template
 
+from operations.models import Operation
+from operations.serializers import is_stale
+
 register = template.Library()
 
 
@@ -24,3 +27,9 @@ def without(record: dict, keys: str) -> dict:
     """The record without the comma-separated `keys` (to list a metric's own values)."""
     drop = {k.strip() for k in keys.split(",")}
     return {k: v for k, v in record.items() if k not in drop}
+
+
+@register.filter
+def stale(op: Operation) -> bool:
+    """Whether an active operation's snapshot can no longer be called live (the API's rule)."""
+    return is_stale(op)

@@ -1,7 +1,7 @@
 """Several backend processes sharing Redis: at most one agent request per operation per TTL window.
 
-The refresh time and the single-flight lock live in the shared cache (ARCHITECTURE §1), so three
-backend processes reading the same remote operation at the same moment cause one pull.
+The refresh time and the single-flight lock live in the shared cache (docs/architecture.md §4),
+so three backend processes reading the same remote operation at the same moment cause one pull.
 """
 
 from __future__ import annotations

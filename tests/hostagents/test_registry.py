@@ -119,13 +119,12 @@ def test_countdown_on_an_unknown_agent_is_404(backend_settings, api):
     assert api.post("/api/v1/agents/nope/countdown/", {}, format="json").status_code == 404
 
 
-def test_countdown_on_an_unreachable_agent_is_503_and_the_operation_failed(backend_settings, api):
+def test_countdown_on_an_unreachable_agent_is_503_and_starts_nothing(backend_settings, api):
     call_command("agents", "add", "down", f"http://127.0.0.1:{free_port()}", stdout=StringIO())
     response = api.post("/api/v1/agents/down/countdown/", {"steps": 2}, format="json")
     assert response.status_code == 503
-    assert "down" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert "agent down cannot run the countdown: unreachable" in message
     from operations.models import Operation
 
-    op = Operation.objects.get(agent="down")
-    assert op.status == "failed"
-    assert "did not accept the start" in op.error_message
+    assert not Operation.objects.filter(agent="down").exists()

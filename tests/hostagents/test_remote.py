@@ -1,6 +1,6 @@
 """Remote operations end to end: backend (test client, this process) ↔ real agent processes.
 
-Each test states one rule of ARCHITECTURE §5 / issue 5 and checks it against a real
+Each test states one rule of docs/architecture.md §6 and checks it against a real
 `run_agent` subprocess on a loopback port.
 """
 

@@ -237,7 +237,7 @@ def test_fast_rendering_equals_the_serializer_for_every_state(api):
     running = services.operation_create(operation_type="test", executor=Executor.AGENT, agent="a")
     services.operation_start(operation_id=running.operation_id)
     services.operation_mark_unreachable(operation_id=running.operation_id, error="down")
-    cancelled = services.operation_create(operation_type="test", executor=Executor.AGENT)
+    cancelled = services.operation_create(operation_type="test", executor=Executor.LOCAL)
     services.operation_request_cancel(operation_id=cancelled.operation_id, reason="r")
     for op_id in (done, pending.operation_id, running.operation_id, cancelled.operation_id):
         op = selectors.operation_get(operation_id=op_id, force_refresh=True)

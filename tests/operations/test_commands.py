@@ -34,7 +34,7 @@ def test_ops_countdown_list_and_show():
 
 
 def test_ops_cancel_and_errors_name_the_problem():
-    op = services.operation_create(operation_type="test", executor=Executor.AGENT)
+    op = services.operation_create(operation_type="test", executor=Executor.LOCAL)
     assert "cancelled" in _call("ops", "cancel", op.operation_id)
     with pytest.raises(CommandError, match="cannot become cancelled"):
         _call("ops", "cancel", op.operation_id)

@@ -37,7 +37,7 @@ def test_login_page_logs_in(client, user):
 def test_running_rows_poll_and_finished_rows_do_not(logged_in):
     work = GatedWork()
     running = launch(work)
-    finished = services.operation_create(operation_type="test", executor=Executor.AGENT)
+    finished = services.operation_create(operation_type="test", executor=Executor.LOCAL)
     services.operation_request_cancel(operation_id=finished.operation_id)
     assert work.started.wait(10)
     page = logged_in.get("/operations/").content.decode()
@@ -92,7 +92,7 @@ def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in):
 
 
 def test_cancel_of_a_finished_operation_shows_a_message_not_an_error(logged_in):
-    op = services.operation_create(operation_type="test", executor=Executor.AGENT)
+    op = services.operation_create(operation_type="test", executor=Executor.LOCAL)
     services.operation_request_cancel(operation_id=op.operation_id)
     resp = logged_in.post(f"/operations/{op.operation_id}/cancel/", follow=True)
     assert resp.status_code == 200
