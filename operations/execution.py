@@ -70,16 +70,17 @@ class OwnerRefresh:
                 self._thread.start()
 
     def _loop(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if not local_runs.active_ids():
-                        self._thread = None
-                        return
+        while True:
+            with self._lock:
+                if not local_runs.active_ids():
+                    self._thread = None
+                    return
+            try:
                 self.tick()
-                self._wait(max(float(self._interval()), 0.05))
-        finally:
-            connections.close_all()
+            finally:
+                # Hold no connection between ticks (a database drop or restart never waits on it).
+                connections.close_all()
+            self._wait(max(float(self._interval()), 0.05))
 
 
 owner_refresh = OwnerRefresh()
