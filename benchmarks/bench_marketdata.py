@@ -1,5 +1,5 @@
 """Market-data figures: IB load throughput through the simulator (pacing off), store read time
-and size on disk per 100,000 bars (issue 3).
+and size on disk per 100,000 bars.
 
 `python benchmarks/bench_marketdata.py` (sets Django up on a temporary KTRDR_HOME) or
 `python -m benchmarks marketdata`. `run()` assumes only a configured, migrated Django; it puts

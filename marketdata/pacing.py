@@ -1,6 +1,6 @@
 """PacingLimiter: IB's historical-data pacing rules, enforced by us before IB enforces them.
 
-Rules (ib-tws-protocol.md): no more than 60 requests in any 10 minutes; no identical request
+Rules: no more than 60 requests in any 10 minutes; no identical request
 within 15 s; fewer than 6 requests for the same contract within 2 s. IB answers a violation with
 error 162 and, when repeated, a disconnect; the client library only throttles to 45 msg/s, so
 this limiter is the only thing between a long load and a ban.

@@ -13,7 +13,7 @@ process; `IBGateway` — what a load uses, the `BarGateway` — is a thin per-lo
 (its own cancel token, contract cache and reconnect count; `close()` leaves a shared
 connection open). An `IBGateway` built without a connection owns a private one and closes it.
 
-Connection hygiene (ib-tws-protocol.md): "client id in use" (326) moves on to the next client
+Connection hygiene (IB's API behaviour): "client id in use" (326) moves on to the next client
 id, at most three times; a connection unused for `probe_after` seconds is checked with an active
 probe (`reqCurrentTime`) before it is trusted, since `isConnected()` only says the socket object
 thinks it is open; a connection found dead is re-opened (`reconnects` counts it); at interpreter
