@@ -109,6 +109,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Database or cache down: a 503 (JSON under /api/, a page elsewhere), never a 500.
+    "operations.middleware.OutageMiddleware",
 ]
 
 ROOT_URLCONF = os.environ.get("KTRDR_URLCONF", "ktrdr_site.urls")
@@ -153,6 +155,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not the shared in-memory database: worker threads need real concurrency.
     # One file per test process, so two test runs in one checkout never share a database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_ROOT / f"test_ktrdr_{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable or black-holed server fails a request in seconds (a 503), never hangs it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": env_int("KTRDR_DB_CONNECT_TIMEOUT", 5),
+            "options": f"-c statement_timeout={env_int('KTRDR_DB_STATEMENT_TIMEOUT', 30) * 1000}",
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -164,6 +174,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("KTRDR_CACHE_PREFIX", "ktrdr"),
+            # A Redis that is down costs a read this long, then it is served from the database.
+            "OPTIONS": {
+                "socket_connect_timeout": env_float("KTRDR_REDIS_TIMEOUT", 0.5),
+                "socket_timeout": env_float("KTRDR_REDIS_TIMEOUT", 0.5),
+            },
         }
     }
     CHANNEL_LAYERS = {

@@ -2,7 +2,10 @@
 
 `LocalRuns` owns the thread pool and the registry operation id → (bridge, token). The registry is
 how readers find a local bridge to pull from; an operation with no entry here was started by
-another (now gone) process instance.
+another (now gone) process instance. A run stays registered until its outcome is saved: if the
+database refuses it (disk full, an outage), the outcome and the bridge's metrics are kept and
+saved at the run's next refresh (`finish_pending`), so finished work is never lost or taken for
+interrupted while this process lives.
 
 A worker is a plain synchronous function `work(ctx) -> result_summary`. It reports through
 `ctx.bridge`, checks `ctx.token` at its stop points and raises `OperationCancelled` to acknowledge
@@ -60,8 +63,13 @@ class LocalRun:
     work: Work
     metadata: dict[str, Any]
     thread_name: str = ""
-    artifacts_dir: Path | None = None
     user_id: int | None = None
+    # Set when the work has returned: how to record its outcome, until that is saved.
+    outcome: Callable[[], Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
 
 
 class LocalRuns:
@@ -125,58 +133,104 @@ class LocalRuns:
         run.thread_name = threading.current_thread().name
         close_old_connections()
         try:
-            if run.token.is_cancelled:
-                # Cancelled while queued: the cancel service already ended it as cancelled.
-                return
-            try:
-                services.operation_start(operation_id=op_id)
-            except IllegalTransition:
-                # Cancelled while queued, from another process (the row ended; no token here).
-                logger.info("operation %s ended before a worker took it", op_id)
-                return
-            except Exception:
-                logger.exception("operation %s could not start", op_id)
-                return
-            ctx = WorkContext(
-                operation_id=op_id,
-                metadata=run.metadata,
-                bridge=run.bridge,
-                token=run.token,
-                artifacts_dir=run.artifacts_dir,
-                user_id=run.user_id,
-            )
-            try:
-                result = run.work(ctx)
-            except OperationCancelled as exc:
-                logger.info("operation %s cancelled at %s", op_id, exc.stop_point)
-                services.operation_acknowledge_cancel(
+            started = self._start(run)
+            if started:
+                ctx = WorkContext(
                     operation_id=op_id,
-                    stop_point=exc.stop_point,
-                    partial_result=exc.partial_result or run.bridge.final_result,
-                    pull=services.pull_from_bridge(run.bridge),
+                    metadata=run.metadata,
+                    bridge=run.bridge,
+                    token=run.token,
+                    user_id=run.user_id,
                 )
-            except Exception as exc:
-                logger.exception("operation %s failed", op_id)
-                services.operation_fail(
-                    operation_id=op_id,
-                    error_message=f"{type(exc).__name__}: {exc}",
-                    partial_result=run.bridge.final_result,
-                    pull=services.pull_from_bridge(run.bridge),
-                )
-            else:
-                services.operation_complete(
-                    operation_id=op_id,
-                    result_summary=result or {},
-                    pull=services.pull_from_bridge(run.bridge),
-                )
+                run.outcome = self._run_work(run, ctx)
         except Exception:
-            # Only reached if recording the outcome itself failed (database gone): the row stays
-            # active and the next reader marks it interrupted because the run is deregistered.
-            logger.exception("operation %s: recording its outcome failed", op_id)
+            logger.exception("operation %s: running it failed", op_id)
+            started = False
+        if not started or self.record_outcome(run):
+            self._deregister(op_id)
+        # Else the run stays registered with its outcome: this process is alive and the work is
+        # done, so no reader may take it for interrupted; its next refresh saves it.
+
+    @staticmethod
+    def _start(run: LocalRun) -> bool:
+        op_id = run.operation_id
+        if run.token.is_cancelled:
+            # Cancelled while queued: the cancel service already ended it as cancelled.
+            return False
+        try:
+            services.operation_start(operation_id=op_id)
+        except IllegalTransition:
+            # Cancelled while queued, from another process (the row ended; no token here).
+            logger.info("operation %s ended before a worker took it", op_id)
+            return False
+        except Exception:
+            logger.exception("operation %s could not start", op_id)
+            return False
+        return True
+
+    @staticmethod
+    def _run_work(run: LocalRun, ctx: WorkContext) -> Callable[[], Any]:
+        """Run the work; return how to record its outcome (kept until that succeeds)."""
+        op_id = run.operation_id
+        try:
+            result = run.work(ctx)
+        except OperationCancelled as exc:
+            logger.info("operation %s cancelled at %s", op_id, exc.stop_point)
+            partial = exc.partial_result or run.bridge.final_result
+            stop_point = exc.stop_point
+            return lambda: services.operation_acknowledge_cancel(
+                operation_id=op_id,
+                stop_point=stop_point,
+                partial_result=partial,
+                pull=services.pull_from_bridge(run.bridge),
+            )
+        except Exception as exc:
+            logger.exception("operation %s failed", op_id)
+            message = f"{type(exc).__name__}: {exc}"
+            return lambda: services.operation_fail(
+                operation_id=op_id,
+                error_message=message,
+                partial_result=run.bridge.final_result,
+                pull=services.pull_from_bridge(run.bridge),
+            )
+        return lambda: services.operation_complete(
+            operation_id=op_id,
+            result_summary=result or {},
+            pull=services.pull_from_bridge(run.bridge),
+        )
+
+    def record_outcome(self, run: LocalRun) -> bool:
+        """Save a finished run's outcome and metrics; False (kept for a retry) if that failed."""
+        if run.outcome is None:
+            return False
+        try:
+            run.outcome()
+        except IllegalTransition:
+            pass  # already ended (another reader, a retry that did go through): it stands
+        except Exception:
+            logger.exception(
+                "operation %s: recording its outcome failed; kept, retried at its next refresh",
+                run.operation_id,
+            )
+            return False
         finally:
-            with self._lock:
-                self._runs.pop(op_id, None)
             connections.close_all()
+        run.outcome = None
+        return True
+
+    def finish_pending(self, operation_id: str) -> bool:
+        """Retry saving the outcome of a finished run; True once it is saved and deregistered."""
+        run = self._runs.get(operation_id)
+        if run is None or run.outcome is None or not run.finished:
+            return False
+        if self.record_outcome(run):
+            self._deregister(operation_id)
+            return True
+        return False
+
+    def _deregister(self, operation_id: str) -> None:
+        with self._lock:
+            self._runs.pop(operation_id, None)
 
 
 local_runs = LocalRuns()

@@ -83,6 +83,11 @@ class RemotePlace(ExecutionPlace, Protocol):
         """Create the operation and start it on `target`; returns at once."""
 
 
+class OutcomeNotSaved(RuntimeError):
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(f"the outcome of {operation_id} is kept in memory and not saved yet")
+
+
 class ThisProcess:
     name = "this process"
     pulls = True
@@ -91,6 +96,11 @@ class ThisProcess:
         run = local_runs.get(operation.operation_id)
         if run is None:
             return GONE.refresh(operation)
+        if run.finished:
+            # The work is done but saving its outcome failed earlier: this refresh retries.
+            if not local_runs.finish_pending(operation.operation_id):
+                raise OutcomeNotSaved(operation.operation_id)
+            return Operation.objects.get(pk=operation.pk)
         if operation.status == OperationStatus.CANCELLING:
             # Asked from another process (a command, another server process): the request is
             # on the row, and this refresh is where the owner learns of it.

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 from django.db.models import Q
+from django.utils import timezone
 
 from operations import cache as op_cache
-from operations import places
+from operations import places, services
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, OperationNotFound
 from operations.models import (
@@ -73,11 +74,30 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool
         return place.refresh(op), True
     except OperationNotFound:
         raise
-    except Exception:
+    except Exception as exc:
         logger.exception("refreshing %s failed; serving the last snapshot", op.operation_id)
-        return _load(op.operation_id), False
+        return _mark_stale(op, f"refreshing it failed: {type(exc).__name__}: {exc}"), False
     finally:
         op_cache.unlock(op.operation_id, token)
+
+
+def _mark_stale(op: Operation, error: str) -> Operation:
+    """The last stored snapshot, said to be stale (on the row if the database takes the write)."""
+    try:
+        return services.operation_mark_unreachable(operation_id=op.operation_id, error=error)
+    except OperationNotFound:
+        raise
+    except Exception:
+        logger.warning("could not record that %s is stale; saying so in this answer only", op)
+        try:
+            op = _load(op.operation_id)
+        except OperationNotFound:
+            raise
+        except Exception:
+            logger.warning("could not reload %s; serving what this read loaded", op)
+        if op.unreachable_since is None:
+            op.unreachable_since = timezone.now()
+        return op
 
 
 def _await_inflight(op: Operation, *, since: float) -> Operation:

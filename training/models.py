@@ -43,6 +43,13 @@ class TrainedModel(models.Model):
             models.UniqueConstraint(
                 fields=["strategy_name", "timeframe", "version"], name="uniq_model_version"
             ),
+            # One model per producing operation: completion is idempotent even when two backend
+            # processes discover the same remote completion at once.
+            models.UniqueConstraint(
+                fields=["operation_id"],
+                condition=~models.Q(operation_id=""),
+                name="uniq_model_per_operation",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -226,6 +226,10 @@ def trained_model_register(
         "parameters": (result.get("model") or {}).get("parameters"),
     }
     timeframe = spec["base_timeframe"]
+    if operation_id:
+        existing = TrainedModel.objects.filter(operation_id=operation_id).first()
+        if existing is not None:
+            return _same_model(existing, actual)
     for _attempt in range(5):
         try:
             with transaction.atomic():
@@ -251,11 +255,29 @@ def trained_model_register(
                 if operation_id:
                     operation_set_produced_model(operation_id=operation_id, model_label=str(model))
         except IntegrityError:
+            raced = (
+                TrainedModel.objects.filter(operation_id=operation_id).first()
+                if operation_id
+                else None
+            )
+            if raced is not None:
+                # Another process registered this operation's model first: that one stands.
+                return _same_model(raced, actual)
             # Two registrations raced for the same version number: take the next one.
             continue
         logger.info("registered model %s (%s)", model, model.artifact_path)
         return model
     raise InvalidInput("could not assign a model version (too many concurrent registrations)")
+
+
+def _same_model(model: TrainedModel, sha256: str) -> TrainedModel:
+    if model.sha256 != sha256:
+        raise InvalidInput(
+            f"operation {model.operation_id} already produced model {model} with another file "
+            f"(sha256 {model.sha256[:12]}…, not {sha256[:12]}…)",
+            field="operation_id",
+        )
+    return model
 
 
 def strategy_validate_text(text: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from operations.exceptions import KtrdrError
+from operations.outages import describe, is_outage, log_outage, service_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, KtrdrError):
         set_rollback()
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if is_outage(exc):
+        set_rollback()
+        log_outage(exc, f"API {context.get('request') and context['request'].path}")
+        body = error_body("service_unavailable", describe(exc), {"service": service_of(exc)})
+        return Response(body, status=503, headers={"Retry-After": "5"})
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound(str(exc) or "not found")
     elif isinstance(exc, PermissionDenied):

@@ -81,3 +81,47 @@ def test_the_train_command_reports_bad_input_without_a_traceback(strategies_dir)
 def test_the_train_command_fails_with_the_run_s_error(strategies_dir, models_dir, store_bars):
     with pytest.raises(CommandError, match="loading bars GBPUSD 1h"):
         call_command("train", "test_small", "--symbols", "GBPUSD", stdout=io.StringIO())
+
+
+def test_one_operation_registers_one_model_even_when_two_processes_race(
+    strategies_dir, models_dir, store_bars
+):
+    """Two backends discovering the same remote completion register its model once."""
+    import threading
+
+    from django.db import connections
+
+    op = services.training_start(strategy="test_small")
+    assert local_runs.wait_idle(timeout=60)
+    first = TrainedModel.objects.get()
+    copy = models_dir / "fetched.pt"
+    shutil.copy(models_dir / first.artifact_path, copy)
+    TrainedModel.objects.all().delete()  # as if the run had finished on an agent, unregistered
+
+    got: list[TrainedModel] = []
+    start = threading.Barrier(3)
+
+    def register() -> None:
+        try:
+            start.wait(10)
+            got.append(
+                services.trained_model_register(
+                    artifact_path=copy, sha256=first.sha256, operation_id=op.operation_id
+                )
+            )
+        finally:
+            connections.close_all()
+
+    racers = [threading.Thread(target=register) for _ in range(3)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+
+    assert TrainedModel.objects.filter(operation_id=op.operation_id).count() == 1
+    assert len(got) == 3
+    assert len({m.pk for m in got}) == 1
+    other = models_dir / "other.pt"
+    other.write_bytes(copy.read_bytes() + b"\0")
+    with pytest.raises(InvalidInput, match="already produced model"):
+        services.trained_model_register(artifact_path=other, operation_id=op.operation_id)
