@@ -293,6 +293,8 @@ KTRDR = {
     "TRAINING_DEFAULT_MODE": os.environ.get("KTRDR_TRAINING_DEFAULT_MODE", "auto"),
     # Where this process trains: auto (CUDA when torch sees one, else CPU), cpu, cuda[:N], mps.
     "TRAINING_DEVICE": os.environ.get("KTRDR_TRAINING_DEVICE", "auto"),
+    # A training run does not start unless the models folder has this much free space (MB).
+    "TRAINING_MIN_FREE_MB": env_float("KTRDR_TRAINING_MIN_FREE_MB", 64.0),
     # Data loads: attempts per segment, first retry wait (doubles up to the max), the wait after
     # an IB pacing error, IB request/connect timeouts, merge-save cadence, synthetic seed.
     "DATA_LOAD_MAX_ATTEMPTS": env_int("KTRDR_DATA_LOAD_MAX_ATTEMPTS", 4, minimum=1),

@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from operations.files import disk_error_message, follow_umask, free_bytes
+from training.errors import ModelStorageError
+
 ARTIFACT_FORMAT = "ktrdr-model/1"
 ARTIFACT_SUFFIX = ".pt"
 
@@ -29,13 +32,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def save_artifact(path: Path, bundle: dict[str, Any]) -> tuple[str, int]:
-    """Write `bundle` atomically to `path`; returns (sha256, size in bytes)."""
+    """Write `bundle` atomically to `path`; returns (sha256, size in bytes).
+
+    A write that fails (disk full, read-only) raises `ModelStorageError` naming the path and the
+    cause, and leaves nothing behind."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ModelStorageError(disk_error_message("save the model to", path, exc)) from exc
     tmp = Path(tmp_name)
     try:
+        follow_umask(fd)
         with os.fdopen(fd, "wb") as fh:
             torch.save({"format": ARTIFACT_FORMAT, **bundle}, fh)
             fh.flush()
@@ -43,10 +53,39 @@ def save_artifact(path: Path, bundle: dict[str, Any]) -> tuple[str, int]:
         digest = sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelStorageError(disk_error_message("save the model to", path, exc)) from exc
+    except RuntimeError as exc:
+        # torch's zip writer reports a failed write as "[enforce fail at inline_container.cc…]".
+        tmp.unlink(missing_ok=True)
+        free = free_bytes(path.parent)
+        room = f"; {free / 1e6:.1f} MB free there" if free is not None else ""
+        raise ModelStorageError(
+            f"could not save the model to {path}: the write failed (the disk may be full{room})"
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return digest, size
+
+
+def check_room_for_models(models_dir: Path, min_free_bytes: int) -> None:
+    """Before a run starts: the models folder can be written and has room (`ModelStorageError`
+    naming the folder, the free space and the setting otherwise)."""
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=models_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ModelStorageError(disk_error_message("write models in", models_dir, exc)) from exc
+    free = free_bytes(models_dir)
+    if free is not None and free < min_free_bytes:
+        raise ModelStorageError(
+            f"{models_dir} has {free / 1e6:.1f} MB free; a training run needs at least "
+            f"{min_free_bytes / 1e6:.1f} MB there (KTRDR_TRAINING_MIN_FREE_MB)"
+        )
 
 
 def load_artifact(path: Path, *, expected_sha256: str | None = None) -> dict[str, Any]:

@@ -30,5 +30,9 @@ class TrainingDataError(ValueError):
     """The data cannot be trained on (missing, NaNs, too short, a single label class…)."""
 
 
+class ModelStorageError(OSError):
+    """The model cannot be written where it goes (disk full, read-only, no space to start)."""
+
+
 class TrainingDeviceError(ValueError):
     """The requested training device cannot be used here (`cuda` without CUDA, a bad name…)."""

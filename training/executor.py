@@ -46,7 +46,7 @@ from marketdata.store import read_bars
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.exceptions import NotFound
 from training import features as feat
-from training.artifacts import ARTIFACT_SUFFIX, save_artifact
+from training.artifacts import ARTIFACT_SUFFIX, check_room_for_models, save_artifact
 from training.bridge import TRAIN_END_PCT, TRAIN_START_PCT, TrainingProgressBridge
 from training.dataset import SPLITS, Dataset, build_dataset
 from training.device import describe_device, enable_cuda_determinism, resolve_device
@@ -94,6 +94,7 @@ class TrainingExecutor:
         num_threads: int | None = None,
         save: bool = True,
         device: str | None = "auto",
+        min_free_bytes: int = 0,
     ) -> None:
         data = config["training_data"]
         self.config = config
@@ -110,6 +111,7 @@ class TrainingExecutor:
         self.log = log or logger
         self.num_threads = torch_threads(num_threads)
         self.save = save
+        self.min_free_bytes = int(min_free_bytes)
         self.device_request = device
         # Resolved by run() (a torch.device) before any data is loaded.
         self.device: Any = None
@@ -158,6 +160,9 @@ class TrainingExecutor:
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         name = self.config["name"]
+        if self.save:
+            # Before any epoch: a full or read-only models folder is said now, not after training.
+            check_room_for_models(self.models_dir, self.min_free_bytes)
         self._resolve_device()
         self.log.info(
             "[%s] training %s on %s %s (%s to %s), seed %d, %d torch thread(s), device %s",

@@ -48,6 +48,7 @@ def run_training(
         token=ctx.token,
         log=logging.getLogger("training.executor"),
         device=device,
+        min_free_bytes=int(float(ktrdr_setting("TRAINING_MIN_FREE_MB", 64.0)) * 1_000_000),
     )
     result = executor.run()
     artifact = result["model"]

@@ -1,0 +1,103 @@
+"""The cache or the database down: reads fall back, errors are a 503 that says which, never a 500.
+
+Real services on closed loopback ports: a Redis URL nobody listens on (in this process), and a
+backend process started with a PostgreSQL URL nobody listens on.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from django.core.cache import caches
+
+from operations.models import Operation
+from tests.fakes.workers import GatedWork, launch
+from tests.processes import ROOT, process_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # released: nothing listens there
+
+
+@pytest.fixture
+def redis_down(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    yield
+    caches["default"].close()
+
+
+def test_with_redis_down_reads_and_starts_work_from_the_database(redis_down, api, logged_in):
+    work = GatedWork()
+    op = launch(work)
+    assert work.started.wait(10)
+
+    detail = api.get(f"/api/v1/operations/{op.operation_id}/")
+    started = api.post("/api/v1/operations/countdown/", {"steps": 2, "step_seconds": 0})
+    page = logged_in.get(f"/operations/{op.operation_id}/")
+
+    assert detail.status_code == 200
+    assert detail.json()["progress"]["percentage"] == 10.0  # pulled, uncached
+    assert started.status_code == 202
+    assert page.status_code == 200
+    work.release.set()
+
+
+def test_with_the_database_down_the_api_and_pages_answer_503_saying_which(tmp_path):
+    port = closed_port()
+    env = process_env(
+        DATABASE_URL=f"postgres://ktrdr@127.0.0.1:{closed_port()}/ktrdr",
+        KTRDR_DB_CONNECT_TIMEOUT="2",
+        DJANGO_DEBUG="1",  # even with the debug pages on, an outage is not a traceback
+    )
+    env.pop("REDIS_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "ktrdr_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"{url}/login/", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "the backend did not start listening"
+                time.sleep(0.2)
+
+        api = requests.get(
+            f"{url}/api/v1/operations/", headers={"Authorization": "Token " + "0" * 40}, timeout=30
+        )
+        page = requests.get(f"{url}/operations/", cookies={"sessionid": "x" * 32}, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert api.status_code == 503
+    body = api.json()["error"]
+    assert body["code"] == "service_unavailable"
+    assert body["message"].startswith("the database is unavailable")
+    assert body["details"] == {"service": "database"}
+    assert api.headers["Retry-After"]
+    assert page.status_code == 503
+    assert "Temporarily unavailable" in page.text
+    assert "the database is unavailable" in page.text
+    assert "Traceback" not in page.text
+    assert Operation.objects.count() == 0  # nothing of this test's database was touched

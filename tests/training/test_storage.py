@@ -1,0 +1,105 @@
+"""Disk trouble where models go: said at once or at the save, naming the path and the cause.
+
+The models folder is a real small file system (a 1 MiB tmpfs mounted for the test), full or
+read-only as a real disk would be; where this machine allows no mounting the tests say so.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from operations.local import local_runs
+from operations.models import Operation, OperationMetric
+from training import services
+from training.models import TrainedModel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path, settings) -> Iterator[Path]:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
+    settings.KTRDR = {**settings.KTRDR, "MODELS_DIR": mount / "models"}
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def run_to_end(**kwargs) -> Operation:
+    op = services.training_start(strategy="test_small", **kwargs)
+    assert local_runs.wait_idle(timeout=120)
+    return Operation.objects.get(pk=op.pk)
+
+
+def test_too_little_room_for_models_fails_the_run_before_any_epoch(
+    strategies_dir, store_bars, small_disk
+):
+    op = run_to_end()
+
+    assert op.status == "failed"
+    assert str(small_disk / "models") in op.error_message
+    assert "MB free" in op.error_message
+    assert "KTRDR_TRAINING_MIN_FREE_MB" in op.error_message
+    assert not OperationMetric.objects.filter(operation=op, kind="epoch").exists()
+
+
+def test_a_disk_that_fills_up_fails_the_save_saying_so_and_leaves_nothing(
+    strategies_dir, store_bars, small_disk, settings
+):
+    settings.KTRDR = {**settings.KTRDR, "TRAINING_MIN_FREE_MB": 0}
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # the disk is full now
+    finally:
+        os.close(fd)
+
+    op = run_to_end()
+
+    assert op.status == "failed"
+    assert "could not save the model to" in op.error_message
+    assert str(small_disk / "models") in op.error_message
+    assert "full" in op.error_message
+    assert "enforce fail" not in op.error_message
+    assert TrainedModel.objects.count() == 0
+    leftovers = [p for p in (small_disk / "models").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_a_read_only_models_folder_fails_the_run_at_once(strategies_dir, store_bars, small_disk):
+    (small_disk / "models").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+
+    op = run_to_end()
+
+    assert op.status == "failed"
+    assert "the file system is read-only" in op.error_message
+    assert str(small_disk / "models") in op.error_message
+
+
+def test_model_files_follow_the_umask(strategies_dir, store_bars, models_dir):
+    op = run_to_end()
+    assert op.status == "completed", op.error_message
+    model = TrainedModel.objects.get()
+    mode = stat.S_IMODE((models_dir / model.artifact_path).stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
