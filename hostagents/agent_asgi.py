@@ -22,13 +22,15 @@ from typing import Any
 from asgiref.wsgi import WsgiToAsgiInstance
 from django.core.wsgi import get_wsgi_application
 
+from hostagents.blobs import MAX_BLOB_BYTES
+
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-# Larger request bodies are spooled to disk (training starts carry compressed bars).
+# Larger request bodies are spooled to disk (input blobs are uploaded as raw bodies).
 SPOOL_BYTES = 1 << 20
-MAX_BODY_BYTES = 1 << 30
+MAX_BODY_BYTES = MAX_BLOB_BYTES + (1 << 20)
 
 
 class AgentASGI:

@@ -35,6 +35,7 @@ api_patterns = [
     path("starts/", counted("starts/", agent_views.start), name="agent-start"),
     path("starts/<str:key>", agent_views.start_lookup, name="agent-start-lookup"),
     path("blobs/missing", agent_views.blobs_missing_view, name="agent-blobs-missing"),
+    path("blobs/<str:sha256>", counted("blobs", agent_views.blob_put_view), name="agent-blob-put"),
 ]
 
 urlpatterns = [

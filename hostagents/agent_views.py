@@ -9,6 +9,7 @@ A start answers the same operation shape as every operations endpoint; it honour
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hostagents import agent_services
-from hostagents.blobs import blobs_missing
+from hostagents.blobs import BlobError, blob_put_stream, blobs_missing
 from hostagents.health import count_served
 from hostagents.serializers import AgentStartSerializer, MissingBlobsRequestSerializer
 from operations import selectors
@@ -89,6 +90,32 @@ def blobs_missing_view(request: Request) -> Response:
     body = MissingBlobsRequestSerializer(data=request.data or {})
     body.is_valid(raise_exception=True)
     return Response({"missing": blobs_missing(body.validated_data["sha256"])})
+
+
+@extend_schema(
+    tags=["agent"],
+    request={"application/octet-stream": bytes},
+    responses={201: dict, 200: dict, **AGENT_ERRORS},
+    description=(
+        "Upload one input blob as the raw request body (Content-Length required). Verified "
+        "against its sha256, size-capped, stored atomically; one already stored answers 200."
+    ),
+)
+@api_view(["PUT"])
+def blob_put_view(request: Request, sha256: str) -> Response:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    try:
+        # The raw body, read in chunks: never parsed, never whole in memory.
+        _path, created = blob_put_stream(sha256, request.stream or io.BytesIO(), length)
+    except BlobError as exc:
+        raise InvalidInput(str(exc), field="blob") from None
+    return Response(
+        {"sha256": sha256, "size": length},
+        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )
 
 
 def _session_to_operation_id(session_id: str) -> str:

@@ -1,8 +1,10 @@
 """The agent's content-addressed cache of work inputs (bars sent with a training start).
 
 Inputs travel with the work because an agent may be on another machine (docs/architecture.md §6).
-Each input blob is stored under its sha256; the backend asks which hashes are missing and sends only
-those, so bars the agent already has cost nothing to send again.
+Each input blob is stored under its sha256; the backend asks which hashes are missing and uploads
+only those, each as a raw request body (`PUT /api/v1/blobs/{sha256}`, `blob_put_stream`: read in
+chunks to a temporary file, size-capped, hash-verified, renamed into place), so inputs of any size
+a user can store never travel inside a JSON body, and bars the agent already has cost nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-# One input blob at most (compressed bars); a training start carries a handful of these.
-MAX_BLOB_BYTES = 256 * 1024 * 1024
+# One input blob at most (compressed bars: twelve years of 1-minute bars are well below it).
+MAX_BLOB_BYTES = 4 * 1024**3
+CHUNK_BYTES = 1 << 20
 
 
 class BlobError(ValueError):
@@ -62,6 +66,46 @@ def blob_put(sha256: str, data: bytes) -> Path:
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
+
+
+def blob_put_stream(sha256: str, stream: BinaryIO, length: int) -> tuple[Path, bool]:
+    """Store `length` bytes read from `stream` under `sha256`; returns (path, created).
+
+    Read in chunks into a temporary file next to the blob (never whole in memory), checked
+    against the announced size and the hash, and renamed into place only then: a broken or
+    wrong upload leaves nothing behind.
+    """
+    path = blob_path(sha256)
+    if length < 0:
+        raise BlobError("the upload needs a Content-Length")
+    if length > MAX_BLOB_BYTES:
+        raise BlobError(f"blob {sha256[:12]} is {length} bytes, over {MAX_BLOB_BYTES}")
+    if path.is_file():
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{sha256}.{uuid.uuid4().hex[:8]}.part")
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with open(tmp, "wb") as fh:
+            while received < length:
+                chunk = stream.read(min(CHUNK_BYTES, length - received))
+                if not chunk:
+                    break
+                received += len(chunk)
+                digest.update(chunk)
+                fh.write(chunk)
+        if received != length:
+            raise BlobError(f"blob {sha256[:12]}: {received} of {length} bytes arrived")
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise BlobError(
+                f"blob content hashes to {actual[:12]}…, not the announced {sha256[:12]}…"
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path, True
 
 
 def blob_put_b64(sha256: str, encoded: str) -> Path:

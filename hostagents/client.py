@@ -3,34 +3,44 @@
 * One pooled `requests.Session` per agent, kept in a module-level registry (`client_for`), so
   refreshes reuse a keep-alive connection instead of paying a TCP (and Django request) setup
   each time — the upstream project lost ~30 % of its remote latency to a client per request.
-* Connect and read timeouts on every request; retries with exponential backoff for idempotent
-  requests only (GETs, and starts that carry an idempotency key, which the agent deduplicates).
+* Every call has one overall wall deadline (`read_timeout` for a JSON exchange: connect, headers
+  and the whole body), enforced while the body is read — not a per-socket-read timeout, which a
+  slow-drip answer defeats. JSON answers are capped (`max_answer_bytes`); artifacts keep their
+  own cap and get a deadline scaled by their size.
+* No retry after a timeout: it already spent the budget. Idempotent requests (GETs, starts that
+  carry an idempotency key, which the agent deduplicates) are retried only after a quick failure
+  (refused or reset connection, 5xx), inside the same deadline. After a timeout the client backs
+  off: for a while (doubling up to `backoff_max`) it does not contact the agent at all and answers
+  `AgentUnreachable` at once, so readers get the last snapshot instead of waiting on a hung agent.
 * Errors are translated once: 404 → `AgentNotFound`, connection failure / timeout / 5xx →
   `AgentUnreachable`, 401/403 → `AgentAuthError`, other 4xx → `AgentRejected`, a body that is not
-  the contract → `AgentProtocolError`. Nothing an agent sends is trusted: every answer is parsed
-  through `hostagents.contract`, i.e. the serializers the API itself renders with.
-* Artifacts are streamed to a temporary file, size-limited, sha256-verified and only then renamed
-  into place (atomic), so a corrupted or truncated transfer never leaves a file behind.
+  the contract → `AgentProtocolError`. An error message is the agent's JSON error envelope or a
+  short status line — never the text of an HTML page. Nothing an agent sends is trusted: every
+  answer is parsed through `hostagents.contract`, i.e. the serializers the API renders with.
+* Input blobs go up as raw streamed bodies (`put_blob`), never inside a JSON body; artifacts are
+  streamed to a temporary file, size-limited, sha256-verified and only then renamed into place
+  (atomic), so a corrupted or truncated transfer never leaves a file behind.
 
-The session/transport is injectable for tests; answers are parsed with the serializers of
-`hostagents.contract`.
+The session/transport and the clock are injectable for tests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json as jsonlib
 import logging
 import os
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from hostagents.conf import agent_setting
@@ -72,6 +82,15 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "ktrdr-backend/1"
 CHUNK_BYTES = 1 << 20
+# An error answer is read only this far: its envelope is small, a debug page is not wanted.
+ERROR_BODY_BYTES = 64 * 1024
+# Connection failures whose request certainly never reached the agent.
+_NOT_DELIVERED = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+_READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
+
+
+class _DeadlinePassed(Exception):
+    """Raised inside a transfer when its wall deadline has passed (caught by the client)."""
 
 
 def new_session(token: str, *, pool_maxsize: int = 8) -> requests.Session:
@@ -90,21 +109,56 @@ def new_session(token: str, *, pool_maxsize: int = 8) -> requests.Session:
     return session
 
 
-def _error_envelope(response: requests.Response) -> tuple[str, str, dict[str, Any]]:
-    """(code, message, details) from the agent's error body, tolerating any garbage."""
+def error_envelope(status: int, reason: str, body: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(code, message, details) of an error answer: the API's JSON envelope, else a short status
+    line. The body of anything else (a Django debug page, a proxy's HTML) is never quoted."""
     try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            details = error.get("details")
-            return (
-                str(error.get("code", ""))[:64],
-                str(error.get("message", ""))[:500],
-                details if isinstance(details, dict) else {},
-            )
+        parsed = jsonlib.loads(body) if body else None
     except ValueError:
-        pass
-    return "", (response.text or "")[:200].strip(), {}
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        details = error.get("details")
+        return (
+            str(error.get("code", ""))[:64],
+            str(error.get("message", ""))[:500],
+            details if isinstance(details, dict) else {},
+        )
+    return "", f"HTTP {status} {reason or ''}".strip()[:80], {}
+
+
+def _socket_of(raw: Any) -> Any:
+    connection = getattr(raw, "connection", None)
+    return getattr(connection, "sock", None)
+
+
+def _delivered(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, _NOT_DELIVERED)
+
+
+class _Upload:
+    """A request body read from bytes in blocks, refusing to go on past its deadline (a
+    `sendall` of the whole body would not look at the clock)."""
+
+    def __init__(self, data: bytes, deadline: float, clock: Callable[[], float]) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+        self._deadline = deadline
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._view) - self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if self._clock() > self._deadline:
+            raise _DeadlinePassed("upload")
+        end = len(self._view) if size is None or size < 0 else self._pos + min(size, CHUNK_BYTES)
+        chunk = self._view[self._pos : end].tobytes()
+        self._pos += len(chunk)
+        return chunk
 
 
 class AgentClient:
@@ -123,21 +177,60 @@ class AgentClient:
         retries: int = 2,
         backoff: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        max_answer_bytes: int = 8 * 1024**2,
+        quiet_base: float = 1.0,
+        quiet_max: float = 30.0,
+        min_transfer_rate: float = 1024**2,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/") + "/"
         self.token = token
         self.pooled = pooled
         self.session = session if session is not None else new_session(token)
-        self.timeout = (connect_timeout, read_timeout)
+        self.connect_timeout = connect_timeout
+        # The overall deadline of one JSON exchange, and the longest a transfer may stall.
+        self.read_timeout = read_timeout
         self.retries = max(int(retries), 0)
         self.backoff = backoff
+        self.max_answer_bytes = int(max_answer_bytes)
+        self.quiet_base = quiet_base
+        self.quiet_max = quiet_max
+        self.min_transfer_rate = float(min_transfer_rate)
         self._sleep = sleep
+        self._clock = clock
+        self._quiet_lock = threading.Lock()
+        self._timeouts = 0
+        # Until then (clock time) the agent is not contacted: it timed out recently.
+        self.quiet_until = 0.0
         # Requests sent, by (method, kind): tests and benchmarks count agent round trips here.
         self.requests_sent: Counter[tuple[str, str]] = Counter()
 
     def close(self) -> None:
         self.session.close()
+
+    # --- backing off -----------------------------------------------------------------------
+    def _check_quiet(self, kind: str) -> None:
+        wait = self.quiet_until - self._clock()
+        if wait > 0:
+            raise AgentUnreachable(
+                self.name,
+                f"not contacted ({kind}): it timed out {self._timeouts} time(s) in a row; "
+                f"next try in {wait:.1f} s",
+                delivered=False,
+            )
+
+    def _note_timeout(self) -> None:
+        with self._quiet_lock:
+            self._timeouts += 1
+            delay = min(self.quiet_max, self.quiet_base * 2 ** (self._timeouts - 1))
+            self.quiet_until = self._clock() + delay
+
+    def _note_answer(self) -> None:
+        if self._timeouts:
+            with self._quiet_lock:
+                self._timeouts = 0
+                self.quiet_until = 0.0
 
     # --- transport -------------------------------------------------------------------------
     def _url(self, path: str) -> str:
@@ -146,14 +239,14 @@ class AgentClient:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         if self.pooled:
             return self.session.request(method, url, **kwargs)
-        # Benchmark baseline: a fresh session (new TCP connection) for every request. A streamed
+        # Benchmark baseline: a fresh session (new TCP connection) for every request. The
         # answer keeps its session open until the response is closed and collected.
         session = new_session(self.token)
-        response = session.request(method, url, **kwargs)
-        if not kwargs.get("stream"):
-            _ = response.content
-            session.close()
-        return response
+        return session.request(method, url, **kwargs)
+
+    def _timed_out(self, kind: str, what: str) -> AgentUnreachable:
+        self._note_timeout()
+        return AgentUnreachable(self.name, f"timed out ({kind}): {what}")
 
     def _request(
         self,
@@ -162,15 +255,23 @@ class AgentClient:
         *,
         kind: str,
         idempotent: bool,
+        budget: float | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        data: bytes | None = None,
         headers: dict[str, str] | None = None,
-        stream: bool = False,
-        timeout: tuple[float, float] | None = None,
-    ) -> requests.Response:
+    ) -> tuple[requests.Response, float]:
+        """Send one request; returns the response (headers read, body not) and the deadline the
+        body must be read by. Retries quick failures of idempotent requests inside it."""
+        self._check_quiet(kind)
+        budget = self.read_timeout if budget is None else budget
+        deadline = self._clock() + budget
         attempts = 1 + (self.retries if idempotent else 0)
         last: AgentError | None = None
         for attempt in range(attempts):
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
             self.requests_sent[(method, kind)] += 1
             try:
                 response = self._send(
@@ -178,38 +279,112 @@ class AgentClient:
                     self._url(path),
                     params=params,
                     json=json,
+                    data=_Upload(data, deadline, self._clock) if data is not None else None,
                     headers=headers,
-                    stream=stream,
-                    timeout=timeout or self.timeout,
+                    stream=True,
+                    timeout=(
+                        min(self.connect_timeout, remaining),
+                        min(self.read_timeout, remaining),
+                    ),
                     allow_redirects=False,
                 )
-            except requests.Timeout as exc:
-                last = AgentUnreachable(self.name, f"timed out ({kind}): {exc}")
+            except (requests.Timeout, _DeadlinePassed) as exc:
+                # A timeout is not retried: it spent the budget, and the agent may be hung.
+                error = self._timed_out(kind, str(exc) or "no answer within the deadline")
+                error.delivered = not isinstance(exc, requests.ConnectTimeout)
+                raise error from None
             except requests.RequestException as exc:
-                last = AgentUnreachable(self.name, f"unreachable ({kind}): {exc}")
+                last = AgentUnreachable(
+                    self.name, f"unreachable ({kind}): {exc}", delivered=_delivered(exc)
+                )
             else:
                 if response.status_code < 500:
-                    return response
-                code, message, _ = _error_envelope(response)
-                response.close()
+                    self._note_answer()
+                    return response, deadline
+                body = self._read_error_body(response, deadline)
+                code, message, _ = error_envelope(response.status_code, response.reason, body)
                 last = AgentUnreachable(
                     self.name,
-                    f"answered {response.status_code} to {kind}: {message or code or 'no detail'}",
+                    f"answered {response.status_code} to {kind}: {message or code}",
                     status=response.status_code,
                 )
             if attempt + 1 < attempts:
                 # Backoff doubles: a restarting agent gets a moment, a dead one costs little.
                 self._sleep(self.backoff * (2**attempt))
-        assert last is not None
+        if last is None:
+            raise self._timed_out(kind, f"no answer within {budget:.1f} s")
         raise last
 
-    def _check(self, response: requests.Response, what: str) -> None:
+    def _chunks(self, response: requests.Response, deadline: float, kind: str) -> Iterator[bytes]:
+        """The body as it arrives, one socket read at a time, each bounded by what is left of
+        the deadline (a slow drip cannot hold a call past it)."""
+        raw = response.raw
+        read1 = getattr(raw, "read1", None)
+        if read1 is None:  # a transport that already holds the body (test fakes)
+            if response.content:
+                yield response.content
+            return
+        sock = _socket_of(raw)
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                response.close()
+                raise self._timed_out(kind, "the answer did not arrive within the deadline")
+            if sock is not None:
+                sock.settimeout(min(self.read_timeout, remaining))
+            try:
+                chunk = read1(CHUNK_BYTES)
+            except _READ_ERRORS as exc:
+                response.close()
+                if "timed out" in str(exc).lower():
+                    raise self._timed_out(kind, f"the answer stalled: {exc}") from None
+                raise AgentUnreachable(
+                    self.name, f"the answer to {kind} broke off: {exc}"
+                ) from None
+            if not chunk:
+                release = getattr(raw, "release_conn", None)
+                if release is not None:
+                    release()  # read to the end: the connection goes back to the pool
+                return
+            yield chunk
+
+    def _read_body(
+        self, response: requests.Response, deadline: float, kind: str, cap: int
+    ) -> bytes:
+        try:
+            announced = int(response.headers.get("Content-Length", ""))
+        except ValueError:
+            announced = -1
+        if announced > cap:
+            response.close()
+            raise AgentProtocolError(
+                self.name, f"{kind}: an answer of {announced} bytes is over the {cap}-byte limit"
+            )
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._chunks(response, deadline, kind):
+            size += len(chunk)
+            if size > cap:
+                response.close()
+                raise AgentProtocolError(
+                    self.name, f"{kind}: the answer is over the {cap}-byte limit"
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _read_error_body(self, response: requests.Response, deadline: float) -> bytes:
+        try:
+            return self._read_body(response, deadline, "error answer", ERROR_BODY_BYTES)
+        except AgentError:
+            return b""
+
+    def _check(self, response: requests.Response, deadline: float, what: str) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
-        code, message, details = _error_envelope(response)
-        response.close()
-        text = message or code or f"HTTP {status}"
+        body = self._read_error_body(response, deadline)
+        code, message, details = error_envelope(status, response.reason, body)
+        text = message or code
         if status == 404:
             raise AgentNotFound(self.name, f"{what}: not found ({text})", status=status)
         if status in (401, 403):
@@ -220,61 +395,69 @@ class AgentClient:
             )
         raise AgentRejected(self.name, f"{what}: {text}", status=status, code=code, details=details)
 
-    def _json(self, response: requests.Response, what: str) -> Any:
-        self._check(response, what)
+    def _json(self, answer: tuple[requests.Response, float], what: str) -> Any:
+        response, deadline = answer
+        self._check(response, deadline, what)
+        body = self._read_body(response, deadline, what, self.max_answer_bytes)
         try:
-            return response.json()
+            return jsonlib.loads(body)
         except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
             raise AgentProtocolError(
-                self.name, f"{what}: the answer is not JSON ({response.text[:80]!r})"
+                self.name, f"{what}: the answer is not JSON ({kind[:40]}, {len(body)} bytes)"
             ) from None
+
+    def _transfer_budget(self, size: int) -> float:
+        """A deadline for moving `size` bytes: the JSON budget plus the time at the slowest rate
+        we accept, so a big file gets long enough and a stalled one not forever."""
+        return self.read_timeout + size / max(self.min_transfer_rate, 1.0)
 
     # --- API -------------------------------------------------------------------------------
     def health(self, *, retries: bool = False) -> dict[str, Any]:
-        response = self._request("GET", "health", kind="health", idempotent=retries)
-        return parse_health(self._json(response, "health"), agent=self.name)
+        answer = self._request("GET", "health", kind="health", idempotent=retries)
+        return parse_health(self._json(answer, "health"), agent=self.name)
 
     def get_operation(self, remote_id: str, *, force_refresh: bool = False) -> dict[str, Any]:
         params = {"force_refresh": "true"} if force_refresh else None
-        response = self._request(
+        answer = self._request(
             "GET",
             f"operations/{quote(remote_id)}/",
             kind="operation",
             idempotent=True,
             params=params,
         )
-        return parse_operation(self._json(response, f"operation {remote_id}"), agent=self.name)
+        return parse_operation(self._json(answer, f"operation {remote_id}"), agent=self.name)
 
     def get_metrics(
         self, remote_id: str, *, cursor: int, limit: int = 5000
     ) -> tuple[list[dict[str, Any]], int]:
-        response = self._request(
+        answer = self._request(
             "GET",
             f"operations/{quote(remote_id)}/metrics/",
             kind="metrics",
             idempotent=True,
             params={"cursor": cursor, "limit": limit},
         )
-        body = self._json(response, f"metrics of {remote_id}")
+        body = self._json(answer, f"metrics of {remote_id}")
         return parse_metrics_page(body, cursor=cursor, agent=self.name)
 
     def get_results(self, remote_id: str) -> dict[str, Any]:
-        response = self._request(
+        answer = self._request(
             "GET", f"operations/{quote(remote_id)}/results/", kind="results", idempotent=True
         )
-        return parse_results(self._json(response, f"results of {remote_id}"), agent=self.name)
+        return parse_results(self._json(answer, f"results of {remote_id}"), agent=self.name)
 
     def list_operations(self, **params: Any) -> dict[str, Any]:
-        response = self._request(
+        answer = self._request(
             "GET", "operations/", kind="list", idempotent=True, params=params or None
         )
-        return parse_operation_list(self._json(response, "operation list"), agent=self.name)
+        return parse_operation_list(self._json(answer, "operation list"), agent=self.name)
 
     def start(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
-        """POST a start (`{operation_type, params, inputs}`); retried on transport errors because
-        the key makes it idempotent."""
+        """POST a start (`{operation_type, params, inputs}`); a quick failure is retried because
+        the key makes it idempotent. A timeout is not: the caller adopts the start by its key."""
         operation_type = body.get("operation_type", "?")
-        response = self._request(
+        answer = self._request(
             "POST",
             "starts/",
             kind="start",
@@ -282,16 +465,16 @@ class AgentClient:
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
-        return parse_operation(self._json(response, f"start of {operation_type}"), agent=self.name)
+        return parse_operation(self._json(answer, f"start of {operation_type}"), agent=self.name)
 
     def find_start(self, idempotency_key: str) -> dict[str, Any] | None:
         """The operation a start with this key created, or None if the agent never saw it."""
 
-        response = self._request(
+        answer = self._request(
             "GET", f"starts/{quote(idempotency_key)}", kind="find_start", idempotent=True
         )
         try:
-            body = self._json(response, f"start {idempotency_key}")
+            body = self._json(answer, f"start {idempotency_key}")
         except AgentNotFound:
             return None
         return parse_operation(body, agent=self.name)
@@ -299,20 +482,37 @@ class AgentClient:
     def cancel(self, remote_id: str, reason: str) -> dict[str, Any]:
         # Not retried: a cancel is repeatable, but a retry storm is the wrong answer to an agent
         # that is down; the next refresh re-forwards it when the agent is back.
-        response = self._request(
+        answer = self._request(
             "POST",
             f"operations/{quote(remote_id)}/cancel/",
             kind="cancel",
             idempotent=False,
             json={"reason": reason},
         )
-        return parse_operation(self._json(response, f"cancel of {remote_id}"), agent=self.name)
+        return parse_operation(self._json(answer, f"cancel of {remote_id}"), agent=self.name)
 
     def blobs_missing(self, hashes: list[str]) -> list[str]:
-        response = self._request(
+        answer = self._request(
             "POST", "blobs/missing", kind="blobs", idempotent=True, json={"sha256": hashes}
         )
-        return parse_missing_blobs(self._json(response, "blob check"), agent=self.name)
+        return parse_missing_blobs(self._json(answer, "blob check"), agent=self.name)
+
+    def put_blob(self, sha256: str, data: bytes) -> dict[str, Any]:
+        """Upload one input blob as a raw body (`PUT blobs/{sha256}`); the agent verifies the
+        hash and stores it atomically. Idempotent: a blob it has already is a no-op there."""
+        answer = self._request(
+            "PUT",
+            f"blobs/{quote(sha256)}",
+            kind="blob_put",
+            idempotent=True,
+            budget=self._transfer_budget(len(data)),
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        body = self._json(answer, f"blob {sha256[:12]}")
+        if not isinstance(body, dict) or body.get("sha256") != sha256:
+            raise AgentProtocolError(self.name, f"blob {sha256[:12]}: unexpected answer")
+        return body
 
     def download_artifact(
         self,
@@ -324,23 +524,26 @@ class AgentClient:
         expected_size: int,
         max_bytes: int,
     ) -> FetchedArtifact:
-        """Stream one artifact into `dest`: verified size and sha256, atomic rename, or nothing."""
+        """Stream one artifact into `dest`: verified size and sha256, atomic rename, or nothing.
+
+        A transfer that stalls or runs past its deadline is an `ArtifactIntegrityError` like a
+        truncated one: nothing is stored, and the fetch is tried again."""
         if expected_size > max_bytes:
             raise ArtifactIntegrityError(
                 self.name, f"artifact {name} is {expected_size} bytes, over the {max_bytes} limit"
             )
-        response = self._request(
+        response, deadline = self._request(
             "GET",
             f"operations/{quote(remote_id)}/artifacts/{quote(name)}",
             kind="artifact",
             idempotent=True,
-            stream=True,
+            budget=self._transfer_budget(expected_size),
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             with response:
-                self._check(response, f"artifact {name} of {remote_id}")
+                self._check(response, deadline, f"artifact {name} of {remote_id}")
                 header_sha = (response.headers.get("X-Content-SHA256") or "").lower()
                 if header_sha != expected_sha256.lower():
                     raise ArtifactIntegrityError(
@@ -364,7 +567,7 @@ class AgentClient:
                 received = 0
                 with open(tmp, "wb") as fh:
                     try:
-                        for chunk in response.iter_content(CHUNK_BYTES):
+                        for chunk in self._chunks(response, deadline, "artifact"):
                             received += len(chunk)
                             if received > expected_size:
                                 raise ArtifactIntegrityError(
@@ -374,11 +577,11 @@ class AgentClient:
                                 )
                             digest.update(chunk)
                             fh.write(chunk)
-                    except requests.RequestException as exc:
+                    except AgentUnreachable as exc:
                         raise ArtifactIntegrityError(
                             self.name,
                             f"artifact {name}: transfer broke off after {received} of "
-                            f"{expected_size} bytes ({exc})",
+                            f"{expected_size} bytes ({exc.message})",
                         ) from None
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -431,6 +634,10 @@ def client_for(agent: Any) -> AgentClient:
                 read_timeout=float(agent_setting("AGENT_READ_TIMEOUT")),
                 retries=int(agent_setting("AGENT_RETRIES")),
                 backoff=float(agent_setting("AGENT_RETRY_BACKOFF")),
+                max_answer_bytes=int(agent_setting("AGENT_MAX_ANSWER_BYTES")),
+                quiet_base=float(agent_setting("AGENT_BACKOFF_BASE")),
+                quiet_max=float(agent_setting("AGENT_BACKOFF_MAX")),
+                min_transfer_rate=float(agent_setting("AGENT_MIN_TRANSFER_RATE")),
             )
             _clients[agent.name] = client
         return client

@@ -15,11 +15,22 @@ from operations.conf import ktrdr_setting
 VERSION = "0.1.0"
 
 DEFAULTS: dict[str, Any] = {
-    # Backend → agent HTTP: connect and read timeouts (seconds), GET retries and their backoff.
+    # Backend → agent HTTP: connect timeout; the overall deadline of one JSON exchange (connect,
+    # headers and whole body; also the longest a transfer may stall); retries after a quick
+    # failure (never after a timeout) and their backoff.
     "AGENT_CONNECT_TIMEOUT": 2.0,
     "AGENT_READ_TIMEOUT": 10.0,
     "AGENT_RETRIES": 2,
     "AGENT_RETRY_BACKOFF": 0.05,
+    # Largest JSON answer read from an agent (bytes); a bigger one is refused unread.
+    "AGENT_MAX_ANSWER_BYTES": 8 * 1024**2,
+    # After a timeout the agent is not contacted for BASE seconds, doubling per timeout in a row
+    # up to MAX: readers get the last snapshot at once instead of waiting on a hung agent.
+    "AGENT_BACKOFF_BASE": 1.0,
+    "AGENT_BACKOFF_MAX": 30.0,
+    # Slowest transfer accepted for blobs and artifacts (bytes/s): their deadline is the read
+    # timeout plus size / rate.
+    "AGENT_MIN_TRANSFER_RATE": 1024**2,
     # How long a pulled health snapshot is served before the next look pulls again.
     "AGENT_HEALTH_TTL": 5.0,
     # Largest artifact the backend accepts from an agent (bytes).

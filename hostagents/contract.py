@@ -112,6 +112,8 @@ class GpuSerializer(serializers.Serializer):
     available = serializers.BooleanField()
     device_name = serializers.CharField(allow_blank=True, allow_null=True)
     device_count = serializers.IntegerField(min_value=0)
+    # True while the agent's background GPU probe has not finished (health never waits on it).
+    probing = serializers.BooleanField(required=False, default=False)
 
 
 class HealthSerializer(serializers.Serializer):

@@ -17,7 +17,19 @@ class AgentError(Exception):
 
 
 class AgentUnreachable(AgentError):
-    """No usable answer: connection refused, timeout, broken transfer or a 5xx."""
+    """No usable answer: connection refused, timeout, broken transfer, a 5xx, or not contacted
+    at all because the agent timed out recently (the client backs off).
+
+    `delivered` is False only when the request certainly never reached the agent (refused
+    connection, connect timeout, backing off); otherwise the agent may have acted on it — a start
+    whose answer was lost is then adopted by its idempotency key (`docs/architecture.md` §6).
+    """
+
+    def __init__(
+        self, agent: str, message: str, *, status: int | None = None, delivered: bool = True
+    ) -> None:
+        super().__init__(agent, message, status=status)
+        self.delivered = delivered
 
 
 class AgentNotFound(AgentError):

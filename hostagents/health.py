@@ -1,7 +1,10 @@
 """What `GET /api/v1/health` answers, on an agent and on the backend.
 
-The GPU probe imports torch lazily (it is slow to import and the backend rarely needs it) and is
-computed once per process: a GPU does not come and go while a process runs.
+The GPU probe imports torch (seconds, sometimes tens of them on a loaded machine) and is computed
+once per process: a GPU does not come and go while a process runs. It runs in a background
+thread, started by `start_gpu_probe()` (an agent calls it at start-up) or by the first health
+read, and health never waits for it: until it is done `gpu` says `"probing": true` and `gpu` is
+not among the capabilities. So a fresh agent answers its first health as soon as it listens.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ logger = logging.getLogger(__name__)
 
 _gpu: dict[str, Any] | None = None
 _gpu_lock = threading.Lock()
+_gpu_probe: threading.Thread | None = None
+PROBING: dict[str, Any] = {
+    "available": False,
+    "device_name": None,
+    "device_count": 0,
+    "probing": True,
+}
 
 # Agent requests served, by route (method + route name); exposed in health for tests and benches.
 served: Counter[str] = Counter()
@@ -32,27 +42,51 @@ def count_served(key: str) -> None:
         served[key] += 1
 
 
-def gpu_info() -> dict[str, Any]:
+def _probe_gpu() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "available": False,
+        "device_name": None,
+        "device_count": 0,
+        "probing": False,
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            info.update(
+                available=count > 0,
+                device_name=torch.cuda.get_device_name(0) if count else None,
+                device_count=count,
+            )
+    except Exception:  # no torch, broken driver: report "no GPU", never fail health
+        logger.exception("GPU probe failed; reporting no GPU")
+    return info
+
+
+def _run_probe() -> None:
     global _gpu
+    result = _probe_gpu()
+    with _gpu_lock:
+        _gpu = result
+
+
+def start_gpu_probe() -> None:
+    """Start the GPU probe in the background (once per process)."""
+    global _gpu_probe
+    with _gpu_lock:
+        if _gpu is not None or _gpu_probe is not None:
+            return
+        _gpu_probe = threading.Thread(target=_run_probe, name="gpu-probe", daemon=True)
+        _gpu_probe.start()
+
+
+def gpu_info() -> dict[str, Any]:
+    """The probe's result, or `PROBING` while it runs; never waits on torch."""
     if _gpu is not None:
         return _gpu
-    with _gpu_lock:
-        if _gpu is None:
-            info: dict[str, Any] = {"available": False, "device_name": None, "device_count": 0}
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    count = torch.cuda.device_count()
-                    info = {
-                        "available": count > 0,
-                        "device_name": torch.cuda.get_device_name(0) if count else None,
-                        "device_count": count,
-                    }
-            except Exception:  # no torch, broken driver: report "no GPU", never fail health
-                logger.exception("GPU probe failed; reporting no GPU")
-            _gpu = info
-    return _gpu
+    start_gpu_probe()
+    return _gpu if _gpu is not None else dict(PROBING)
 
 
 def capabilities() -> list[str]:
@@ -83,7 +117,7 @@ def health_payload() -> dict[str, Any]:
         "version": VERSION,
         "roles": sorted(agent_roles()) if agent else [],
         "capabilities": capabilities(),
-        "gpu": gpu_info(),
+        "gpu": dict(gpu_info()),
         "running_operations": running,
         "running_count": len(running),
     }

@@ -9,15 +9,22 @@ of work it runs — everything kind-specific comes from the kind's registry reco
   is the operations core's (`operations.placement`).
 * Starting: the backend operation is created first and its id is the start's idempotency key, so
   a retried POST never starts the work twice. The kind's inputs travel content-addressed: the
-  agent is asked which hashes it lacks and only those are sent.
+  agent is asked which hashes it lacks, and only those are uploaded, each as a raw streamed body
+  (`PUT blobs/{sha256}`) before the start, whose JSON body lists keys and hashes only. A start
+  whose answer never came (timeout, reset, garbled answer) is adopted, not failed: the row stays
+  pending without a remote id and the next look finds it by its key (`GET starts/{key}`); only a
+  clear rejection (4xx) or a request that certainly never reached the agent fails it.
 * Refreshing (only when a reader looks, the snapshot is older than the TTL and nobody else is
   refreshing): GET the agent's operation (from the agent's own TTL cache → its bridge), GET
   `metrics?cursor=` with the backend-owned cursor (`remote_metrics_cursor`, persisted, so a
   backend restart resumes exactly), then record both through `services.operation_record_pull`.
-* Completing: when the agent reports `completed`, the results and every artifact are fetched
-  (streamed, size-limited, sha256-verified, atomic) and handed to the kind's `remote_completed`
-  before the backend row is marked completed; a failed fetch leaves the row running and is
-  retried on the next look. An unreachable or misbehaving agent leaves status and snapshot as
+* Completing: when the agent reports `completed`, the read that saw it records the phase
+  `fetching results` and starts one background thread per operation (single flight; claimed on
+  the row so another live backend process does not fetch too) that fetches the results and every
+  artifact (streamed, size-limited, sha256-verified, atomic), runs the kind's `remote_completed`
+  (which may import torch) and only then marks the row completed through `operations.services`.
+  So the reader never pays for the fetch; a failed or crashed fetch leaves the row running and is
+  started again by a later look. An unreachable or misbehaving agent leaves status and snapshot as
   they were and marks the row stale; an agent that answers 404 for the operation has lost it
   (restarted empty) and the row fails with that.
 * Cancelling: forwarded to the agent; re-forwarded by a refresh that still sees it running.
@@ -25,12 +32,14 @@ of work it runs — everything kind-specific comes from the kind's registry reco
 
 from __future__ import annotations
 
-import base64
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from django.db import close_old_connections
 
 from hostagents import selectors
 from hostagents.artifacts import artifact_get, artifact_record, artifacts_dir
@@ -38,7 +47,9 @@ from hostagents.client import (
     AgentClient,
     AgentError,
     AgentNotFound,
+    AgentProtocolError,
     AgentRejected,
+    AgentUnreachable,
     ArtifactIntegrityError,
     client_for,
 )
@@ -53,6 +64,7 @@ from operations.exceptions import (
     NotFound,
     ServiceUnavailable,
 )
+from operations.instance import current_instance_id, owner_is_alive
 from operations.kinds import FetchedArtifact, OperationKind, RemoteInput, kind_get
 from operations.models import Executor, Operation, OperationStatus
 from operations.places import Candidate
@@ -66,6 +78,21 @@ METRICS_PAGE = 5000
 UNCONFIRMED_START_SECONDS = 30.0
 # Immediate re-fetches of a corrupted artifact within one look (more wait for the next look).
 FETCH_TRIES_PER_LOOK = 2
+# The phase a completed remote run shows while its results are fetched in the background.
+FETCH_PHASE = "fetching results"
+# How long the read that started a fetch waits for it: a small one is then seen completed at
+# once; a big one (an artifact, a model to register) goes on after the answer.
+FETCH_WAIT_SECONDS = 0.5
+
+# The background completion fetches of this process, by backend operation id (single flight).
+_fetches: dict[str, threading.Thread] = {}
+_fetches_lock = threading.Lock()
+
+
+def fetches_in_flight() -> list[str]:
+    """Operation ids whose results this process is fetching now (tests wait on it)."""
+    with _fetches_lock:
+        return [op_id for op_id, thread in _fetches.items() if thread.is_alive()]
 
 
 def _why_not(agent: Agent, need: str | None, require_gpu: bool) -> str:
@@ -81,21 +108,34 @@ def _why_not(agent: Agent, need: str | None, require_gpu: bool) -> str:
     return ""
 
 
-def _wire_inputs(inputs: list[RemoteInput], send: set[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "key": item.key,
-            "sha256": item.sha256,
-            "rows": item.rows,
-            **({"data": base64.b64encode(item.data).decode()} if item.sha256 in send else {}),
-        }
-        for item in inputs
-    ]
+def _wire_inputs(inputs: list[RemoteInput]) -> list[dict[str, Any]]:
+    # Keys and hashes only: the bytes went up before as blobs (a JSON body would carry them
+    # base64-inflated, and agents refuse big request bodies).
+    return [{"key": item.key, "sha256": item.sha256, "rows": item.rows} for item in inputs]
+
+
+def _upload(client: AgentClient, inputs: list[RemoteInput], hashes: set[str]) -> None:
+    done: set[str] = set()
+    for item in inputs:
+        if item.sha256 in hashes and item.sha256 not in done:
+            client.put_blob(item.sha256, item.data)
+            done.add(item.sha256)
+
+
+class _StartLost(Exception):
+    """The start POST may have reached the agent, but no usable answer came back."""
+
+    def __init__(self, error: AgentError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class AgentPlace:
     name = "agent"
     pulls = True
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
 
     # --- choosing ------------------------------------------------------------------------------
     def candidates(
@@ -169,17 +209,34 @@ class AgentPlace:
         body = {
             "operation_type": kind.name,
             "params": payload.params,
-            "inputs": _wire_inputs(payload.inputs, missing),
+            "inputs": _wire_inputs(payload.inputs),
         }
         try:
+            _upload(client, payload.inputs, missing)
             try:
-                remote = client.start(body, idempotency_key=op.operation_id)
+                remote = self._post_start(client, body, op.operation_id)
             except AgentRejected as exc:
-                if exc.status != 409 or not (exc.details or {}).get("missing"):
+                lost = (exc.details or {}).get("missing")
+                if exc.status != 409 or not isinstance(lost, list) or not lost:
                     raise
-                # The agent's cache lost inputs since it was asked: send them all.
-                body["inputs"] = _wire_inputs(payload.inputs, set(hashes))
-                remote = client.start(body, idempotency_key=op.operation_id)
+                # The agent's cache lost inputs since it was asked: upload those, start again.
+                _upload(client, payload.inputs, {str(h) for h in lost})
+                remote = self._post_start(client, body, op.operation_id)
+        except _StartLost as lost:
+            # Never failed while it may run there: the next look finds it by its key.
+            logger.warning(
+                "start of %s on agent %s: no answer (%s); adopting it by its key",
+                op.operation_id,
+                agent.name,
+                lost.error,
+            )
+            return services.operation_mark_unreachable(
+                operation_id=op.operation_id,
+                error=(
+                    f"the answer to the start was lost ({lost.error.message[:300]}); "
+                    "it is looked up on the agent by its key at the next look"
+                ),
+            )
         except AgentError as exc:
             services.operation_fail(
                 operation_id=op.operation_id,
@@ -195,6 +252,15 @@ class AgentPlace:
                 details={"agent": agent.name},
             ) from None
         return self._attach(op, agent=agent, remote=remote)
+
+    @staticmethod
+    def _post_start(client: AgentClient, body: dict[str, Any], key: str) -> dict[str, Any]:
+        try:
+            return client.start(body, idempotency_key=key)
+        except (AgentUnreachable, AgentProtocolError) as exc:
+            if isinstance(exc, AgentUnreachable) and not exc.delivered:
+                raise  # it never reached the agent: a plain failure to start
+            raise _StartLost(exc) from None
 
     @staticmethod
     def _attach(op: Operation, *, agent: Agent, remote: dict[str, Any]) -> Operation:
@@ -259,7 +325,7 @@ class AgentPlace:
                 self._forward(client, remote_id, op.cancel_reason or "cancelled by user")
             return services.operation_record_pull(operation_id=op.operation_id, pull=pull)
         if status == S.COMPLETED:
-            return self._complete(op, agent, client, pull)
+            return self._completion(op, agent, pull)
         summary = remote.get("result_summary")
         if status == S.FAILED:
             return self._safely(
@@ -321,8 +387,10 @@ class AgentPlace:
             return Operation.objects.get(pk=op.pk)
 
     def _recover_start(self, op: Operation, agent: Agent, client: AgentClient) -> Operation:
-        """The row has no remote id: the start's answer was lost (crash between POST and
-        attach). The agent knows the start by our id if it ever got it."""
+        """The row has no remote id: the start's answer was lost (a timeout, a dropped link, a
+        crash between POST and attach). The agent knows the start by our id if it ever got it;
+        the grace period counts from when the answer was lost (`unreachable_since`), not from
+        the row's creation, since the inputs went up in between."""
         try:
             remote = client.find_start(op.operation_id)
         except AgentError as exc:
@@ -330,7 +398,8 @@ class AgentPlace:
         if remote is not None:
             self._attach(op, agent=agent, remote=remote)
             return self.refresh(Operation.objects.get(pk=op.pk))
-        if time.time() - op.created_at.timestamp() > UNCONFIRMED_START_SECONDS:
+        since = op.unreachable_since or op.created_at
+        if self.clock() - since.timestamp() > UNCONFIRMED_START_SECONDS:
             if op.status == S.CANCELLING:
                 return self._safely(
                     op,
@@ -347,6 +416,58 @@ class AgentPlace:
                 ),
             )
         return op
+
+    # --- completing --------------------------------------------------------------------------
+    def _completion(self, op: Operation, agent: Agent, pull: Pull) -> Operation:
+        """The agent says completed: record what this look saw under the phase `fetching
+        results` and leave the fetch to one background thread (docs/architecture.md §6)."""
+        snapshot = dict(pull.snapshot or {})
+        snapshot.update(phase=FETCH_PHASE, message=f"fetching results from agent {agent.name}")
+        op = services.operation_record_pull(
+            operation_id=op.operation_id,
+            pull=Pull(snapshot=snapshot, records=pull.records, source_cursor=pull.source_cursor),
+        )
+        if op.is_terminal:
+            return op
+        claim = (op.metadata or {}).get("result_fetch") or {}
+        claimed_by = str(claim.get("by", "")) if isinstance(claim, dict) else ""
+        if claimed_by and claimed_by != current_instance_id() and owner_is_alive(claimed_by):
+            return op  # another live backend process on this host is fetching it
+        if claimed_by != current_instance_id():
+            op = services.operation_update_metadata(
+                operation_id=op.operation_id,
+                result_fetch={"by": current_instance_id(), "since": self.clock()},
+            )
+        final = Pull(snapshot=pull.snapshot, records=[], source_cursor=pull.source_cursor)
+        with _fetches_lock:
+            thread = _fetches.get(op.operation_id)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._complete_in_background,
+                    args=(op.operation_id, agent.name, final),
+                    name=f"agent-fetch-{op.operation_id}",
+                    daemon=True,
+                )
+                _fetches[op.operation_id] = thread
+                thread.start()
+        thread.join(FETCH_WAIT_SECONDS)
+        return Operation.objects.get(pk=op.pk)
+
+    def _complete_in_background(self, operation_id: str, agent_name: str, pull: Pull) -> None:
+        try:
+            op = Operation.objects.get(operation_id=operation_id)
+            agent = Agent.objects.filter(name=agent_name).first()
+            if op.is_terminal or agent is None:
+                return
+            self._complete(op, agent, client_for(agent), pull)
+        except Exception:
+            # The row stays running with the claim ours: a later look starts the fetch again.
+            logger.exception("fetching the results of %s failed", operation_id)
+        finally:
+            with _fetches_lock:
+                if _fetches.get(operation_id) is threading.current_thread():
+                    del _fetches[operation_id]
+            close_old_connections()
 
     def _complete(self, op: Operation, agent: Agent, client: AgentClient, pull: Pull) -> Operation:
         remote_id = op.remote_operation_id

@@ -27,6 +27,8 @@ _LOCK_SECONDS = 30
 def _stale(agent: Agent, ttl: float) -> bool:
     if agent.health_pulled_at is None:
         return True
+    if ((agent.health or {}).get("gpu") or {}).get("probing"):
+        return True  # its GPU probe was still running: whether it has a GPU is not known yet
     return time.time() - agent.health_pulled_at.timestamp() >= ttl
 
 

@@ -2,7 +2,9 @@
 
 Serves this same project as a host agent: the agent URLconf (operations API, start endpoints,
 artifacts, health), bearer-token auth (`KTRDR_AGENT_TOKEN`, required), its own SQLite database
-under `--home` (migrated on start), daphne in this process.
+under `--home` (migrated on start, skipped when up to date), daphne in this process. The GPU probe
+(which imports torch) starts first, in the background: health answers as soon as the agent
+listens and says `"probing": true` until it is done (`hostagents.health`).
 
 Settings are fixed at import time, so the command first re-executes itself with the agent's
 environment (`KTRDR_ROLE=agent`, `KTRDR_URLCONF`, `KTRDR_HOME`, roles, name) — same PID, so a
@@ -23,9 +25,12 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from hostagents.agent_asgi import get_agent_application
 from hostagents.auth import _service_user
+from hostagents.health import start_gpu_probe
 from operations.execution import operation_cancel
 from operations.local import local_runs
 
@@ -44,6 +49,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _needs_migrations() -> bool:
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
 class Command(BaseCommand):
@@ -130,7 +141,10 @@ class Command(BaseCommand):
 
     def _serve(self, *, roles: list[str], port: int, host: str, home: Path, name: str) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        call_command("migrate", interactive=False, verbosity=0)
+        # torch takes seconds to import: off the request path, while the database gets ready.
+        start_gpu_probe()
+        if _needs_migrations():
+            call_command("migrate", interactive=False, verbosity=0)
         _service_user()
         application = get_agent_application()
 
