@@ -25,9 +25,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from django.conf import settings
 
 from marketdata import store
 from marketdata.bars import concat_bars, empty_bars
@@ -42,10 +44,21 @@ from marketdata.gateways.base import (
     NoData,
     PacingViolation,
     RequestCancelled,
+    TransientError,
 )
 from marketdata.gateways.ib import IBGateway, shared_connection
 from marketdata.gateways.synthetic import SyntheticGateway
-from marketdata.pacing import PacingLimiter, PacingRules, UnlimitedPacing, shared_limiter
+from marketdata.pacing import (
+    FileLedger,
+    PacingBudgetUnavailable,
+    PacingLedger,
+    PacingLimiter,
+    PacingRules,
+    PacingTicket,
+    RedisLedger,
+    UnlimitedPacing,
+    shared_limiter,
+)
 from marketdata.planner import Segment, fetch_ranges, plan_segments
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.symbols import SymbolSpec, parse_symbol
@@ -115,10 +128,23 @@ def open_gateway(source: str) -> BarGateway:
     raise DataLoadError(f"unknown source {source!r}")
 
 
+def pacing_ledger(key: tuple[str, int]) -> PacingLedger:
+    """Where the pacing history of IB endpoint `key` lives, shared by every process that uses
+    it: Redis when REDIS_URL is set, else a lock-guarded file under the data home
+    (`KTRDR_HOME/ib-pacing/HOST_PORT.json`)."""
+    host, port = key
+    redis_url = str(getattr(settings, "REDIS_URL", "") or "")
+    if redis_url:
+        return RedisLedger(redis_url, f"ktrdr:ib-pacing:{host}:{port}")
+    name = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in f"{host}_{port}")
+    return FileLedger(Path(settings.DATA_ROOT) / "ib-pacing" / f"{name}.json")
+
+
 def _pacing_for(gateway: BarGateway) -> PacingLimiter:
     """The limiter a load's requests pass: the process-wide one for the gateway's endpoint
-    (`pacing_key`), so concurrent loads share IB's budget; a private one for a gateway without
-    a key."""
+    (`pacing_key`), its history in the endpoint's shared ledger, so concurrent loads — of this
+    process and of the others on that endpoint — share IB's budget; a private one for a gateway
+    without a key."""
     rules = md_setting("IB_PACING")
     if not gateway.needs_pacing or rules is False:
         return UnlimitedPacing()
@@ -126,7 +152,15 @@ def _pacing_for(gateway: BarGateway) -> PacingLimiter:
     key = getattr(gateway, "pacing_key", None)
     if key is None:
         return PacingLimiter(parsed)
-    return shared_limiter(key, parsed)
+    return shared_limiter(key, parsed, ledger=lambda: pacing_ledger(key))
+
+
+def _budget(limiter: PacingLimiter) -> dict[str, int]:
+    """The pacing budget for the progress context; nothing when the shared ledger is away."""
+    try:
+        return limiter.budget()
+    except PacingBudgetUnavailable:
+        return {}
 
 
 def _ts(value: Any) -> pd.Timestamp:
@@ -323,7 +357,7 @@ class DataLoader:
                     total,
                     start=seg.start.isoformat(),
                     end=seg.end.isoformat(),
-                    pacing=limiter.budget(),
+                    pacing=_budget(limiter),
                     eta=self.state.eta(total - seg.index),
                 )
             bars, status, attempts, error = self._fetch_segment(
@@ -356,7 +390,7 @@ class DataLoader:
                     done=seg.index + 1,
                     total=total,
                     bars_so_far=self.state.bars_received,
-                    pacing=limiter.budget(),
+                    pacing=_budget(limiter),
                     eta=self.state.eta(total - seg.index - 1),
                 )
             if since_save >= self.save_every:
@@ -377,9 +411,15 @@ class DataLoader:
         request_key = (contract_key, seg.start.value, seg.end.value, self.tf.name)
         last_error = ""
         for attempt in range(1, self.max_attempts + 1):
-            self._await_pacing(limiter, contract_key, request_key, total - seg.index, stop_point)
             try:
-                bars = gateway.fetch_bars(self.spec, self.tf, seg.start, seg.end)
+                ticket = self._await_pacing(
+                    limiter, contract_key, request_key, total - seg.index, stop_point
+                )
+                try:
+                    bars = self._fetch(gateway, seg, ticket)
+                finally:
+                    # At once, not after a retry's backoff: others wait on an unsettled slot.
+                    self._settle(ticket)
             except NoData as exc:
                 self.state.no_data_ranges.append(
                     {
@@ -437,6 +477,24 @@ class DataLoader:
             # The next attempt will try again (and fail the segment if IB stays away).
             logger.warning("reconnect at %s failed: %s", stop_point, exc.message)
 
+    def _fetch(self, gateway: BarGateway, seg: Segment, ticket: PacingTicket) -> pd.DataFrame:
+        if getattr(gateway, "reports_send_time", False):
+            # The gateway marks the send; a ticket it never marked was never sent.
+            ticket.reports_send = True
+            return gateway.fetch_bars(  # type: ignore[call-arg]
+                self.spec, self.tf, seg.start, seg.end, pacing_ticket=ticket
+            )
+        # Without that, the end of the call is the stamp: the latest the request can have left.
+        return gateway.fetch_bars(self.spec, self.tf, seg.start, seg.end)
+
+    @staticmethod
+    def _settle(ticket: PacingTicket) -> None:
+        try:
+            ticket.settle()
+        except PacingBudgetUnavailable as exc:
+            # The entry stays pending until its deadline: others only wait longer.
+            logger.warning("settling an IB pacing slot failed: %s", exc)
+
     def _await_pacing(
         self,
         limiter: PacingLimiter,
@@ -444,17 +502,24 @@ class DataLoader:
         request_key: tuple,
         remaining: int,
         stop_point: str,
-    ) -> None:
-        # reserve(): check and record in one step, so loads sharing the limiter never both take
-        # the last slot of a window.
-        while (delay := limiter.reserve(contract_key, request_key)) > 0:
+    ) -> PacingTicket:
+        """The slot for one request, after waiting (visibly, cancellably) for it. Check and take
+        are one step on the endpoint's shared ledger, so loads sharing it — in this process or
+        another — never both take the last slot of a window; the margin is in the rules."""
+        while True:
+            try:
+                ticket, delay = limiter.try_reserve(contract_key, request_key)
+            except PacingBudgetUnavailable as exc:
+                raise TransientError(str(exc)) from exc
+            if ticket is not None:
+                return ticket
             until = datetime.now(UTC).timestamp() + delay
             hhmmss = datetime.fromtimestamp(until, UTC).strftime("%H:%M:%S")
             if isinstance(self.bridge, DataLoadingProgressBridge):
                 self.bridge.on_pacing_wait(
-                    hhmmss, self.state.eta(remaining, delay), limiter.budget()
+                    hhmmss, self.state.eta(remaining, delay), _budget(limiter)
                 )
-            self._wait(delay + 1e-3, f"{stop_point} (waiting for IB pacing window)")
+            self._wait(delay, f"{stop_point} (waiting for IB pacing window)")
             self.state.pacing_wait_seconds += delay
             limiter.add_waited(delay)
 

@@ -48,9 +48,11 @@ from marketdata.gateways.base import (
     ContractInfo,
     RequestCancelled,
     RequestTimeout,
+    TransientError,
     UnknownSymbol,
     classify_ib_error,
 )
+from marketdata.pacing import PacingTicket
 from marketdata.symbols import SymbolSpec
 from marketdata.timeframes import Timeframe, ib_duration_for
 
@@ -449,6 +451,8 @@ class IBGateway:
 
     source = "ib"
     needs_pacing = True
+    # fetch_bars(..., pacing_ticket=) marks the moment the request is handed to the socket.
+    reports_send_time = True
 
     def __init__(
         self,
@@ -557,25 +561,43 @@ class IBGateway:
         return None
 
     def fetch_bars(
-        self, spec: SymbolSpec, timeframe: Timeframe, start: pd.Timestamp, end: pd.Timestamp
+        self,
+        spec: SymbolSpec,
+        timeframe: Timeframe,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        pacing_ticket: PacingTicket | None = None,
     ) -> pd.DataFrame:
         contract = self._qualified(spec)
         duration = ib_duration_for((end - start).to_pytimedelta(), timeframe)
         end_dt = end.to_pydatetime()
 
         async def go(ib: Any) -> Any:
+            if pacing_ticket is not None and pacing_ticket.lapsed:
+                # Others counted this slot as gone by its deadline; sending now could break
+                # the pacing they planned on (docs/marketdata.md, pacing).
+                raise TransientError("the pacing slot lapsed before the request could be sent")
             # timeout=0: ib_async's own timeout returns an empty list, indistinguishable from
             # "no bars"; ours (in IBConnection._request) raises RequestTimeout instead.
-            return await ib.reqHistoricalDataAsync(
-                contract,
-                endDateTime=end_dt,
-                durationStr=duration,
-                barSizeSetting=timeframe.ib_bar_size,
-                whatToShow=spec.what_to_show,
-                useRTH=False,
-                formatDate=2,
-                timeout=0,
+            request = asyncio.ensure_future(
+                ib.reqHistoricalDataAsync(
+                    contract,
+                    endDateTime=end_dt,
+                    durationStr=duration,
+                    barSizeSetting=timeframe.ib_bar_size,
+                    whatToShow=spec.what_to_show,
+                    useRTH=False,
+                    formatDate=2,
+                    timeout=0,
+                )
             )
+            # The request's first step (run before we resume) writes it to the socket: the
+            # send time the pacing ledger is stamped with, not the time the slot was taken.
+            await asyncio.sleep(0)
+            if pacing_ticket is not None:
+                pacing_ticket.mark_sent()
+            return await request
 
         started = time.monotonic()
         bars = self._request(go, lambda ib, req_id: ib.client.cancelHistoricalData(req_id))

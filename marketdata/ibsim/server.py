@@ -9,7 +9,9 @@ historical answer take that long, and — callable from any thread while it runs
 `drop_connections()` closes every client connection now, `silence_connections()` keeps them open
 but never answers on them again (a half-open socket, as after a laptop sleep; new connections are
 served normally). `stats` counts connections (= handshakes), the most open at once, historical
-requests and their cancels, pacing violations and drops.
+requests and their cancels, pacing violations (each error 162 it sent for pacing) and drops;
+with `stats_path` the counters are also written to that JSON file after every historical request,
+for tests that run the simulator as its own process.
 
 No Django: the management command and the tests both run it; `SimulatorThread` runs one on a
 background event loop for in-process use.
@@ -19,13 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -101,6 +106,10 @@ class SimulatorStats:
     historical_cancels: int = 0
     errors_sent: list[tuple[int, int, str]] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        """The counters (no error list), as the stats file holds them."""
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+
 
 class IBGatewaySimulator:
     def __init__(
@@ -115,6 +124,7 @@ class IBGatewaySimulator:
         response_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stats_path: Path | str | None = None,
     ) -> None:
         self.source = source or SyntheticSource()
         self.host = host
@@ -126,8 +136,10 @@ class IBGatewaySimulator:
         self.clock = clock
         self.now = now
         self.stats = SimulatorStats()
-        # IB paces per session across connections; so does the simulator.
-        self._pacing = PacingLimiter(self.pacing_rules, clock=clock)
+        # IB paces per session across connections; so does the simulator — by the exact rules,
+        # without the margin our own limiter adds.
+        self._pacing = PacingLimiter(self.pacing_rules.exact(), clock=clock)
+        self.stats_path = Path(stats_path) if stats_path is not None else None
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._silent: set[asyncio.StreamWriter] = set()
@@ -351,7 +363,21 @@ class IBGatewaySimulator:
         )
         writer.write(p.frame(88, req_id, text))
 
+    def _write_stats(self) -> None:
+        """Leave the counters in `stats_path` (another process's test reads them)."""
+        if self.stats_path is None:
+            return
+        tmp = self.stats_path.with_name(f".{self.stats_path.name}.tmp")
+        tmp.write_text(json.dumps(self.stats.counts()))
+        os.replace(tmp, self.stats_path)
+
     async def _historical(self, fields: list[str], writer: asyncio.StreamWriter) -> bool:
+        try:
+            return await self._historical_request(fields, writer)
+        finally:
+            self._write_stats()
+
+    async def _historical_request(self, fields: list[str], writer: asyncio.StreamWriter) -> bool:
         request = p.parse_historical_request(fields)
         req_id = request.req_id
         self.stats.historical_requests += 1

@@ -35,6 +35,8 @@ FAST_KNOBS = {
 def data_dir(settings, tmp_path: Path) -> Path:
     path = tmp_path / "data"
     settings.KTRDR = {**settings.KTRDR, "DATA_DIR": path, **FAST_KNOBS}
+    # The data home holds the IB pacing ledgers (one file per endpoint): one per test.
+    settings.DATA_ROOT = tmp_path
     return path
 
 

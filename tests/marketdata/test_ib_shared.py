@@ -69,6 +69,7 @@ def test_two_concurrent_loads_share_one_connection_and_never_break_ibs_pacing(
             "identical_interval": 0.8,
             "per_contract_max": 2,
             "per_contract_window": 0.6,
+            "margin": 0.02,
         },
     }
     limiters = []

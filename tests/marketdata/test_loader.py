@@ -102,7 +102,7 @@ def test_pacing_violation_waits_the_pacing_backoff_before_retrying(settings, mon
 def test_pacing_wait_is_a_visible_phase_with_its_end_time(settings, monkeypatch, data_dir):
     settings.KTRDR = {
         **settings.KTRDR,
-        "IB_PACING": {"per_contract_max": 1, "per_contract_window": 0.2},
+        "IB_PACING": {"per_contract_max": 1, "per_contract_window": 0.2, "margin": 0.02},
     }
     gateway = FakeBarGateway(needs_pacing=True)
     ctx, summary = run_with(monkeypatch, gateway, end="2024-03-01")

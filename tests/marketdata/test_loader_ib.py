@@ -97,6 +97,7 @@ def test_our_limiter_keeps_the_gateway_from_ever_seeing_a_pacing_violation(
             "identical_interval": 0.6,
             "per_contract_max": 2,
             "per_contract_window": 0.4,
+            "margin": 0.02,
         },
     }
     op = wait_terminal(load().operation_id)

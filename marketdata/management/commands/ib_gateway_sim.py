@@ -45,6 +45,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--delay", type=float, default=0.0, help="seconds each historical answer takes"
         )
+        parser.add_argument(
+            "--stats-file",
+            type=Path,
+            default=None,
+            help="write the counters (requests, pacing violations…) as JSON here after each "
+            "historical request",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0 <= options["port"] <= 65535:
@@ -68,6 +75,7 @@ class Command(BaseCommand):
             enforce_pacing=not options["no_pacing"],
             drop_on_request=options["drop_on_request"],
             response_delay=options["delay"],
+            stats_path=options["stats_file"],
         )
 
         async def main() -> None:
