@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from operations.api.fallback import api_not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="operations:list", permanent=False)),
@@ -20,4 +22,5 @@ urlpatterns = [
     path("api/v1/", include("ktrdr_site.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
 ]

@@ -19,6 +19,8 @@ from operations.local import WorkContext
 OPERATION_TYPE = "countdown"
 MAX_STEPS = 100_000
 MAX_STEP_SECONDS = 60.0
+# However it is split into steps, a countdown holds a worker at most this long.
+MAX_TOTAL_SECONDS = 24 * 3600.0
 # A countdown on an agent can leave a file of this many bytes as its artifact: it stands in for
 # a model file, so the fetch/verify path is exercised without training.
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
@@ -42,6 +44,12 @@ def validate_params(
     if not 0.0 <= step_seconds <= MAX_STEP_SECONDS:
         raise InvalidInput(
             f"step_seconds must be between 0 and {MAX_STEP_SECONDS}", field="step_seconds"
+        )
+    if steps * step_seconds > MAX_TOTAL_SECONDS:
+        raise InvalidInput(
+            f"steps * step_seconds is {steps * step_seconds:,.0f} s; a countdown lasts at most "
+            f"{MAX_TOTAL_SECONDS:,.0f} s",
+            field="steps",
         )
     if fail_at is not None and fail_at != "":
         try:

@@ -62,6 +62,13 @@ class IllegalTransition(KtrdrError):
         self.target = target
 
 
+class NotAllowed(KtrdrError):
+    """The acting user may not do this (403): e.g. cancel another user's operation."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
 class Conflict(KtrdrError):
     status_code = 409
     code = "conflict"

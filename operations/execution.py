@@ -26,7 +26,7 @@ from django.db import connections, transaction
 from operations import places, selectors, services
 from operations.cancellation import CancellationToken
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, ServiceUnavailable
+from operations.exceptions import InvalidInput, NotAllowed, ServiceUnavailable
 from operations.kinds import Launch, kind_get
 from operations.local import LocalRun, local_runs
 from operations.models import Executor, Operation, OperationStatus, new_operation_id
@@ -180,10 +180,29 @@ def operation_submit(
     return operation_launch(operation_type=kind.name, launch=launch, user=user)
 
 
+def may_cancel(user: Any, operation: Operation) -> bool:
+    """Users cancel their own work; staff cancel any. `user=None` is the operator at this
+    machine's terminal (management commands), who may cancel anything."""
+    if user is None:
+        return True
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return operation.created_by_id is not None and operation.created_by_id == user.pk
+
+
 def operation_cancel(*, operation_id: str, reason: str = "", user: Any = None) -> Operation:
     """Ask the work to stop, wherever it runs. Pending work ends at once; running work ends
     `cancelled` when its worker acknowledges at its next stop point; terminal work raises
-    `IllegalTransition` (409). Repeatable."""
+    `IllegalTransition` (409). Repeatable. `NotAllowed` (403) unless `may_cancel(user, op)`."""
+    current = Operation.objects.filter(operation_id=operation_id).first()
+    if current is not None and not may_cancel(user, current):
+        raise NotAllowed(
+            f"{user} may not cancel {operation_id}: it was started by someone else "
+            "(users cancel their own operations; staff cancel any)",
+            details={"operation_id": operation_id},
+        )
     op = services.operation_request_cancel(operation_id=operation_id, reason=reason)
     if op.status in (OperationStatus.CANCELLING, OperationStatus.CANCELLED):
         transaction.on_commit(lambda: _deliver_cancel(op, op.cancel_reason))

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 500
 MAX_METRICS_LIMIT = 5000
+# Far past any real list, and well inside the database's 64-bit integers.
+MAX_OFFSET = 1_000_000_000
+MAX_CURSOR = 2**31 - 1
 # How long a reader that finds a refresh in flight waits for its result before serving the row.
 INFLIGHT_WAIT_SECONDS = 1.0
 
@@ -163,8 +166,8 @@ def operation_list(
     """Newest first, from the database. Completed operations stay listed."""
     if limit < 1 or limit > MAX_LIST_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
-    if offset < 0:
-        raise InvalidInput("offset must be ≥ 0", field="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}", field="offset")
     qs = Operation.objects.all()
     statuses = _parse_status(status)
     if statuses:
@@ -206,8 +209,8 @@ def operation_metrics(
     *, operation_id: str, cursor: int = 0, limit: int | None = None, kind: str | None = None
 ) -> MetricsPage:
     """Metric records with seq ≥ cursor, oldest first; refreshes through `operation_get`."""
-    if cursor < 0:
-        raise InvalidInput("cursor must be ≥ 0", field="cursor")
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise InvalidInput(f"cursor must be between 0 and {MAX_CURSOR}", field="cursor")
     if limit is not None and (limit < 1 or limit > MAX_METRICS_LIMIT):
         raise InvalidInput(f"limit must be between 1 and {MAX_METRICS_LIMIT}", field="limit")
     op = operation_get(operation_id=operation_id)

@@ -33,7 +33,7 @@ def _get_or_404(operation_id: str, *, force_refresh: bool = False) -> Operation:
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
     try:
-        return max(int(request.GET.get(name, default)), 0)
+        return min(max(int(request.GET.get(name, default)), 0), selectors.MAX_OFFSET)
     except (TypeError, ValueError):
         return default
 

@@ -36,6 +36,17 @@ def api(user) -> APIClient:
 
 
 @pytest.fixture
+def staff_api(django_user_model) -> APIClient:
+    """An API client of a staff user (who may cancel anyone's operation)."""
+    staff = django_user_model.objects.create_user(
+        username="sam", password="s3cret-staff!", is_staff=True
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+    return client
+
+
+@pytest.fixture
 def logged_in(client, user):
     """The Django test client with a session (as the pages use it)."""
     client.force_login(user)

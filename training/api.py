@@ -10,6 +10,8 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from operations.api.parsers import body_object
+from operations.selectors import MAX_OFFSET
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 from training import selectors, services
 from training.serializers import (
@@ -35,7 +37,7 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409:
 )
 @api_view(["POST"])
 def training_run_create(request: Request) -> Response:
-    body = TrainingStartSerializer(data=request.data or {})
+    body = TrainingStartSerializer(data=body_object(request))
     body.is_valid(raise_exception=True)
     data = body.validated_data
     op = services.training_start(
@@ -76,7 +78,7 @@ def strategy_get(request: Request, name: str) -> Response:
 )
 @api_view(["POST"])
 def strategy_validate(request: Request) -> Response:
-    body = StrategyValidateSerializer(data=request.data or {})
+    body = StrategyValidateSerializer(data=body_object(request))
     body.is_valid(raise_exception=True)
     config = services.strategy_validate_text(body.validated_data["yaml"])
     return Response({"valid": True, "name": config["name"], "config": config})
@@ -88,7 +90,7 @@ class ModelListQuery(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_MODEL_LIST_LIMIT, default=50
     )
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 @extend_schema(

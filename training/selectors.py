@@ -10,6 +10,7 @@ from typing import Any
 from marketdata.models import BarSeries
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
+from operations.selectors import MAX_OFFSET
 from training.models import TrainedModel
 from training.strategy import NAME_RE, StrategyFile, read_strategy_file
 
@@ -61,8 +62,8 @@ def trained_model_list(
 ) -> ModelPage:
     if limit < 1 or limit > MAX_MODEL_LIST_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_MODEL_LIST_LIMIT}", field="limit")
-    if offset < 0:
-        raise InvalidInput("offset must be ≥ 0", field="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}", field="offset")
     qs = TrainedModel.objects.all()
     if strategy:
         qs = qs.filter(strategy_name=strategy)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from operations.api.parsers import BodyTooLarge
 from operations.exceptions import KtrdrError
 from operations.outages import describe, is_outage, log_outage, service_of
 
@@ -45,6 +46,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         log_outage(exc, f"API {context.get('request') and context['request'].path}")
         body = error_body("service_unavailable", describe(exc), {"service": service_of(exc)})
         return Response(body, status=503, headers={"Retry-After": "5"})
+    if isinstance(exc, RequestDataTooBig):
+        exc = BodyTooLarge(str(exc) or "the request body is too large")
+    if isinstance(exc, drf_exceptions.ParseError):
+        set_rollback()
+        return Response(error_body("invalid", str(exc.detail), {"body": [str(exc.detail)]}), 400)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound(str(exc) or "not found")
     elif isinstance(exc, PermissionDenied):

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from operations import execution, selectors
+from operations.api.parsers import body_object
 from operations.countdown import countdown_start
 from operations.exceptions import Conflict
 from operations.models import OperationStatus
@@ -35,7 +36,9 @@ class ListQuery(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_LIST_LIMIT, default=50
     )
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(
+        required=False, min_value=0, max_value=selectors.MAX_OFFSET, default=0
+    )
 
     def validate_status(self, value: str) -> str:
         for part in filter(None, (p.strip() for p in value.split(","))):
@@ -51,7 +54,9 @@ class GetQuery(serializers.Serializer):
 
 
 class MetricsQuery(serializers.Serializer):
-    cursor = serializers.IntegerField(required=False, min_value=0, default=0)
+    cursor = serializers.IntegerField(
+        required=False, min_value=0, max_value=selectors.MAX_CURSOR, default=0
+    )
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_METRICS_LIMIT, default=None
     )
@@ -125,7 +130,7 @@ def operation_metrics(request: Request, operation_id: str) -> Response:
 )
 @api_view(["POST"])
 def operation_cancel(request: Request, operation_id: str) -> Response:
-    body = CancelRequestSerializer(data=request.data or {})
+    body = CancelRequestSerializer(data=body_object(request))
     body.is_valid(raise_exception=True)
     selectors.operation_get(operation_id=operation_id)  # 404 before anything else
     execution.operation_cancel(
@@ -175,7 +180,7 @@ def operation_results(request: Request, operation_id: str) -> Response:
 )
 @api_view(["POST"])
 def countdown_create(request: Request) -> Response:
-    body = CountdownStartSerializer(data=request.data or {})
+    body = CountdownStartSerializer(data=body_object(request))
     body.is_valid(raise_exception=True)
     op = countdown_start(**body.validated_data, user=request.user)
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 
+from operations.execution import may_cancel
 from operations.models import Operation
 from operations.serializers import is_stale
 
@@ -33,3 +34,9 @@ def without(record: dict, keys: str) -> dict:
 def stale(op: Operation) -> bool:
     """Whether an active operation's snapshot can no longer be called live (the API's rule)."""
     return is_stale(op)
+
+
+@register.filter
+def cancellable_by(op: Operation, user: Any) -> bool:
+    """Whether `user` may cancel `op` (the services' rule, so the page offers only what works)."""
+    return may_cancel(user, op)

@@ -33,11 +33,12 @@ class GatedWork:
 
 
 def launch(
-    work, *, bridge: ProgressBridge | None = None, operation_type: str = "test"
+    work, *, bridge: ProgressBridge | None = None, operation_type: str = "test", user=None
 ) -> Operation:
     return operation_launch(
         operation_type=operation_type,
         launch=Launch(work=work, bridge=bridge or ProgressBridge(), metadata={}),
+        user=user,
     )
 
 

@@ -89,9 +89,9 @@ def test_cancel_of_finished_operation_is_rejected_with_409(api):
     assert "completed" in error["message"]
 
 
-def test_cancel_of_running_operation_answers_202_and_ends_cancelled(api):
+def test_cancel_of_running_operation_answers_202_and_ends_cancelled(api, user):
     work = GatedWork()
-    op = launch(work)
+    op = launch(work, user=user)
     assert work.started.wait(10)
     assert wait_until(
         lambda: (

@@ -75,7 +75,7 @@ def test_ops_cancel_in_another_process_stops_a_countdown_this_process_runs():
     assert "cancel_not_needed" not in row.result_summary
 
 
-def test_a_cancel_through_the_api_stops_a_countdown_an_ops_command_runs(api):
+def test_a_cancel_through_the_api_stops_a_countdown_an_ops_command_runs(staff_api):
     command = manage("ops", "countdown", "--steps", "5000", "--step-seconds", "0.05")
     try:
         started = command.stdout.readline()
@@ -84,7 +84,7 @@ def test_a_cancel_through_the_api_stops_a_countdown_an_ops_command_runs(api):
         operation_id = match.group(1)
         row_when(operation_id, lambda r: r.status == "running")
 
-        response = api.post(
+        response = staff_api.post(
             f"/api/v1/operations/{operation_id}/cancel/", {"reason": "from the API"}, format="json"
         )
         assert response.status_code == 202

@@ -142,3 +142,31 @@ def test_load_data_no_follow_is_refused_for_a_load_it_would_run_itself(tmp_path,
             "--no-follow",
         )  # fmt: skip
     assert not Operation.objects.exists()
+
+
+def test_users_cancel_their_own_operations_and_staff_cancel_any(api, user, staff_api, client):
+    from django.contrib.auth import get_user_model
+
+    other = get_user_model().objects.create_user("bob", password="pw-bob-12345")
+    mine = services.operation_create(
+        operation_type="test", executor=Executor.AGENT, created_by=user
+    )
+    theirs = services.operation_create(
+        operation_type="test", executor=Executor.AGENT, created_by=other
+    )
+    nobodys = services.operation_create(operation_type="test", executor=Executor.AGENT)
+
+    refused = api.post(f"/api/v1/operations/{theirs.operation_id}/cancel/", {}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert api.post(f"/api/v1/operations/{nobodys.operation_id}/cancel/").status_code == 403
+    assert Operation.objects.get(pk=theirs.pk).cancel_requested_at is None
+    assert api.post(f"/api/v1/operations/{mine.operation_id}/cancel/").status_code == 202
+    assert staff_api.post(f"/api/v1/operations/{theirs.operation_id}/cancel/").status_code == 202
+
+    client.force_login(user)
+    page = client.get(f"/operations/{nobodys.operation_id}/").content.decode()
+    assert "operations/" + nobodys.operation_id + "/cancel/" not in page  # not offered
+    posted = client.post(f"/operations/{nobodys.operation_id}/cancel/", follow=True)
+    assert "may not cancel" in posted.content.decode()
+    assert Operation.objects.get(pk=nobodys.pk).cancel_requested_at is None

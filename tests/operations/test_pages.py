@@ -67,9 +67,9 @@ def test_htmx_filter_returns_only_the_table(logged_in):
     assert "<html" not in html
 
 
-def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in):
+def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in, user):
     work = GatedWork(metrics_before_wait=2)
-    op = launch(work)
+    op = launch(work, user=user)
     assert work.started.wait(10)
     html = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
     assert 'id="operation-live"' in html
@@ -91,8 +91,8 @@ def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in):
     assert "hx-get" not in final
 
 
-def test_cancel_of_a_finished_operation_shows_a_message_not_an_error(logged_in):
-    op = services.operation_create(operation_type="test", executor=Executor.LOCAL)
+def test_cancel_of_a_finished_operation_shows_a_message_not_an_error(logged_in, user):
+    op = services.operation_create(operation_type="test", executor=Executor.LOCAL, created_by=user)
     services.operation_request_cancel(operation_id=op.operation_id)
     resp = logged_in.post(f"/operations/{op.operation_id}/cancel/", follow=True)
     assert resp.status_code == 200
