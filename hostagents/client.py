@@ -307,6 +307,7 @@ class AgentClient:
                     self.name,
                     f"answered {response.status_code} to {kind}: {message or code}",
                     status=response.status_code,
+                    code=code,
                 )
             if attempt + 1 < attempts:
                 # Backoff doubles: a restarting agent gets a moment, a dead one costs little.

@@ -23,13 +23,22 @@ class AgentUnreachable(AgentError):
     `delivered` is False only when the request certainly never reached the agent (refused
     connection, connect timeout, backing off); otherwise the agent may have acted on it — a start
     whose answer was lost is then adopted by its idempotency key (`docs/architecture.md` §6).
+    `code` is set when a 5xx carried the API's error envelope: the agent itself refused (it lacks
+    a role, say), which is an answer, not a lost one.
     """
 
     def __init__(
-        self, agent: str, message: str, *, status: int | None = None, delivered: bool = True
+        self,
+        agent: str,
+        message: str,
+        *,
+        status: int | None = None,
+        delivered: bool = True,
+        code: str = "",
     ) -> None:
         super().__init__(agent, message, status=status)
         self.delivered = delivered
+        self.code = code
 
 
 class AgentNotFound(AgentError):

@@ -258,8 +258,8 @@ class AgentPlace:
         try:
             return client.start(body, idempotency_key=key)
         except (AgentUnreachable, AgentProtocolError) as exc:
-            if isinstance(exc, AgentUnreachable) and not exc.delivered:
-                raise  # it never reached the agent: a plain failure to start
+            if isinstance(exc, AgentUnreachable) and (not exc.delivered or exc.code):
+                raise  # it never reached the agent, or the agent refused it: a failed start
             raise _StartLost(exc) from None
 
     @staticmethod

@@ -22,13 +22,15 @@ from operations.exceptions import NotFound
 logger = logging.getLogger(__name__)
 
 _LOCK_SECONDS = 30
+PROBING_HEALTH_TTL = 1.0
 
 
 def _stale(agent: Agent, ttl: float) -> bool:
     if agent.health_pulled_at is None:
         return True
     if ((agent.health or {}).get("gpu") or {}).get("probing"):
-        return True  # its GPU probe was still running: whether it has a GPU is not known yet
+        # Its GPU probe was still running: whether it has a GPU is known soon, ask again soon.
+        ttl = min(ttl, PROBING_HEALTH_TTL)
     return time.time() - agent.health_pulled_at.timestamp() >= ttl
 
 

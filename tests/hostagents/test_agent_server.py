@@ -65,7 +65,7 @@ def test_health_reports_role_capabilities_gpu_version_and_running_operations(age
         assert health["role"] == "agent"
         assert health["roles"] == ["ib", "training"]
         assert {"training", "ib"} <= set(health["capabilities"])
-        assert set(health["gpu"]) == {"available", "device_name", "device_count"}
+        assert set(health["gpu"]) == {"available", "device_name", "device_count", "probing"}
         assert ("gpu" in health["capabilities"]) is health["gpu"]["available"]
         assert health["version"]
         running = {op["operation_id"] for op in health["running_operations"]}

@@ -112,7 +112,7 @@ def test_backend_health_is_public_and_reports_role_and_running_operations(backen
     assert body["role"] == "backend"
     assert "local" in body["capabilities"]
     assert body["running_count"] == len(body["running_operations"])
-    assert set(body["gpu"]) == {"available", "device_name", "device_count"}
+    assert set(body["gpu"]) == {"available", "device_name", "device_count", "probing"}
 
 
 def test_countdown_on_an_unknown_agent_is_404(backend_settings, api):

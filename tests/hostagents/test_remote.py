@@ -7,6 +7,7 @@ Each test states one rule of docs/architecture.md §6 and checks it against a re
 from __future__ import annotations
 
 import hashlib
+import io
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from hostagents import services as agent_services
 from hostagents.client import client_for, reset_clients
 from hostagents.models import Agent, Artifact
+from hostagents.place import FETCH_PHASE, fetches_in_flight
 from operations.countdown import countdown_artifact_bytes
 from operations.models import Operation
 from tests.hostagents.conftest import AgentProcess, wait_for
@@ -70,6 +72,11 @@ def wait_agent_status(agent: AgentProcess, remote_id: str, statuses: set[str]) -
         return op if op["status"] in statuses else None
 
     return wait_for(ended)
+
+
+def fetched(operation_id: str) -> None:
+    """Wait until this process has no background fetch of the operation's results running."""
+    wait_for(lambda: operation_id not in fetches_in_flight(), timeout=60)
 
 
 def keys_of(value: Any) -> Any:
@@ -156,7 +163,9 @@ def test_three_clients_polling_within_one_ttl_window_cause_one_agent_request(
     api.post(f"/api/v1/operations/{op_id}/cancel/", {"reason": "done"}, format="json")
 
 
-def test_tracking_starts_no_background_threads(backend_settings, api, agent, monkeypatch):
+def test_tracking_starts_no_background_threads_but_one_results_fetch(
+    backend_settings, api, agent, monkeypatch
+):
     register(agent)
     started_threads: list[threading.Thread] = []
     original_start = threading.Thread.start
@@ -174,7 +183,9 @@ def test_tracking_starts_no_background_threads(backend_settings, api, agent, mon
 
     assert final["status"] == "completed"
     assert len(seen) > 1
-    assert started_threads == []
+    # Polling starts nothing; the look that saw the agent's completion started one fetch.
+    assert [t.name for t in started_threads] == [f"agent-fetch-{started['operation_id']}"]
+    fetched(started["operation_id"])
     assert {t.ident for t in threading.enumerate()} <= before
 
 
@@ -191,7 +202,12 @@ def test_completion_on_the_agent_is_noticed_only_when_someone_reads(backend_sett
     assert row.status in {"pending", "running"}
     assert not Artifact.objects.filter(operation_id=op_id).exists()
 
-    body = get_op(api, op_id)  # one read
+    body = get_op(api, op_id)  # the read that discovers it starts the fetch...
+    assert body["status"] in {"running", "completed"}
+    if body["status"] == "running":
+        assert body["progress"]["phase"] == FETCH_PHASE
+    fetched(op_id)
+    body = get_op(api, op_id)  # ...whose outcome the next one shows
 
     assert body["status"] == "completed"
     expected = hashlib.sha256(countdown_artifact_bytes(remote_id, size)).hexdigest()
@@ -301,12 +317,16 @@ class _DamagedRaw:
         self._raw = raw
         self._mode = mode
 
-    def stream(self, amt: int, decode_content: bool = True) -> Any:
-        for index, chunk in enumerate(self._raw.stream(amt, decode_content=decode_content)):
-            if self._mode == "truncate":
-                yield chunk[: len(chunk) // 2]
-                return
-            yield bytes([chunk[0] ^ 0xFF]) + chunk[1:] if index == 0 else chunk
+        self._reads = 0
+
+    def read1(self, amt: int | None = None) -> bytes:
+        chunk = self._raw.read1(amt)
+        self._reads += 1
+        if self._reads > 1 or not chunk:
+            return b"" if self._mode == "truncate" else chunk
+        if self._mode == "truncate":
+            return chunk[: len(chunk) // 2]
+        return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
@@ -328,6 +348,8 @@ def test_a_corrupted_artifact_is_detected_refetched_and_never_stored(backend_set
     size = 200_000
     op_id, remote_id = _finished_on_agent(api, agent, size)
 
+    get_op(api, op_id)
+    fetched(op_id)
     body = get_op(api, op_id)
 
     assert adapter.damaged == 1
@@ -349,12 +371,17 @@ def test_a_truncated_artifact_is_never_stored_and_fetched_again_on_the_next_look
     client.session.mount("http://", adapter)
     op_id, _ = _finished_on_agent(api, agent, 150_000)
 
+    get_op(api, op_id)
+    fetched(op_id)
     first = get_op(api, op_id)
+    fetched(op_id)
     assert first["status"] == "running"
     assert "truncated" in first["metadata"]["artifact_error"]
     assert not Artifact.objects.filter(operation_id=op_id).exists()
 
     time.sleep(0.25)
+    get_op(api, op_id)
+    fetched(op_id)
     second = get_op(api, op_id)
     assert second["status"] == "completed"
     assert Artifact.objects.filter(operation_id=op_id).count() == 1
@@ -433,6 +460,8 @@ def test_backend_restart_resumes_tracking_from_the_database(backend_settings, ap
     time.sleep(0.25)  # past the TTL of the last refresh the "old process" made
 
     try:
+        get_op(api, op_id)
+        fetched(op_id)
         final = get_op(api, op_id)
     finally:
         _set_instance_id_for_tests(old_instance)
@@ -466,7 +495,10 @@ class GarbleOperations(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         response = super().send(request, **kwargs)
         if request.method == "GET" and "/operations/op_" in (request.url or ""):
-            response._content = b'{"operation_id": 42, "status": "exploded"}'
+            garbled = b'{"operation_id": 42, "status": "exploded"}'
+            response.close()
+            response.raw = io.BytesIO(garbled)
+            response.headers["Content-Length"] = str(len(garbled))
         return response
 
 
