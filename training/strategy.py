@@ -1,10 +1,10 @@
 """Strategy files: YAML in, a validated and fully resolved config dict out.
 
-The schema is documented in docs/training.md. `parse_strategy(text)` uses `yaml.safe_load` only,
-then `validate_strategy(data)` checks every field and fills defaults, collecting *all* problems as
-(path, message) pairs so a user fixes a file in one go (`indicators.rsi_14.period: must be an
-integer ≥ 2`). The resolved dict is plain JSON: it travels in operation metadata, into model
-artifacts and to host agents unchanged.
+The schema is documented in docs/training.md. `parse_strategy(text)` reads YAML with a bounded
+`yaml.SafeLoader` (no objects, no alias bombs, no deep nesting), then `validate_strategy(data)`
+checks every field and fills defaults, collecting *all* problems as (path, message) pairs so a user
+fixes a file in one go (`indicators.rsi_14.period: must be an integer ≥ 2`). The resolved dict is
+plain JSON: it travels in operation metadata, into model artifacts and to host agents unchanged.
 
 No Django imports: the settings-dependent lookups (which directory) live in `training.selectors`.
 """
@@ -27,6 +27,55 @@ from training.errors import StrategyError
 from training.indicators import INDICATORS, PRICE_SOURCES, IndicatorSpec
 
 MAX_STRATEGY_BYTES = 256 * 1024
+# A strategy is a small tree: deeper nesting or more aliases than this is an attack, not a config.
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 50
+# Offending values are quoted at most this long in an error message.
+MAX_SHOWN_CHARS = 80
+
+
+def shown(value: Any) -> str:
+    """A value quoted for an error message, bounded whatever it is (never an expanded repr)."""
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_SHOWN_CHARS else value[:MAX_SHOWN_CHARS] + "…"
+        return repr(text)
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} key{'s' if len(value) != 1 else ''}"
+    scalar = isinstance(value, (int, float, bool, type(None)))
+    text = repr(value) if scalar else type(value).__name__
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "…"
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses deep nesting and alias bombs before building anything."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _TooComplex(f"more than {MAX_YAML_ALIASES} aliases")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooComplex(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _TooComplex(yaml.YAMLError):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
@@ -114,7 +163,7 @@ class _Checker:
     def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str | None:
         if isinstance(value, str) and value in choices:
             return value
-        self.error(path, f"must be one of {', '.join(choices)} (got {value!r})")
+        self.error(path, f"must be one of {', '.join(choices)} (got {shown(value)})")
         return None
 
     def string_list(self, value: Any, path: str, pattern: re.Pattern[str], what: str) -> list[str]:
@@ -126,9 +175,9 @@ class _Checker:
         out: list[str] = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not pattern.match(item):
-                self.error(f"{path}[{i}]", f"{item!r} is not a valid {what}")
+                self.error(f"{path}[{i}]", f"{shown(item)} is not a valid {what}")
             elif item in out:
-                self.error(f"{path}[{i}]", f"{item!r} is listed twice")
+                self.error(f"{path}[{i}]", f"{shown(item)} is listed twice")
             else:
                 out.append(item)
         return out
@@ -148,7 +197,7 @@ def _iso_date(value: Any, path: str, check: _Checker) -> str | None:
             pass
         else:
             return value
-    check.error(path, f"must be an ISO date like 2017-01-01 (got {value!r})")
+    check.error(path, f"must be an ISO date like 2017-01-01 (got {shown(value)})")
     return None
 
 
@@ -165,7 +214,7 @@ def _training_data(raw: Any, check: _Checker) -> dict[str, Any]:
         if tf not in TIMEFRAME_MINUTES:
             check.error(
                 f"training_data.timeframes[{i}]",
-                f"unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAME_MINUTES)}",
+                f"unknown timeframe {shown(tf)}; use one of {', '.join(TIMEFRAME_MINUTES)}",
             )
     timeframes = sorted(
         (tf for tf in timeframes if tf in TIMEFRAME_MINUTES), key=TIMEFRAME_MINUTES.get
@@ -174,7 +223,7 @@ def _training_data(raw: Any, check: _Checker) -> dict[str, Any]:
     if timeframes and base != timeframes[0]:
         check.error(
             "training_data.base_timeframe",
-            f"must be the finest listed timeframe ({timeframes[0]}), got {base!r}",
+            f"must be the finest listed timeframe ({timeframes[0]}), got {shown(base)}",
         )
     history = check.mapping(data.get("history"), "training_data.history", required=False)
     check.unknown_keys(history, ("start", "end"), "training_data.history")
@@ -230,7 +279,7 @@ def _indicators(raw: Any, check: _Checker) -> dict[str, dict[str, Any]]:
         if type_ not in INDICATORS:
             check.error(
                 f"{path}.type",
-                f"unknown indicator {type_!r}; use one of {', '.join(sorted(INDICATORS))}",
+                f"unknown indicator {shown(type_)}; use one of {', '.join(sorted(INDICATORS))}",
             )
             continue
         out[ind_id] = {"type": type_, **_indicator_params(INDICATORS[type_], body, path, check)}
@@ -291,14 +340,15 @@ def _indicator_ref(
         return None
     ind_id, _, output = ref.partition(".")
     if ind_id not in indicators:
-        check.error(path, f"unknown indicator {ind_id!r}; defined: {', '.join(indicators) or '-'}")
+        defined = ", ".join(indicators) or "-"
+        check.error(path, f"unknown indicator {shown(ind_id)}; defined: {defined}")
         return None
     spec = INDICATORS[indicators[ind_id]["type"]]
     output = output or spec.default_output
     if output not in spec.outputs:
         check.error(
             path,
-            f"{spec.type} indicator {ind_id!r} has no output {output!r}; "
+            f"{spec.type} indicator {shown(ind_id)} has no output {shown(output)}; "
             f"use one of {', '.join(spec.outputs)}",
         )
         return None
@@ -319,7 +369,7 @@ def _model_inputs(
             if member not in fuzzy_sets[group]["sets"]:
                 check.error(
                     path,
-                    f"fuzzy set group {group!r} has no set {member!r}; "
+                    f"fuzzy set group {shown(group)} has no set {shown(member)}; "
                     f"use one of {', '.join(fuzzy_sets[group]['sets']) or '-'}",
                 )
                 continue
@@ -483,7 +533,7 @@ def validate_strategy(data: Any, *, expected_name: str | None = None) -> dict[st
             "name", "must be 1-64 characters of a-z, 0-9, _ or -, starting with a letter/digit"
         )
     elif expected_name is not None and name != expected_name:
-        check.error("name", f"must match the file name {expected_name!r} (got {name!r})")
+        check.error("name", f"must match the file name {shown(expected_name)} (got {shown(name)})")
     description = data.get("description", "")
     if not isinstance(description, str):
         check.error("description", "must be text")
@@ -511,7 +561,8 @@ def validate_strategy(data: Any, *, expected_name: str | None = None) -> dict[st
 
 
 def parse_strategy(text: str | bytes, *, expected_name: str | None = None) -> dict[str, Any]:
-    """YAML text → resolved strategy. `yaml.safe_load` only: a strategy never builds objects."""
+    """YAML text → resolved strategy. A `yaml.SafeLoader` only (a strategy never builds objects),
+    bounded in nesting and aliases so no text can expand into a huge or endless structure."""
     if isinstance(text, bytes):
         if len(text) > MAX_STRATEGY_BYTES:
             raise StrategyError([("", f"strategy is larger than {MAX_STRATEGY_BYTES} bytes")])
@@ -522,7 +573,10 @@ def parse_strategy(text: str | bytes, *, expected_name: str | None = None) -> di
     if len(text) > MAX_STRATEGY_BYTES:
         raise StrategyError([("", f"strategy is larger than {MAX_STRATEGY_BYTES} bytes")])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        problem = f"invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels"
+        raise StrategyError([("", problem)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -11,7 +11,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from operations.api.parsers import BodyTooLarge
+from operations.api.parsers import BodyTooLarge, body_limit
 from operations.exceptions import KtrdrError
 from operations.outages import describe, is_outage, log_outage, service_of
 
@@ -47,7 +47,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = error_body("service_unavailable", describe(exc), {"service": service_of(exc)})
         return Response(body, status=503, headers={"Retry-After": "5"})
     if isinstance(exc, RequestDataTooBig):
-        exc = BodyTooLarge(str(exc) or "the request body is too large")
+        exc = BodyTooLarge(f"the request body is larger than {body_limit():,} bytes")
     if isinstance(exc, drf_exceptions.ParseError):
         set_rollback()
         return Response(error_body("invalid", str(exc.detail), {"body": [str(exc.detail)]}), 400)
