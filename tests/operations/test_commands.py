@@ -58,3 +58,13 @@ def test_seed_demo_prints_the_password_once(django_user_model):
     second = _call("seed_demo", "--no-content")
     assert password not in second
     assert "exists" in second
+
+
+def test_the_demo_user_is_a_superuser_only_when_asked(django_user_model):
+    _call("seed_demo", "--no-content")
+    demo = django_user_model.objects.get(username="demo")
+    assert not demo.is_superuser
+    assert not demo.is_staff
+    demo.delete()
+    _call("seed_demo", "--no-content", "--superuser")
+    assert django_user_model.objects.get(username="demo").is_superuser

@@ -28,13 +28,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-content", action="store_true", help="only the demo user")
+        parser.add_argument(
+            "--superuser",
+            action="store_true",
+            help="make the demo user a superuser (the admin, cancelling anyone's work)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self._ensure_user()
+        self._ensure_user(superuser=options["superuser"])
         if not options["no_content"]:
             self._seed_content()
 
-    def _ensure_user(self) -> None:
+    def _ensure_user(self, *, superuser: bool) -> None:
         username = ktrdr_setting("DEMO_USERNAME")
         user_model = get_user_model()
         if user_model.objects.filter(username=username).exists():
@@ -44,7 +49,9 @@ class Command(BaseCommand):
             )
             return
         password = secrets.token_urlsafe(12)
-        user = user_model.objects.create_superuser(username=username, email="", password=password)
+        # Least privilege: a plain user unless asked; it starts, follows and cancels its own work.
+        create = user_model.objects.create_superuser if superuser else user_model.objects.create_user
+        user = create(username=username, email="", password=password)
         token = Token.objects.create(user=user)
         bar = "=" * 64
         self.stdout.write(
