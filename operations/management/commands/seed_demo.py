@@ -50,7 +50,9 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         # Least privilege: a plain user unless asked; it starts, follows and cancels its own work.
-        create = user_model.objects.create_superuser if superuser else user_model.objects.create_user
+        create = (
+            user_model.objects.create_superuser if superuser else user_model.objects.create_user
+        )
         user = create(username=username, email="", password=password)
         token = Token.objects.create(user=user)
         bar = "=" * 64
