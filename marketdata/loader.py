@@ -325,8 +325,9 @@ class DataLoader:
             stored=stored,
             timeframe=self.tf,
             asset_class=self.spec.asset_class,
+            head=head,
         )
-        segments = plan_segments(ranges, self.tf, self.spec.asset_class)
+        segments = plan_segments(ranges, self.tf, self.spec.asset_class, head=head)
         self.gaps_before = self._unexpected(stored, start)
         expected = sum(s.expected_bars for s in segments)
         if isinstance(self.bridge, DataLoadingProgressBridge):
@@ -336,6 +337,16 @@ class DataLoader:
             self.bridge.on_saving(sum(len(f) for f in self.state.pending))
         self._flush()
         final_index = store.read_index(self.spec.symbol, self.tf.name)
+        failed = [seg for seg in self.state.segments if seg["status"] == "failed"]
+        if failed and not any(seg["status"] == "ok" for seg in self.state.segments):
+            # Nothing came back and something went wrong: that is no completed load.
+            summary = self.summary(status="failed", final_index=final_index, start=start)
+            self.bridge.final_result = summary
+            reasons = "; ".join(dict.fromkeys(seg["error"] or "no reason given" for seg in failed))
+            raise DataLoadError(
+                f"{self.spec.symbol} {self.tf.name}: nothing was loaded: {len(failed)} of "
+                f"{len(self.state.segments)} segments failed ({reasons})"
+            )
         summary = self.summary(status="completed", final_index=final_index, start=start)
         if isinstance(self.bridge, DataLoadingProgressBridge):
             self.bridge.on_saved(len(final_index))
@@ -553,6 +564,29 @@ class DataLoader:
             "duration_seconds": round(time.monotonic() - self.state.started, 3),
         }
 
+    def _failed_ranges(self) -> list[dict[str, Any]]:
+        """The ranges of failed segments (adjacent ones joined) with their errors: the gaps this
+        load leaves, which a later `full` load over them fetches."""
+        ranges: list[dict[str, Any]] = []
+        for seg in self.state.segments:
+            if seg["status"] != "failed":
+                continue
+            error = seg["error"] or "no reason given"
+            last = ranges[-1] if ranges else None
+            if last is not None and last["end"] == seg["start"] and last["error"] == error:
+                last["end"] = seg["end"]
+                last["segments"] += 1
+            else:
+                ranges.append(
+                    {"start": seg["start"], "end": seg["end"], "error": error, "segments": 1}
+                )
+        return ranges
+
+    def _outcome(self, status: str) -> str:
+        if status == "completed" and self.state.failed:
+            return "completed with gaps"
+        return status
+
     def summary(
         self,
         *,
@@ -588,6 +622,8 @@ class DataLoader:
             "no_data_ranges": s.no_data_ranges,
             "segments_retried": s.retried,
             "segments_failed": s.failed,
+            "failed_ranges": self._failed_ranges(),
+            "outcome": self._outcome(status),
             "pacing_wait_seconds": s.pacing_wait_seconds,
             "reconnects": int(getattr(getattr(self, "gateway", None), "reconnects", 0)),
             "notes": s.notes,

@@ -45,8 +45,16 @@ def fetch_ranges(
     stored: pd.DatetimeIndex,
     timeframe: Timeframe,
     asset_class: str,
+    head: pd.Timestamp | None = None,
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """The ranges a load in `mode` needs to fetch within [start, end)."""
+    """The ranges a load in `mode` needs to fetch within [start, end).
+
+    `head` is the source's first bar (its head timestamp). That bar exists by definition, even
+    where the calendar expects none (the real EURUSD data opens 2007-01-01 21:00Z, on a holiday,
+    an hour before the calendar's session). In `full` mode a missing head bar is fetched: the
+    range that would start after it, with nothing stored in between, is widened to start at it,
+    else a one-bar range is added, so the first bar is never skipped.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     if mode == "local" or end <= start:
@@ -59,11 +67,41 @@ def fetch_ranges(
     elif mode == "backfill":
         ranges = [(start, min(end, stored[0]))]
     else:
-        return missing_ranges(stored, timeframe, asset_class, start, end)
+        ranges = missing_ranges(stored, timeframe, asset_class, start, end)
     # Drop ranges where the market produced nothing (a tail over a weekend fetches nothing).
-    return [
-        (a, b) for a, b in ranges if b > a and len(expected_bar_times(asset_class, timeframe, a, b))
+    ranges = [
+        (a, b)
+        for a, b in ranges
+        if b > a and (_holds(head, a, b) or len(expected_bar_times(asset_class, timeframe, a, b)))
     ]
+    if mode != "full":
+        return ranges  # tail and backfill ask for one side of the store; their ranges hold it
+    return _with_head(ranges, head=head, start=start, end=end, stored=stored, step=step)
+
+
+def _holds(stamp: pd.Timestamp | None, a: pd.Timestamp, b: pd.Timestamp) -> bool:
+    return stamp is not None and a <= stamp < b
+
+
+def _with_head(
+    ranges: list[tuple[pd.Timestamp, pd.Timestamp]],
+    *,
+    head: pd.Timestamp | None,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    stored: pd.DatetimeIndex,
+    step: pd.Timedelta,
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    if head is None or not start <= head < end or head in stored:
+        return ranges
+    if any(_holds(head, a, b) for a, b in ranges):
+        return ranges
+    first_after = next((i for i, (a, _b) in enumerate(ranges) if a > head), None)
+    if first_after is not None:
+        a, b = ranges[first_after]
+        if not ((stored >= head) & (stored < a)).any():
+            return [*ranges[:first_after], (head, b), *ranges[first_after + 1 :]]
+    return sorted([*ranges, (head, min(head + step, end))])
 
 
 def plan_segments(
@@ -72,11 +110,13 @@ def plan_segments(
     asset_class: str,
     *,
     max_span: pd.Timedelta | None = None,
+    head: pd.Timestamp | None = None,
 ) -> list[Segment]:
     """Cut each range into requests no longer than the bar size allows.
 
     Each segment's IB duration is rounded *up* to cover it (the fetched bars are then clipped to
-    the segment), so no bar falls between two segments.
+    the segment), so no bar falls between two segments. A segment holding `head` (the source's
+    first bar) is kept and counts that bar, whatever the calendar expects there.
     """
     span = max_span or pd.Timedelta(timeframe.max_request_span)
     segments: list[Segment] = []
@@ -84,7 +124,8 @@ def plan_segments(
         cursor = a
         while cursor < b:
             seg_end = min(cursor + span, b)
-            expected = len(expected_bar_times(asset_class, timeframe, cursor, seg_end))
+            times = expected_bar_times(asset_class, timeframe, cursor, seg_end)
+            expected = len(times) + int(_holds(head, cursor, seg_end) and head not in times)
             if expected:
                 segments.append(
                     Segment(

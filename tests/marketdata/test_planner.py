@@ -84,3 +84,27 @@ def test_tail_over_a_weekend_fetches_nothing():
         asset_class="forex",
     )
     assert ranges == []
+
+
+def test_a_full_load_fetches_a_missing_head_bar_the_calendar_does_not_expect():
+    h1 = TIMEFRAMES["1h"]
+    head = pd.Timestamp("2007-01-01 21:00", tz="UTC")  # New Year's Day: the calendar opens 22:00
+    stored = pd.DatetimeIndex(
+        pd.date_range("2007-01-01 22:00", "2007-01-05 20:00", freq="1h", tz="UTC"), name="timestamp"
+    )
+    end = pd.Timestamp("2007-01-05 21:00", tz="UTC")
+    ranges = fetch_ranges(mode="full", start=head, end=end, stored=stored, timeframe=h1,
+                          asset_class="forex", head=head)  # fmt: skip
+    assert ranges == [(head, head + pd.Timedelta(hours=1))]
+    segments = plan_segments(ranges, h1, "forex", head=head)
+    assert [(s.start, s.expected_bars) for s in segments] == [(head, 1)]
+    # Nothing stored in front of the first missing range: it is widened to the head.
+    ranges = fetch_ranges(mode="full", start=head, end=end, stored=stored[5:], timeframe=h1,
+                          asset_class="forex", head=head)  # fmt: skip
+    assert ranges == [(head, stored[5])]
+    # A stored head bar is not fetched again; tail leaves it to full and backfill.
+    with_head = stored.insert(0, head)
+    assert fetch_ranges(mode="full", start=head, end=end, stored=with_head, timeframe=h1,
+                        asset_class="forex", head=head) == []  # fmt: skip
+    assert fetch_ranges(mode="tail", start=head, end=end, stored=stored, timeframe=h1,
+                        asset_class="forex", head=head) == []  # fmt: skip

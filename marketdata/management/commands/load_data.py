@@ -57,20 +57,32 @@ class Command(BaseCommand):
         final = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
         summary = final.result_summary or {}
         if final.status == "completed":
+            outcome = summary.get("outcome") or final.status
+            style = self.style.WARNING if outcome != "completed" else self.style.SUCCESS
             self.stdout.write(
-                self.style.SUCCESS(
-                    f"{final.status}: {summary.get('bars_received', 0)} bars received, "
+                style(
+                    f"{outcome}: {summary.get('bars_received', 0)} bars received, "
                     f"{summary.get('bars_added', 0)} new; series has "
                     f"{summary.get('series_bars', summary.get('bars_in_range', '?'))} bars"
                 )
             )
-            for segment in summary.get("segments", []):
-                if segment.get("status") == "failed":
-                    self.stdout.write(
-                        self.style.WARNING(
-                            f"  segment {segment['segment_index'] + 1} failed: "
-                            f"{segment.get('error')}"
-                        )
-                    )
+            self._write_gaps(summary)
         else:
+            self._write_gaps(summary)
             raise CommandError(f"{final.status}: {final.error_message or summary}")
+
+    def _write_gaps(self, summary: dict[str, Any]) -> None:
+        """Name the ranges failed segments left unloaded, and how to fill them."""
+        ranges = summary.get("failed_ranges") or []
+        for gap in ranges:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"  not loaded: {gap['start']} -> {gap['end']} "
+                    f"({gap.get('segments', 1)} segment(s)): {gap['error']}"
+                )
+            )
+        if ranges:
+            self.stdout.write(
+                f"  a --mode full load of {summary.get('start')} -> {summary.get('end')} "
+                "fetches them"
+            )
