@@ -128,7 +128,11 @@ def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
 def _remote_completed(
     op: Operation, summary: dict[str, Any], fetched: list[FetchedArtifact]
 ) -> dict[str, Any]:
-    """Register the fetched, verified `model.pt` as the next version of its strategy."""
+    """Register the fetched, verified `model.pt` as the next version of its strategy.
+
+    `trained_model_register` loads the file with torch (seconds to import): this runs in the
+    agent place's background results fetch, never on a request thread (docs/agents.md,
+    *Remote operations*)."""
     model = next((f for f in fetched if f.name == MODEL_ARTIFACT), None)
     if model is None:
         return summary
