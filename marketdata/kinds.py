@@ -1,11 +1,13 @@
 """The `data_load` operation kind: how a load runs here or on an IB agent, and how its bars come
 back (`docs/architecture.md` §3).
 
-Registered in `MarketdataConfig.ready()`. The worker is `run_data_load` everywhere. IB loads need
-a place with an IB connection — an agent with the `ib` capability, or this process when
-`KTRDR_IB_HOST` is set; synthetic loads stay next to this process's store unless an agent is
-asked for. On an agent the whole stored series of the symbol and timeframe is left as the
-artifact `bars.parquet`, and the backend merges it into its own store (merging never
+Registered in `MarketdataConfig.ready()`. The worker is `DataLoader` (`run_data_load`)
+everywhere. IB loads need a place with an IB connection — an agent with the `ib` capability, or
+this process when `KTRDR_IB_HOST` is set; synthetic loads stay next to this process's store
+unless an agent is asked for. A start on an agent carries what the backend's store already holds
+of the series (`stored_ranges`, `planner.coverage_runs`), so the agent plans against the
+backend's coverage, not its own store; it leaves only the bars it fetched in that run as the
+artifact `bars.parquet`, and the backend merges them into its own store (merging never
 overwrites stored bars with a partial range).
 """
 
@@ -14,10 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from marketdata import store
-from marketdata.loader import OPERATION_TYPE, run_data_load
+from marketdata.loader import OPERATION_TYPE, DataLoader
+from marketdata.planner import coverage_runs, index_from_runs
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.services import validate_load_params
+from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
+from operations.exceptions import InvalidInput
 from operations.kinds import FetchedArtifact, Inputs, Launch, OperationKind, RemotePayload
 from operations.local import WorkContext
 from operations.models import Operation
@@ -42,17 +47,25 @@ def _prepare(metadata: dict[str, Any], _inputs: Inputs | None) -> Launch:
         execution_mode="local",
     )
     checked = {**metadata, **{k: v for k, v in checked.items() if k != "execution_mode"}}
+    if "stored_ranges" in metadata:
+        try:
+            index_from_runs(metadata["stored_ranges"], get_timeframe(checked["timeframe"]))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="stored_ranges") from None
     series = f"{checked['symbol']}:{checked['timeframe']}"
 
     def work(ctx: WorkContext) -> dict[str, Any]:
-        result = run_data_load(ctx)
+        load = DataLoader(ctx)
+        result = load.run()
         if ctx.artifacts_dir is None:
             return result
-        try:
-            frame = store.read_bars(checked["symbol"], checked["timeframe"])
-        except store.SeriesNotFound:
-            return result
-        # This process's whole series for the symbol/timeframe goes back; the backend merges it.
+        fetched = load.fetched_index()
+        if len(fetched) == 0:
+            return {**result, "bars_artifact": None}
+        # Only what this run fetched goes back (the backend has the rest); read from the store
+        # it was merge-saved into, so it is exactly what was validated and stored here.
+        frame = store.read_bars(checked["symbol"], checked["timeframe"])
+        frame = frame[frame.index.isin(fetched)]
         (ctx.artifacts_dir / BARS_ARTIFACT).write_bytes(store.frame_to_bytes(frame))
         return {**result, "bars_artifact": BARS_ARTIFACT}
 
@@ -70,6 +83,7 @@ def _remote_completed(
 ) -> dict[str, Any]:
     bars = next((f for f in fetched if f.name == BARS_ARTIFACT), None)
     if bars is None:
+        summary["merged_into_backend"] = {"bars_received": 0, "bars_added": 0}
         return summary
     frame = store.bytes_to_frame(bars.path.read_bytes())
     meta = op.metadata or {}
@@ -86,6 +100,16 @@ def _remote_completed(
         "series_bars": written.total,
     }
     return summary
+
+
+def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
+    """The load's parameters and what this store already holds of the series, so the agent
+    fetches only what is missing here (its own store may be empty or stale)."""
+    params = {k: metadata.get(k) for k in RUN_KEYS}
+    timeframe = get_timeframe(str(metadata.get("timeframe")))
+    index = store.read_index(str(metadata.get("symbol")), timeframe.name)
+    params["stored_ranges"] = coverage_runs(index, timeframe)
+    return RemotePayload(params=params, metadata={"planned_against_bars": len(index)})
 
 
 def _local_unavailable(metadata: dict[str, Any], _require_gpu: bool) -> str:
@@ -105,7 +129,7 @@ DATA_LOAD = OperationKind(
     local_unavailable=_local_unavailable,
     # Synthetic bars are generated next to the store they go into.
     stays_local=lambda metadata: not _is_ib(metadata),
-    remote_payload=lambda metadata: RemotePayload(params={k: metadata.get(k) for k in RUN_KEYS}),
+    remote_payload=_remote_payload,
     remote_completed=_remote_completed,
     description="load bars into the store (IB, synthetic)",
 )

@@ -59,7 +59,7 @@ from marketdata.pacing import (
     UnlimitedPacing,
     shared_limiter,
 )
-from marketdata.planner import Segment, fetch_ranges, plan_segments
+from marketdata.planner import Segment, fetch_ranges, index_from_runs, plan_segments
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.symbols import SymbolSpec, parse_symbol
 from marketdata.timeframes import Timeframe, get_timeframe
@@ -184,6 +184,7 @@ class LoadState:
     pacing_wait_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     segment_seconds: list[float] = field(default_factory=list)
+    fetched: list[pd.DatetimeIndex] = field(default_factory=list)
 
     def eta(self, remaining: int, extra_wait: float = 0.0) -> float | None:
         if not self.segment_seconds:
@@ -212,6 +213,15 @@ class DataLoader:
         self.max_backoff = float(md_setting("DATA_LOAD_MAX_BACKOFF"))
         self.pacing_backoff = float(md_setting("IB_PACING_BACKOFF"))
         self.save_every = max(int(md_setting("DATA_LOAD_SAVE_EVERY")), 1)
+        # On an agent: what the backend's store already holds (planner.coverage_runs); the
+        # load plans against that instead of this process's own store.
+        self.planned_against = meta.get("stored_ranges")
+
+    def fetched_index(self) -> pd.DatetimeIndex:
+        """The timestamps of every bar this load fetched (what an agent sends back)."""
+        if not self.state.fetched:
+            return pd.DatetimeIndex([], tz="UTC", name="timestamp").as_unit("ns")
+        return self.state.fetched[0].append(self.state.fetched[1:]).unique().sort_values()
 
     # --- helpers -------------------------------------------------------------------------------
     def _progress(self, message: str, fraction: float) -> None:
@@ -296,7 +306,11 @@ class DataLoader:
                 raise self._stop("connecting") from None
 
     def _run(self, gateway: BarGateway) -> dict[str, Any]:
-        stored = store.read_index(self.spec.symbol, self.tf.name)
+        if self.planned_against is not None:
+            stored = index_from_runs(self.planned_against, self.tf)
+            self.state.notes.append(f"planned against the backend's store ({len(stored)} bars)")
+        else:
+            stored = store.read_index(self.spec.symbol, self.tf.name)
         if self.mode == "local":
             return self._local_summary(stored)
         self._progress(f"connecting to the {self.source} source", 0.1)
@@ -336,7 +350,11 @@ class DataLoader:
         if isinstance(self.bridge, DataLoadingProgressBridge):
             self.bridge.on_saving(sum(len(f) for f in self.state.pending))
         self._flush()
-        final_index = store.read_index(self.spec.symbol, self.tf.name)
+        if self.planned_against is not None:
+            # What the backend will hold once it merged what we send back.
+            final_index = stored.union(self.fetched_index())
+        else:
+            final_index = store.read_index(self.spec.symbol, self.tf.name)
         failed = [seg for seg in self.state.segments if seg["status"] == "failed"]
         if failed and not any(seg["status"] == "ok" for seg in self.state.segments):
             # Nothing came back and something went wrong: that is no completed load.
@@ -379,6 +397,7 @@ class DataLoader:
             self.state.bars_received += len(bars)
             if len(bars):
                 self.state.pending.append(bars)
+                self.state.fetched.append(bars.index)
                 since_save += 1
             record = {
                 "symbol": self.spec.symbol,

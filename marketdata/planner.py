@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from marketdata.calendar import expected_bar_times
@@ -138,3 +139,46 @@ def plan_segments(
                 )
             cursor = seg_end
     return segments
+
+
+def coverage_runs(index: pd.DatetimeIndex, timeframe: Timeframe) -> list[list[str]]:
+    """A stored index as runs of bars one step apart, `[[first, last], ...]` (ISO): what a
+    backend tells an agent it already holds, so the agent plans against it (compact: a run ends
+    only where the series breaks — a weekend, a session close, a hole)."""
+    if len(index) == 0:
+        return []
+    step = pd.Timedelta(timeframe.step).value
+    values = index.asi8
+    cuts = np.flatnonzero(np.diff(values) != step) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts - 1, [len(values) - 1]])
+    return [[index[a].isoformat(), index[b].isoformat()] for a, b in zip(starts, ends, strict=True)]
+
+
+def index_from_runs(runs: object, timeframe: Timeframe) -> pd.DatetimeIndex:
+    """The index `coverage_runs` describes; ValueError for anything else (it comes over the
+    wire, so nothing in it is trusted: ISO stamps, ordered, each run forward)."""
+    if not isinstance(runs, list):
+        raise ValueError("stored_ranges must be a list of [first, last] pairs")
+    step = pd.Timedelta(timeframe.step)
+    parts = []
+    previous = None
+    for run in runs:
+        if not (isinstance(run, list | tuple) and len(run) == 2):
+            raise ValueError("stored_ranges must be a list of [first, last] pairs")
+        first, last = (_utc(value) for value in run)
+        if last < first or (previous is not None and first <= previous):
+            raise ValueError("stored_ranges must be ordered and not overlap")
+        parts.append(pd.date_range(first, last, freq=step))
+        previous = last
+    if not parts:
+        return pd.DatetimeIndex([], tz="UTC", name="timestamp").as_unit("ns")
+    index = parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]
+    return pd.DatetimeIndex(index, name="timestamp").as_unit("ns")
+
+
+def _utc(value: object) -> pd.Timestamp:
+    if not isinstance(value, str):
+        raise ValueError("stored_ranges holds ISO timestamps")
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
