@@ -150,9 +150,11 @@ def test_an_idle_connection_that_no_longer_answers_fails_the_probe_and_is_replac
     pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), source_bars())
 
 
-def test_cancel_while_waiting_for_a_slow_ib_answer_stops_within_the_request(simulator_factory, api):
+def test_cancel_while_waiting_for_a_slow_ib_answer_stops_within_the_request(
+    simulator_factory, api, user
+):
     sim = simulator_factory(response_delay=3.0)
-    op = load(end="2024-02-01")
+    op = load(end="2024-02-01", user=user)  # users cancel their own operations
     deadline = time.monotonic() + 30
     while sim.stats.historical_requests < 1 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -174,9 +174,10 @@ def test_progress_and_segment_metrics_are_readable_through_the_api_while_loading
     assert [r["segment_index"] for r in records] == list(range(13))
 
 
-def test_cancel_mid_load_ends_cancelled_and_keeps_what_was_fetched(simulator_factory, api):
+def test_cancel_mid_load_ends_cancelled_and_keeps_what_was_fetched(simulator_factory, api, user):
     simulator_factory(response_delay=0.2)
-    op = load(start="2022-01-01", end="2024-01-01")  # 25 segments, ~5 s
+    # Users cancel their own operations.
+    op = load(start="2022-01-01", end="2024-01-01", user=user)  # 25 segments, ~5 s
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = api.get(f"/api/v1/operations/{op.operation_id}/metrics/").json()
