@@ -50,8 +50,20 @@ def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Every page must work under the Content-Security-Policy: a violation fails the test.
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda msg: (
+            violations.append(f"{page.url}: {msg.text}")
+            if "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    page.csp_violations = violations
     yield page
     context.close()
+    assert violations == [], violations
 
 
 @pytest.fixture

@@ -56,3 +56,22 @@ def test_list_rows_update_live(logged_in_page):
     row = page.locator("table.ops tbody tr").first
     expect(row.locator(".badge")).to_have_text("completed", timeout=20_000)
     expect(row).to_contain_text("100.0%")
+
+
+def test_the_api_docs_admin_and_browsable_api_work_under_the_content_security_policy(
+    logged_in_page, django_user_model
+):
+    page = logged_in_page
+    page.goto("/api/docs/")
+    expect(page.locator(".swagger-ui .info")).to_be_visible(timeout=20_000)
+    page.goto("/api/v1/operations/")
+    expect(page.locator("body")).to_contain_text("operations")
+    django_user_model.objects.create_superuser("root", "", "browser-root-1")
+    page.context.clear_cookies()
+    page.goto("/admin/login/")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", "browser-root-1")
+    page.click("input[type=submit]")
+    page.goto("/admin/operations/operation/")
+    expect(page.locator("#changelist")).to_be_visible()
+    assert page.csp_violations == []
