@@ -40,7 +40,8 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503:
 
 
 class HealthPermission(permissions.BasePermission):
-    """Agents: token required like everywhere. Backend: public liveness for load balancers."""
+    """Agents: token required like everywhere. Backend: public liveness for load balancers
+    (anonymous callers learn only the status; the details need a login)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         if is_agent():
@@ -51,12 +52,20 @@ class HealthPermission(permissions.BasePermission):
 @extend_schema(
     tags=["agents"],
     responses={200: HealthSerializer},
-    description="Liveness, role, capabilities (incl. GPU), version, running operations.",
+    description=(
+        "Liveness; with a login also role, capabilities (incl. GPU), version, running operations "
+        "and whether the database and the cache answer. 503 while the database does not."
+    ),
 )
 @api_view(["GET"])
 @permission_classes([HealthPermission])
 def health(request: Request) -> Response:
-    return Response(health_payload())
+    body = health_payload()
+    # The database down is an outage a load balancer must see; a cache outage only slows reads.
+    code = 200 if body["checks"]["database"]["ok"] else 503
+    if not (request.user and request.user.is_authenticated):
+        return Response({"status": body["status"]}, status=code)
+    return Response(body, status=code)
 
 
 @extend_schema(

@@ -182,6 +182,7 @@ class AgentClient:
         quiet_base: float = 1.0,
         quiet_max: float = 30.0,
         min_transfer_rate: float = 1024**2,
+        refresh_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/") + "/"
@@ -191,6 +192,9 @@ class AgentClient:
         self.connect_timeout = connect_timeout
         # The overall deadline of one JSON exchange, and the longest a transfer may stall.
         self.read_timeout = read_timeout
+        # The deadline of the small operation GET a reader's refresh makes: a hung agent costs
+        # that first reader at most this, and the backoff spares the ones after it.
+        self.refresh_timeout = min(refresh_timeout or read_timeout, read_timeout)
         self.retries = max(int(retries), 0)
         self.backoff = backoff
         self.max_answer_bytes = int(max_answer_bytes)
@@ -426,6 +430,7 @@ class AgentClient:
             kind="operation",
             idempotent=True,
             params=params,
+            budget=self.refresh_timeout,
         )
         return parse_operation(self._json(answer, f"operation {remote_id}"), agent=self.name)
 
@@ -639,6 +644,7 @@ def client_for(agent: Any) -> AgentClient:
                 quiet_base=float(agent_setting("AGENT_BACKOFF_BASE")),
                 quiet_max=float(agent_setting("AGENT_BACKOFF_MAX")),
                 min_transfer_rate=float(agent_setting("AGENT_MIN_TRANSFER_RATE")),
+                refresh_timeout=float(agent_setting("AGENT_REFRESH_TIMEOUT")),
             )
             _clients[agent.name] = client
         return client

@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # failure (never after a timeout) and their backoff.
     "AGENT_CONNECT_TIMEOUT": 2.0,
     "AGENT_READ_TIMEOUT": 10.0,
+    # Deadline of the operation GET of a refresh (readers wait at most this on a hung agent).
+    "AGENT_REFRESH_TIMEOUT": 1.0,
     "AGENT_RETRIES": 2,
     "AGENT_RETRY_BACKOFF": 0.05,
     # Largest JSON answer read from an agent (bytes); a bigger one is refused unread.

@@ -129,6 +129,7 @@ class HealthSerializer(serializers.Serializer):
     running_operations = serializers.ListField(child=serializers.DictField())
     running_count = serializers.IntegerField(min_value=0)
     served = serializers.DictField(child=serializers.IntegerField(), required=False)
+    checks = serializers.DictField(child=serializers.DictField(), required=False)
 
 
 def parse_health(data: Any, *, agent: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from hostagents.conf import VERSION, agent_roles, agent_setting, is_agent
 from operations.conf import ktrdr_setting
 from operations.models import ACTIVE_STATUSES, Operation
+from operations.selectors import dependency_checks
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +101,25 @@ def capabilities() -> list[str]:
 
 
 def health_payload() -> dict[str, Any]:
-    running = [
-        {
-            "operation_id": op.operation_id,
-            "operation_type": op.operation_type,
-            "status": op.status,
-            "percentage": op.percentage,
-        }
-        for op in Operation.objects.filter(status__in=ACTIVE_STATUSES).order_by("created_at")[:100]
-    ]
+    """Liveness and what this process can take. `status` is "ok", or "degraded" when the
+    database or the cache does not answer (`checks` says which and why)."""
+    checks = dependency_checks()
+    running = []
+    if checks["database"]["ok"]:
+        active = Operation.objects.filter(status__in=ACTIVE_STATUSES).order_by("created_at")
+        running = [
+            {
+                "operation_id": op.operation_id,
+                "operation_type": op.operation_type,
+                "status": op.status,
+                "percentage": op.percentage,
+            }
+            for op in active[:100]
+        ]
     agent = is_agent()
     body: dict[str, Any] = {
-        "status": "ok",
+        "status": "ok" if all(c["ok"] for c in checks.values()) else "degraded",
+        "checks": checks,
         "role": "agent" if agent else "backend",
         "name": str(agent_setting("AGENT_NAME") or socket.gethostname()) if agent else "backend",
         "version": VERSION,

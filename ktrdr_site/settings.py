@@ -343,6 +343,7 @@ KTRDR = {
     "DATA_LOAD_RETRY_BACKOFF": env_float("KTRDR_DATA_LOAD_RETRY_BACKOFF", 2.0),
     "DATA_LOAD_MAX_BACKOFF": env_float("KTRDR_DATA_LOAD_MAX_BACKOFF", 60.0),
     "IB_PACING_BACKOFF": env_float("KTRDR_IB_PACING_BACKOFF", 60.0),
+    "IB_PACING_DIR": os.environ.get("KTRDR_IB_PACING_DIR", ""),
     "IB_REQUEST_TIMEOUT": env_float("KTRDR_IB_REQUEST_TIMEOUT", 60.0, minimum=1.0),
     "IB_CONNECT_TIMEOUT": env_float("KTRDR_IB_CONNECT_TIMEOUT", 10.0, minimum=1.0),
     "DATA_LOAD_SAVE_EVERY": env_int("KTRDR_DATA_LOAD_SAVE_EVERY", 10, minimum=1),
@@ -353,7 +354,14 @@ KTRDR = {
     # pulled agent health snapshot is served; the largest artifact accepted and how many
     # checksum failures end an operation. AGENT_NAME/AGENT_ROLES are set by run_agent.
     "AGENT_CONNECT_TIMEOUT": env_float("KTRDR_AGENT_CONNECT_TIMEOUT", 2.0, minimum=0.1),
+    # The overall deadline of one JSON exchange with an agent; also the longest a transfer may
+    # stall. A refresh's operation GET has its own, shorter deadline.
     "AGENT_READ_TIMEOUT": env_float("KTRDR_AGENT_READ_TIMEOUT", 10.0, minimum=0.1),
+    "AGENT_REFRESH_TIMEOUT": env_float("KTRDR_AGENT_REFRESH_TIMEOUT", 1.0, minimum=0.1),
+    "AGENT_MAX_ANSWER_BYTES": env_int("KTRDR_AGENT_MAX_ANSWER_BYTES", 8 * 1024**2, minimum=1024),
+    "AGENT_BACKOFF_BASE": env_float("KTRDR_AGENT_BACKOFF_BASE", 1.0),
+    "AGENT_BACKOFF_MAX": env_float("KTRDR_AGENT_BACKOFF_MAX", 30.0),
+    "AGENT_MIN_TRANSFER_RATE": env_float("KTRDR_AGENT_MIN_TRANSFER_RATE", 1048576.0, minimum=1.0),
     "AGENT_RETRIES": env_int("KTRDR_AGENT_RETRIES", 2),
     "AGENT_RETRY_BACKOFF": env_float("KTRDR_AGENT_RETRY_BACKOFF", 0.05),
     "AGENT_HEALTH_TTL": env_float("KTRDR_AGENT_HEALTH_TTL", 5.0),

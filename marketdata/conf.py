@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "IB_CONNECT_TIMEOUT": 10.0,
     # Our copy of IB's pacing rules (PacingRules fields), or False to switch pacing off.
     "IB_PACING": {},
+    # A folder shared by every process of this host on one IB endpoint (empty: see pacing_ledger).
+    "IB_PACING_DIR": "",
     # Seed of the synthetic source.
     "SYNTHETIC_SEED": 0,
     # Largest CSV upload accepted, in bytes.

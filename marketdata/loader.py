@@ -130,13 +130,17 @@ def open_gateway(source: str) -> BarGateway:
 
 def pacing_ledger(key: tuple[str, int]) -> PacingLedger:
     """Where the pacing history of IB endpoint `key` lives, shared by every process that uses
-    it: Redis when REDIS_URL is set, else a lock-guarded file under the data home
-    (`KTRDR_HOME/ib-pacing/HOST_PORT.json`)."""
+    it: a lock-guarded file in `KTRDR_IB_PACING_DIR` when that is set (one folder for the backend
+    and the IB agents of one host: agents keep their own home and no Redis), else Redis when
+    REDIS_URL is set, else a file under the data home (`KTRDR_HOME/ib-pacing/HOST_PORT.json`)."""
     host, port = key
+    name = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in f"{host}_{port}")
+    folder = str(md_setting("IB_PACING_DIR") or "")
+    if folder:
+        return FileLedger(Path(folder) / f"{name}.json")
     redis_url = str(getattr(settings, "REDIS_URL", "") or "")
     if redis_url:
         return RedisLedger(redis_url, f"ktrdr:ib-pacing:{host}:{port}")
-    name = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in f"{host}_{port}")
     return FileLedger(Path(settings.DATA_ROOT) / "ib-pacing" / f"{name}.json")
 
 

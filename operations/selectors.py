@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -30,6 +34,7 @@ from operations.models import (
     OperationMetric,
     OperationStatus,
 )
+from operations.outages import describe
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +235,25 @@ def operation_all_metrics(*, operation: Operation, kind: str | None = None) -> l
     if kind:
         qs = qs.filter(kind=kind)
     return [m.as_record() for m in qs]
+
+
+def dependency_checks() -> dict[str, dict[str, Any]]:
+    """Whether the database and the cache answer now: `{"database": {"ok": True, "error": ""},
+    "cache": {...}}` (errors in one line, as `operations.outages.describe` says them)."""
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        checks["database"] = {"ok": True, "error": ""}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": describe(exc)}
+    try:
+        key = f"ktrdr:health:{uuid.uuid4().hex}"
+        cache.set(key, 1, 5)
+        ok = cache.get(key) == 1
+        cache.delete(key)
+        checks["cache"] = {"ok": ok, "error": "" if ok else "the cache did not keep a value"}
+    except Exception as exc:
+        checks["cache"] = {"ok": False, "error": describe(exc)}
+    return checks

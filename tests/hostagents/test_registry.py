@@ -105,10 +105,23 @@ def test_agents_page_requires_login_and_lists_agents_with_health(
     assert b"reachable" in page.content
 
 
-def test_backend_health_is_public_and_reports_role_and_running_operations(backend_settings, client):
+def test_backend_health_tells_anonymous_callers_only_the_status(backend_settings, client):
     response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_backend_health_reports_role_running_operations_and_checks_to_users(
+    backend_settings, api
+):
+    response = api.get("/api/v1/health")
     body = response.json()
     assert response.status_code == 200
+    assert body["status"] == "ok"
+    assert body["checks"] == {
+        "database": {"ok": True, "error": ""},
+        "cache": {"ok": True, "error": ""},
+    }
     assert body["role"] == "backend"
     assert "local" in body["capabilities"]
     assert body["running_count"] == len(body["running_operations"])

@@ -86,6 +86,7 @@ def test_with_the_database_down_the_api_and_pages_answer_503_saying_which(tmp_pa
             f"{url}/api/v1/operations/", headers={"Authorization": "Token " + "0" * 40}, timeout=30
         )
         page = requests.get(f"{url}/operations/", cookies={"sessionid": "x" * 32}, timeout=30)
+        health = requests.get(f"{url}/api/v1/health", timeout=30)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -100,4 +101,17 @@ def test_with_the_database_down_the_api_and_pages_answer_503_saying_which(tmp_pa
     assert "Temporarily unavailable" in page.text
     assert "the database is unavailable" in page.text
     assert "Traceback" not in page.text
+    assert health.status_code == 503
+    assert health.json() == {"status": "degraded"}
     assert Operation.objects.count() == 0  # nothing of this test's database was touched
+
+
+def test_health_says_the_cache_is_down_and_stays_up(redis_down, api, client):
+    body = api.get("/api/v1/health").json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["cache"]["ok"] is False
+    assert body["checks"]["cache"]["error"].startswith("the cache is unavailable")
+    anonymous = client.get("/api/v1/health")
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {"status": "degraded"}
