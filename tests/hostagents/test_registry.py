@@ -111,9 +111,7 @@ def test_backend_health_tells_anonymous_callers_only_the_status(backend_settings
     assert response.json() == {"status": "ok"}
 
 
-def test_backend_health_reports_role_running_operations_and_checks_to_users(
-    backend_settings, api
-):
+def test_backend_health_reports_role_running_operations_and_checks_to_users(backend_settings, api):
     response = api.get("/api/v1/health")
     body = response.json()
     assert response.status_code == 200
