@@ -226,23 +226,21 @@ def test_cancel_through_the_backend_stops_the_agent_run_within_one_step(
     backend_settings, api, agent
 ):
     register(agent)
-    started = start_remote_countdown(api, steps=200, step_seconds=0.2)
+    # Steps far longer than the test waits: it can end only if the cancel cuts a step short.
+    started = start_remote_countdown(api, steps=200, step_seconds=60)
     op_id = started["operation_id"]
-    wait_for(lambda: get_op(api, op_id)["progress"]["steps_completed"] >= 2)
+    wait_for(lambda: get_op(api, op_id)["status"] == "running")
     remote_id = Operation.objects.get(operation_id=op_id).remote_operation_id
-    steps_at_cancel = agent.operation(remote_id)["progress"]["steps_completed"]
-    t0 = time.monotonic()
 
     response = api.post(f"/api/v1/operations/{op_id}/cancel/", {"reason": "stop"}, format="json")
     assert response.status_code == 202
     assert response.json()["status"] in {"cancelling", "cancelled"}
     on_agent = wait_agent_status(agent, remote_id, {"cancelled"})
-    stopped_after = time.monotonic() - t0
     final, _ = follow(api, op_id)
 
     assert final["status"] == "cancelled"
-    assert stopped_after < 0.2 + 0.5  # within one step (the step wait is cut short)
-    assert on_agent["result_summary"]["steps_done"] <= steps_at_cancel + 1
+    assert on_agent["result_summary"]["steps_done"] == 0  # step 1's wait was cut short
+    assert on_agent["result_summary"]["stopped_at"] == "step 1/200"
     assert final["cancel"]["reason"] == "stop"
     assert final["result_summary"]["steps_done"] == on_agent["result_summary"]["steps_done"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -62,10 +61,8 @@ def test_load_data_with_bad_input_is_a_command_error(data_dir):
 
 
 @pytest.mark.django_db
-def test_seed_demo_data_is_fast_and_idempotent(data_dir):
-    started = time.monotonic()
+def test_seed_demo_data_is_idempotent(data_dir):
     first = services.seed_demo_data()
-    assert time.monotonic() - started < 5
     keys = {(s.symbol, s.timeframe) for s in first}
     assert {("EURUSD", "1h"), ("AAPL", "1d")} <= keys
     eurusd = next(s for s in first if s.symbol == "EURUSD")

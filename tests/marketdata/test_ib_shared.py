@@ -153,17 +153,17 @@ def test_an_idle_connection_that_no_longer_answers_fails_the_probe_and_is_replac
 def test_cancel_while_waiting_for_a_slow_ib_answer_stops_within_the_request(
     simulator_factory, api, user
 ):
-    sim = simulator_factory(response_delay=3.0)
+    # An answer IB would give only after far longer than the test waits for the end: the
+    # load can end in time only if the cancel cut the wait short.
+    sim = simulator_factory(response_delay=600.0)
     op = load(end="2024-02-01", user=user)  # users cancel their own operations
     deadline = time.monotonic() + 30
     while sim.stats.historical_requests < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    cancelled_at = time.monotonic()
     response = api.post(f"/api/v1/operations/{op.operation_id}/cancel/", {"reason": "test"})
     assert response.status_code == 202
     final = wait_terminal(op.operation_id)
     assert final.status == "cancelled"
-    assert time.monotonic() - cancelled_at < 2.0  # not the 3 s the answer would have taken
     assert final.result_summary["stopped_at"].startswith("segment 1/")
     # The abandoned request was cancelled at IB, and the shared connection stays usable.
     deadline = time.monotonic() + 5
@@ -202,7 +202,6 @@ def test_the_connection_is_closed_cleanly_at_interpreter_exit(simulator_factory)
         "print('connected', flush=True)\n"
         # No close(): the atexit hook must disconnect and stop the loop thread.
     )
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", script],
         check=False,
@@ -212,8 +211,7 @@ def test_the_connection_is_closed_cleanly_at_interpreter_exit(simulator_factory)
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "connected" in done.stdout
-    assert time.monotonic() - started < 30
+    assert "connected" in done.stdout  # and it exited by itself (the run's timeout is a guard)
     deadline = time.monotonic() + 5
     while sim.stats.open_connections and time.monotonic() < deadline:
         time.sleep(0.01)

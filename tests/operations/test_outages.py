@@ -16,7 +16,7 @@ import requests
 from django.core.cache import caches
 
 from operations.models import Operation
-from tests.fakes.workers import GatedWork, launch
+from tests.fakes.workers import GatedWork, launch, wait_until
 from tests.processes import ROOT, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,17 +41,24 @@ def redis_down(settings):
     caches["default"].close()
 
 
-def test_with_redis_down_reads_and_starts_work_from_the_database(redis_down, api, logged_in):
+def test_with_redis_down_reads_and_starts_work_from_the_database(
+    redis_down, api, logged_in, fast_ttl
+):
     work = GatedWork()
     op = launch(work)
     assert work.started.wait(10)
 
+    # Pulled, uncached: within one TTL the answer shows what the worker reported.
+    assert wait_until(
+        lambda: api.get(f"/api/v1/operations/{op.operation_id}/").json()["progress"]["percentage"]
+        == 10.0
+    )
     detail = api.get(f"/api/v1/operations/{op.operation_id}/")
     started = api.post("/api/v1/operations/countdown/", {"steps": 2, "step_seconds": 0})
     page = logged_in.get(f"/operations/{op.operation_id}/")
 
     assert detail.status_code == 200
-    assert detail.json()["progress"]["percentage"] == 10.0  # pulled, uncached
+    assert detail.json()["status"] == "running"
     assert started.status_code == 202
     assert page.status_code == 200
     work.release.set()
