@@ -39,7 +39,8 @@ from marketdata.models import BarSeries
 from marketdata.symbols import parse_symbol
 from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, NotFound
+from operations.exceptions import InvalidInput, NotFound, ServiceUnavailable
+from operations.files import disk_error_message, follow_umask
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +137,15 @@ def read_index(symbol: str, timeframe: str) -> pd.DatetimeIndex:
 @contextlib.contextmanager
 def series_lock(symbol: str, timeframe: str) -> Iterator[None]:
     path = series_path(symbol, timeframe)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StoreWriteError(disk_error_message("write bars to", path, exc)) from exc
     key = str(path)
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
-    with lock, open(path.with_suffix(".lock"), "a") as handle:
+    with lock, handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -148,16 +153,28 @@ def series_lock(symbol: str, timeframe: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class StoreWriteError(ServiceUnavailable):
+    """The bar store cannot be written (disk full, read-only): 503, naming the path and cause.
+    The series file is untouched: writes go to a temporary file that is then renamed."""
+
+
 def _atomic_write(frame: pd.DataFrame, path: Path) -> int:
     table = pa.Table.from_pandas(frame, preserve_index=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StoreWriteError(disk_error_message("write bars to", path, exc)) from exc
     tmp = Path(tmp_name)
     try:
+        follow_umask(fd)
         with os.fdopen(fd, "wb") as handle:
             pq.write_table(table, handle, compression="zstd")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreWriteError(disk_error_message("write bars to", path, exc)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

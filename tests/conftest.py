@@ -22,6 +22,42 @@ def _clean_cache_and_runs():
 
 
 @pytest.fixture
+def tmpfs(tmp_path):
+    """A real 1 MiB file system (tmpfs) to fill up or make read-only; skipped, saying why, where
+    this machine allows no mounting."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_up(folder) -> None:
+    """Write zeros into `folder` until its file system is full."""
+    import os
+
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # full now
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="s3cret-pass!")
 

@@ -50,8 +50,10 @@ def test_with_redis_down_reads_and_starts_work_from_the_database(
 
     # Pulled, uncached: within one TTL the answer shows what the worker reported.
     assert wait_until(
-        lambda: api.get(f"/api/v1/operations/{op.operation_id}/").json()["progress"]["percentage"]
-        == 10.0
+        lambda: (
+            api.get(f"/api/v1/operations/{op.operation_id}/").json()["progress"]["percentage"]
+            == 10.0
+        )
     )
     detail = api.get(f"/api/v1/operations/{op.operation_id}/")
     started = api.post("/api/v1/operations/countdown/", {"steps": 2, "step_seconds": 0})

@@ -17,28 +17,16 @@ import pytest
 from operations.local import local_runs
 from operations.models import Operation, OperationMetric
 from training import services
+from tests.conftest import fill_up
 from training.models import TrainedModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def small_disk(tmp_path, settings) -> Iterator[Path]:
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
-    settings.KTRDR = {**settings.KTRDR, "MODELS_DIR": mount / "models"}
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(tmpfs, settings) -> Path:
+    settings.KTRDR = {**settings.KTRDR, "MODELS_DIR": tmpfs / "models"}
+    return tmpfs
 
 
 def run_to_end(**kwargs) -> Operation:
@@ -63,14 +51,7 @@ def test_a_disk_that_fills_up_fails_the_save_saying_so_and_leaves_nothing(
     strategies_dir, store_bars, small_disk, settings
 ):
     settings.KTRDR = {**settings.KTRDR, "TRAINING_MIN_FREE_MB": 0}
-    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # the disk is full now
-    finally:
-        os.close(fd)
+    fill_up(small_disk)
 
     op = run_to_end()
 
