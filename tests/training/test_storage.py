@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from operations.local import local_runs
 from operations.models import Operation, OperationMetric
-from training import services
 from tests.conftest import fill_up
+from training import services
 from training.models import TrainedModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
