@@ -42,7 +42,7 @@ def launch(
     )
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

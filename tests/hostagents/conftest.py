@@ -53,7 +53,7 @@ class AgentProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, home: Path | None = None, timeout: float = 40.0) -> AgentProcess:
+    def start(self, *, home: Path | None = None, timeout: float = 120.0) -> AgentProcess:
         if home is not None:
             self.home = home
         env = {
@@ -201,7 +201,7 @@ def api(django_user_model: Any) -> Any:
     return client
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
