@@ -7,11 +7,12 @@ backend only, every endpoint behind the bearer token.
 
 from __future__ import annotations
 
-from django.urls import URLPattern, include, path
+from django.urls import URLPattern, include, path, re_path
 
 from hostagents import agent_views, api_views
 from hostagents.agent_views import counted
 from operations.api import urls as operations_api_urls
+from operations.api.fallback import api_not_found
 
 
 def _counted_operations_api() -> list[URLPattern]:
@@ -40,6 +41,7 @@ api_patterns = [
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path(
         "training/status/<str:session_id>",
         agent_views.deprecated_training_status,

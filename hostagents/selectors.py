@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-
-from django.core.cache import cache
 
 from hostagents import services
 from hostagents.client import AgentError, client_for
 from hostagents.conf import agent_setting
 from hostagents.models import Agent
+from operations.cache import try_lock_key, unlock_key
 from operations.exceptions import NotFound
 
 logger = logging.getLogger(__name__)
@@ -40,8 +38,8 @@ def agent_pull_health(agent: Agent, *, force: bool = False) -> Agent:
     if not force and not _stale(agent, ttl):
         return agent
     lock_key = f"ktrdr:agents:v1:health-lock:{agent.name}"
-    token = uuid.uuid4().hex
-    if not cache.add(lock_key, token, _LOCK_SECONDS):
+    token = try_lock_key(lock_key, _LOCK_SECONDS)
+    if token is None:
         return agent  # someone is pulling right now; their result lands in the row
     try:
         try:
@@ -53,8 +51,7 @@ def agent_pull_health(agent: Agent, *, force: bool = False) -> Agent:
             updated = services.agent_record_health(name=agent.name, health=health)
         return updated or agent
     finally:
-        if cache.get(lock_key) == token:
-            cache.delete(lock_key)
+        unlock_key(lock_key, token)
 
 
 def agent_get(*, name: str, refresh: bool = False, pull_health: bool = True) -> Agent:

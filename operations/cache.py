@@ -73,14 +73,23 @@ def invalidate(operation_id: str) -> None:
 
 def try_lock(operation_id: str) -> str | None:
     """Take the refresh lock for one operation; returns a token, or None if someone holds it."""
+    return try_lock_key(_lock_key(operation_id))
+
+
+def unlock(operation_id: str, token: str) -> None:
+    unlock_key(_lock_key(operation_id), token)
+
+
+def try_lock_key(key: str, seconds: int = LOCK_SECONDS) -> str | None:
+    """A single-flight lock under any cache key (other apps' pulls use it too)."""
     token = uuid.uuid4().hex
-    # No cache, no lock to share: this reader refreshes (the row lock keeps writes consistent).
-    if _safely(lambda: cache.add(_lock_key(operation_id), token, LOCK_SECONDS), True, "lock"):
+    # No cache, no lock to share: this caller goes ahead (row locks keep writes consistent).
+    if _safely(lambda: cache.add(key, token, seconds), True, "lock"):
         return token
     return None
 
 
-def unlock(operation_id: str, token: str) -> None:
-    # Only the holder releases; an expired lock taken over by another reader is left alone.
-    if _safely(lambda: cache.get(_lock_key(operation_id)), None, "unlock") == token:
-        _safely(lambda: cache.delete(_lock_key(operation_id)), None, "unlock")
+def unlock_key(key: str, token: str) -> None:
+    # Only the holder releases; an expired lock taken over by another caller is left alone.
+    if _safely(lambda: cache.get(key), None, "unlock") == token:
+        _safely(lambda: cache.delete(key), None, "unlock")

@@ -146,8 +146,12 @@ class LocalRuns:
         except Exception:
             logger.exception("operation %s: running it failed", op_id)
             started = False
-        if not started or self.record_outcome(run):
-            self._deregister(op_id)
+        try:
+            if not started or self.record_outcome(run):
+                self._deregister(op_id)
+        finally:
+            # The worker thread's own connections; a reader's retry keeps its request's.
+            connections.close_all()
         # Else the run stays registered with its outcome: this process is alive and the work is
         # done, so no reader may take it for interrupted; its next refresh saves it.
 
@@ -213,15 +217,13 @@ class LocalRuns:
                 run.operation_id,
             )
             return False
-        finally:
-            connections.close_all()
         run.outcome = None
         return True
 
     def finish_pending(self, operation_id: str) -> bool:
         """Retry saving the outcome of a finished run; True once it is saved and deregistered."""
         run = self._runs.get(operation_id)
-        if run is None or run.outcome is None or not run.finished:
+        if run is None or not run.finished:
             return False
         if self.record_outcome(run):
             self._deregister(operation_id)

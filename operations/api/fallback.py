@@ -1,22 +1,24 @@
 """The API's answer for a path it does not have: a 404 in the error envelope, never a page.
 
-Mounted last under `/api/`, so a malformed id (`/api/v1/training/models/abc/`) or a mistyped
-route answers JSON whatever `DEBUG` says.
+Mounted last under `/api/` on the backend and on agents, so a malformed id
+(`/api/v1/training/models/abc/`) or a mistyped route answers JSON whatever `DEBUG` says. It is an
+API view like the others: without credentials the answer is the same 401 as everywhere.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from operations.exceptions import NotFound
 
 
-@csrf_exempt
-def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
-    body = {
-        "error": {
-            "code": "not_found",
-            "message": f"no API endpoint at {request.path} (see /api/schema/)",
-            "details": {"path": request.path[:300]},
-        }
-    }
-    return JsonResponse(body, status=404)
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+def api_not_found(request: Request, rest: str = "") -> Response:
+    raise NotFound(
+        f"no API endpoint at {request.path} (see /api/schema/)",
+        details={"path": request.path[:300]},
+    )

@@ -145,3 +145,11 @@ def test_agent_without_the_ib_role_refuses_ib_loads_with_503(agent_factory):
     )
     assert response.status_code == 503
     assert "'ib' role" in response.json()["error"]["message"]
+
+
+def test_unknown_agent_paths_are_a_json_404_behind_the_token(agent: AgentProcess):
+    anonymous = requests.get(f"{agent.url}/api/v1/no-such-thing/", timeout=10)
+    assert anonymous.status_code == 401
+    known = agent.get("/api/v1/no-such-thing/")
+    assert known.status_code == 404
+    assert known.json()["error"]["code"] == "not_found"

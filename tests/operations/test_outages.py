@@ -124,3 +124,14 @@ def test_health_says_the_cache_is_down_and_stays_up(redis_down, api, client):
     anonymous = client.get("/api/v1/health")
     assert anonymous.status_code == 200
     assert anonymous.json() == {"status": "degraded"}
+
+
+def test_with_redis_down_the_agents_page_pulls_health_without_the_shared_lock(
+    redis_down, logged_in
+):
+    from hostagents import services as agent_services
+
+    agent_services.agent_add(name="a1", base_url=f"http://127.0.0.1:{closed_port()}")
+    page = logged_in.get("/agents/")
+    assert page.status_code == 200
+    assert "a1" in page.content.decode()
