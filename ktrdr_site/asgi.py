@@ -11,5 +11,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ktrdr_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from django.conf import settings  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from ktrdr_site.bodylimit import RequestBodyLimit, install_in_daphne  # noqa: E402
+
+install_in_daphne(settings.KTRDR_MAX_REQUEST_BYTES)
+application = ProtocolTypeRouter(
+    {"http": RequestBodyLimit(django_asgi_app, limit=lambda: settings.KTRDR_MAX_REQUEST_BYTES)}
+)

@@ -392,3 +392,9 @@ LOGGING = {
         "hostagents": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
     },
 }
+
+# The largest request body the backend reads at all (ktrdr_site.bodylimit, before Django reads
+# it): the largest CSV upload plus room for the form fields around it.
+KTRDR_MAX_REQUEST_BYTES = env_int(
+    "KTRDR_MAX_REQUEST_BYTES", KTRDR["CSV_UPLOAD_MAX_BYTES"] + 1024 * 1024, minimum=1024
+)
