@@ -9,9 +9,12 @@ Recognised (pure pandas, no Django):
   and an optional volume column (`volume`, `vol`, `tickvol`, …; missing → 0);
 * no header at all when the first column is a timestamp followed by open, high, low, close
   [, volume] (LEAN's layout);
-* comma, semicolon or tab separators.
+* comma, semicolon or tab separators;
+* gzip-compressed files (recognised by their magic bytes), decompressed in chunks up to a cap.
 
-Everything else raises `CsvFormatError` naming the problem and the line (1-based, header = 1).
+Everything else raises `CsvFormatError` naming the problem and the line (1-based, header = 1),
+among it timestamps outside 1900-2200 (pandas cannot hold years before 1677 or after 2262; a
+file like that is a mistake, never a 500) and timestamps off the timeframe's grid.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zlib
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -27,6 +32,11 @@ from marketdata.bars import COLUMNS, INDEX_NAME
 from marketdata.timeframes import Timeframe
 
 MAX_ROWS = 5_000_000
+GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_CHUNK = 1 << 20
+# Bars outside these years are refused: older or later dates are typos or wrong units.
+EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
+LATEST = pd.Timestamp("2200-01-01", tz="UTC")
 
 _TIMESTAMP_NAMES = ("timestamp", "datetime", "date_time", "time", "date", "gmt time",
                     "local time", "utc", "<date>")  # fmt: skip
@@ -76,12 +86,13 @@ def _is_number(value: str) -> bool:
 def _parse_times(values: pd.Series, first_line: int) -> pd.DatetimeIndex:
     text = values.astype(str).str.strip()
     numeric = pd.to_numeric(text, errors="coerce")
-    if numeric.notna().all():
-        if (numeric >= 19_000_101).all() and (numeric <= 21_001_231).all():
-            parsed = pd.to_datetime(text, format="%Y%m%d", utc=True, errors="coerce")
-        else:
-            unit = "ms" if numeric.abs().max() > 1e11 else "s"
-            parsed = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
+    if text.str.fullmatch(r"\d{8}").all():
+        # Eight digits are always YYYYMMDD, never epoch seconds (those would be 1970-1973):
+        # `15000106` is 1500-01-06 and refused as such below, not read as a 1970 instant.
+        parsed = pd.to_datetime(text, format="%Y%m%d", utc=True, errors="coerce")
+    elif numeric.notna().all():
+        unit = "ms" if numeric.abs().max() > 1e11 else "s"
+        parsed = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
     else:
         parsed = None
         sample = text.iloc[0]
@@ -97,6 +108,7 @@ def _parse_times(values: pd.Series, first_line: int) -> pd.DatetimeIndex:
             parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             if parsed.isna().any():
                 parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    parsed = pd.DatetimeIndex(parsed)
     bad = np.flatnonzero(pd.isna(parsed))
     if len(bad):
         i = int(bad[0])
@@ -104,7 +116,16 @@ def _parse_times(values: pd.Series, first_line: int) -> pd.DatetimeIndex:
             f"line {first_line + i}: cannot read timestamp {text.iloc[i]!r} "
             f"({len(bad)} unreadable timestamp(s) in the file)"
         )
-    return pd.DatetimeIndex(parsed).as_unit("ns")
+    # Checked before the conversion to nanoseconds, which cannot hold years outside 1677-2262.
+    outside = np.flatnonzero((parsed < EARLIEST) | (parsed >= LATEST))
+    if len(outside):
+        i = int(outside[0])
+        raise CsvFormatError(
+            f"line {first_line + i}: timestamp {text.iloc[i]!r} is {parsed[i].isoformat()}, "
+            f"outside the years {EARLIEST.year}-{LATEST.year - 1} that bars may have "
+            f"({len(outside)} such line(s))"
+        )
+    return parsed.as_unit("ns")
 
 
 def _find(columns: list[str], names: tuple[str, ...]) -> str | None:
@@ -114,8 +135,60 @@ def _find(columns: list[str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def parse_bars_csv(data: bytes | str, *, timeframe: Timeframe | None = None) -> pd.DataFrame:
-    """Parse a CSV into a bar frame, or raise CsvFormatError saying what and where."""
+def gunzip_bounded(data: bytes, *, max_bytes: int) -> bytes:
+    """The decompressed bytes of a gzip file, refusing (CsvFormatError) once past `max_bytes`.
+
+    Decompressed in chunks of at most 1 MiB of output, so a gzip bomb costs at most `max_bytes`
+    of memory before it is refused, whatever it would expand to. Concatenated members are read.
+    """
+    out = bytearray()
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while not inflater.eof:
+                chunk = inflater.decompress(pending, min(_GZIP_CHUNK, max_bytes + 1 - len(out)))
+                out += chunk
+                if len(out) > max_bytes:
+                    raise CsvFormatError(
+                        f"decompressed, the file is more than {max_bytes:,} bytes; the limit "
+                        f"is {max_bytes:,}"
+                    )
+                pending = inflater.unconsumed_tail
+                if not chunk and not pending:
+                    raise CsvFormatError("the gzip file is cut short (truncated)")
+        except zlib.error as exc:
+            raise CsvFormatError(f"not a readable gzip file: {exc}") from None
+        rest = inflater.unused_data
+        if rest and not rest.startswith(GZIP_MAGIC):
+            break  # trailing padding after the last member, as gzip(1) ignores it
+    return bytes(out)
+
+
+def grid_step(timeframe: Timeframe, asset_class: str | None = None) -> timedelta:
+    """The spacing from the epoch every bar start of `timeframe` lies on.
+
+    The bar size up to 30 minutes. Beyond it half hours (equity sessions open at 09:30 New
+    York, `marketdata.calendar`), or whole hours for forex (its bars and its trading day roll
+    on the hour; 4h and daily FX bars often start at 21:00 or 22:00 UTC, not on a 4h or
+    midnight grid).
+    """
+    coarsest = timedelta(hours=1) if asset_class == "forex" else timedelta(minutes=30)
+    return min(timeframe.step, coarsest)
+
+
+def parse_bars_csv(
+    data: bytes | str, *, timeframe: Timeframe | None = None, asset_class: str | None = None
+) -> pd.DataFrame:
+    """Parse a CSV into a bar frame, or raise CsvFormatError saying what and where.
+
+    `data` is text or bytes (UTF-8, or gzip, which must already be decompressed with
+    `gunzip_bounded` to bound it). With a timeframe, bar spacing and the grid are checked;
+    `asset_class` picks the grid (`grid_step`).
+    """
+    if isinstance(data, bytes) and data.startswith(GZIP_MAGIC):
+        raise CsvFormatError("the file is gzip-compressed; decompress it first")
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8-sig")
@@ -200,7 +273,7 @@ def parse_bars_csv(data: bytes | str, *, timeframe: Timeframe | None = None) -> 
             )
         frame[col] = values.to_numpy(dtype="float64")
     frame.index.name = INDEX_NAME
-    _check_rows(frame, data_line, timeframe)
+    _check_rows(frame, data_line, timeframe, asset_class)
     return frame
 
 
@@ -214,7 +287,9 @@ def _human(nanoseconds: int) -> str:
     return f"{seconds:g} seconds"
 
 
-def _check_rows(frame: pd.DataFrame, first_line: int, timeframe: Timeframe | None) -> None:
+def _check_rows(
+    frame: pd.DataFrame, first_line: int, timeframe: Timeframe | None, asset_class: str | None
+) -> None:
     """Row rules with line numbers (the store re-validates without them)."""
     ts = frame.index.asi8
     if len(ts) > 1:
@@ -246,7 +321,10 @@ def _check_rows(frame: pd.DataFrame, first_line: int, timeframe: Timeframe | Non
                 f"low={row.low}, close={row.close}, volume={row.volume}; "
                 f"{len(hits)} such line(s))"
             )
-    if timeframe is not None and len(ts) > 2:
+    if timeframe is None:
+        return
+    # From two bars on: two bars are enough to be too close together for the timeframe.
+    if len(ts) >= 2:
         step_ns = int(timeframe.step.total_seconds() * 1e9)
         smallest = int(np.diff(ts).min())
         # Bars can be further apart than one step (gaps), never closer.
@@ -262,3 +340,12 @@ def _check_rows(frame: pd.DataFrame, first_line: int, timeframe: Timeframe | Non
                 f"bars are typically {_human(typical)} apart but the timeframe is "
                 f"{timeframe.name}; is this the right file or timeframe?"
             )
+    grid_ns = int(grid_step(timeframe, asset_class).total_seconds() * 1e9)
+    off_grid = np.flatnonzero(ts % grid_ns != 0)
+    if len(off_grid):
+        i = int(off_grid[0])
+        raise CsvFormatError(
+            f"line {first_line + i}: timestamp {frame.index[i].isoformat()} is off the "
+            f"{timeframe.name} grid (bars start on whole multiples of "
+            f"{_human(grid_ns)} from 1970-01-01 UTC; {len(off_grid)} such line(s))"
+        )

@@ -17,7 +17,7 @@ import pandas as pd
 
 from marketdata import store
 from marketdata.conf import md_setting
-from marketdata.csvparse import CsvFormatError, parse_bars_csv
+from marketdata.csvparse import GZIP_MAGIC, CsvFormatError, gunzip_bounded, parse_bars_csv
 from marketdata.models import BarSeries, BarSource
 from marketdata.planner import MODES
 from marketdata.symbols import SYNTHETIC_UNIVERSE, SymbolSpec, is_synthetic_symbol, parse_symbol
@@ -189,18 +189,39 @@ def data_load_start(
 
 
 # --- CSV import ---------------------------------------------------------------------------------
+def csv_upload_limit() -> int:
+    """Most bytes a CSV may have, compressed or, once decompressed, as text."""
+    return int(md_setting("CSV_UPLOAD_MAX_BYTES"))
+
+
+def csv_upload_read(*, upload: Any) -> bytes:
+    """The bytes of an uploaded file (a Django `UploadedFile`), refusing one over the limit by
+    its size *before* reading it: what the client sent is already on disk or in memory, but a
+    file over the limit is never read into this process's memory again."""
+    limit = csv_upload_limit()
+    name = getattr(upload, "name", None) or "upload.csv"
+    size = getattr(upload, "size", None)
+    if size is not None and size > limit:
+        raise InvalidInput(f"{name} is {size:,} bytes; the limit is {limit:,}", field="file")
+    # One byte past the limit is enough to know it is too large (a size that lied).
+    return upload.read(limit + 1)
+
+
 def bars_import_csv(*, data: bytes, symbol: Any, timeframe: Any, filename: str = "upload.csv"):
-    """Parse a CSV and merge it into the store; InvalidInput naming `file` on a bad file."""
+    """Parse a CSV (plain or gzip) and merge it into the store; InvalidInput naming `file` on a
+    bad file."""
 
     spec = parse_symbol(symbol)
     tf = get_timeframe(timeframe)
-    limit = int(md_setting("CSV_UPLOAD_MAX_BYTES"))
+    limit = csv_upload_limit()
     if len(data) > limit:
         raise InvalidInput(
             f"{filename} is {len(data):,} bytes; the limit is {limit:,}", field="file"
         )
     try:
-        frame = parse_bars_csv(data, timeframe=tf)
+        if data.startswith(GZIP_MAGIC):
+            data = gunzip_bounded(data, max_bytes=limit)
+        frame = parse_bars_csv(data, timeframe=tf, asset_class=spec.asset_class)
     except CsvFormatError as exc:
         raise InvalidInput(f"{filename}: {exc}", field="file") from None
     future = frame.index > pd.Timestamp.now(tz="UTC") + pd.Timedelta(FUTURE_TOLERANCE)

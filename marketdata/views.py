@@ -99,7 +99,7 @@ def import_create(request: HttpRequest) -> HttpResponse:
         if upload is None:
             raise InvalidInput("choose a CSV file to upload", field="file")
         result = services.bars_import_csv(
-            data=upload.read(),
+            data=services.csv_upload_read(upload=upload),
             symbol=form["symbol"],
             timeframe=form["timeframe"],
             filename=upload.name or "upload.csv",

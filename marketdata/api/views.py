@@ -214,13 +214,8 @@ def import_create(request: Request) -> Response:
     body = ImportRequestSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     upload = body.validated_data["file"]
-    limit = int(md_setting("CSV_UPLOAD_MAX_BYTES"))
-    if upload.size is not None and upload.size > limit:
-        raise InvalidInput(
-            f"the file is {upload.size:,} bytes; the limit is {limit:,}", field="file"
-        )
     result = services.bars_import_csv(
-        data=upload.read(),
+        data=services.csv_upload_read(upload=upload),
         symbol=body.validated_data["symbol"],
         timeframe=body.validated_data["timeframe"],
         filename=upload.name or "upload.csv",

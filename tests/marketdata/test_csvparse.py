@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
+
 import pytest
 
-from marketdata.csvparse import CsvFormatError, parse_bars_csv
+from marketdata.csvparse import CsvFormatError, gunzip_bounded, parse_bars_csv
 from marketdata.timeframes import TIMEFRAMES
 
 H1 = TIMEFRAMES["1h"]
@@ -95,3 +98,108 @@ def test_bad_files_are_refused_saying_what_and_where(text, message):
     with pytest.raises(CsvFormatError) as exc:
         parse_bars_csv(text, timeframe=H1)
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "stamp", "shown"),
+    [
+        ("2024-01-01", "1500-01-06", "1500-01-06"),
+        ("2024-01-01", "2263-01-06T00:00:00Z", "2263-01-06"),
+        ("1704067200000", "99999999999999", "5138-11-16"),  # epoch milliseconds
+        ("20240101", "15000106", "1500-01-06"),  # YYYYMMDD before 1900, never epoch seconds
+    ],
+    ids=["iso-1500", "iso-2263", "epoch-ms-5138", "yyyymmdd-1500"],
+)
+def test_timestamps_outside_1900_to_2200_are_refused_with_the_line(first, stamp, shown):
+    text = f"timestamp,open,high,low,close\n{first},1,2,0.5,1.5\n{stamp},1,2,0.5,1.5\n"
+    with pytest.raises(CsvFormatError) as exc:
+        parse_bars_csv(text, timeframe=TIMEFRAMES["1d"])
+    message = str(exc.value)
+    assert message.startswith(f"line 3: timestamp '{stamp}' is {shown}")
+    assert "outside the years 1900-2199" in message
+
+
+def test_eight_digit_timestamps_are_dates_never_epoch_seconds():
+    text = "timestamp,open,high,low,close\n15000106,1,2,0.5,1.5\n15000107,1,2,0.5,1.5\n"
+    with pytest.raises(CsvFormatError, match=r"line 2: timestamp '15000106' is 1500-01-06"):
+        parse_bars_csv(text)
+    with pytest.raises(CsvFormatError, match="line 2: cannot read timestamp '99999999'"):
+        parse_bars_csv("timestamp,open,high,low,close\n99999999,1,2,0.5,1.5\n")
+    frame = parse_bars_csv("timestamp,open,high,low,close\n20240102,1,2,0.5,1.5\n")
+    assert frame.index[0].isoformat() == "2024-01-02T00:00:00+00:00"
+
+
+def test_two_bars_closer_than_the_timeframe_are_refused():
+    text = (
+        "timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,2,0.5,1.5\n"
+        "2024-01-02T10:05:00Z,1,2,0.5,1.5\n"
+    )
+    with pytest.raises(CsvFormatError, match="line 3: bars only 5 minutes apart"):
+        parse_bars_csv(text, timeframe=H1)
+
+
+def test_two_bars_far_wider_apart_than_the_timeframe_are_refused():
+    text = "timestamp,open,high,low,close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,2,0.5,1.5\n"
+    with pytest.raises(CsvFormatError, match="typically 1 day apart but the timeframe is 1m"):
+        parse_bars_csv(text, timeframe=TIMEFRAMES["1m"])
+
+
+def test_negative_epochs_off_the_grid_are_refused_naming_the_first():
+    # -7201 s is 1969-12-31T21:59:59Z: one hour apart, but not on the hour.
+    text = "time,open,high,low,close\n-7201,1,2,0.5,1.5\n-3601,1,2,0.5,1.5\n"
+    with pytest.raises(CsvFormatError) as exc:
+        parse_bars_csv(text, timeframe=H1, asset_class="forex")
+    assert str(exc.value).startswith(
+        "line 2: timestamp 1969-12-31T21:59:59+00:00 is off the 1h grid"
+    )
+    assert "2 such line(s)" in str(exc.value)
+
+
+def test_the_grid_follows_the_market_equity_hours_open_on_the_half_hour():
+    # 14:30Z is 09:30 New York, an equity session's first 1h bar; FX 1h bars are on the hour.
+    text = (
+        "timestamp,open,high,low,close\n2024-01-02T14:30:00Z,1,2,0.5,1.5\n"
+        "2024-01-02T15:30:00Z,1,2,0.5,1.5\n"
+    )
+    assert len(parse_bars_csv(text, timeframe=H1, asset_class="stock")) == 2
+    with pytest.raises(CsvFormatError, match="line 2: timestamp 2024-01-02T14:30:00"):
+        parse_bars_csv(text, timeframe=H1, asset_class="forex")
+    off = "timestamp,open,high,low,close\n2024-01-02T14:31:00Z,1,2,0.5,1.5\n"
+    with pytest.raises(CsvFormatError, match="off the 1d grid"):
+        parse_bars_csv(off, timeframe=TIMEFRAMES["1d"], asset_class="stock")
+
+
+def test_gzip_is_decompressed_within_the_cap():
+    text = b"timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,2,0.5,1.5\n"
+    packed = gzip.compress(text[:20]) + gzip.compress(text[20:])  # two members, like cat a b
+    assert gunzip_bounded(packed, max_bytes=len(text)) == text
+    with pytest.raises(CsvFormatError, match=f"more than {len(text) - 1:,} bytes"):
+        gunzip_bounded(packed, max_bytes=len(text) - 1)
+    with pytest.raises(CsvFormatError, match="cut short"):
+        gunzip_bounded(packed[:-12], max_bytes=1000)
+    with pytest.raises(CsvFormatError, match="not a readable gzip file"):
+        gunzip_bounded(packed[:10] + b"\xff" * 20, max_bytes=1000)
+
+
+def test_a_gzip_bomb_is_refused_after_at_most_the_cap_plus_one_chunk(monkeypatch):
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB in ~64 KiB
+    seen: list[int] = []
+    real = zlib.decompressobj
+
+    class Spy:
+        def __init__(self, *args):
+            self._inner = real(*args)
+
+        def decompress(self, data, max_length=0):
+            assert 0 < max_length <= 1 << 20
+            out = self._inner.decompress(data, max_length)
+            seen.append(len(out))
+            return out
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Spy)
+    with pytest.raises(CsvFormatError, match="more than 1,000,000 bytes"):
+        gunzip_bounded(bomb, max_bytes=1_000_000)
+    assert sum(seen) == 1_000_001

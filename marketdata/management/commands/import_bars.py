@@ -1,4 +1,5 @@
-"""`manage.py import_bars FILE --symbol --timeframe`: merge a CSV of bars into the store."""
+"""`manage.py import_bars FILE --symbol --timeframe`: merge a CSV (plain or `.csv.gz`) of bars
+into the store."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from marketdata.services import bars_import_csv
+from marketdata.services import bars_import_csv, csv_upload_limit
 from operations.exceptions import KtrdrError
 
 
@@ -23,9 +24,17 @@ class Command(BaseCommand):
         path: Path = options["file"]
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
+        limit = csv_upload_limit()
+        try:
+            # Read at most one byte past the limit: the service refuses the file then, without
+            # a large file ever being read whole.
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError as exc:
+            raise CommandError(f"{path}: cannot read it: {exc.strerror or exc}") from None
         try:
             result = bars_import_csv(
-                data=path.read_bytes(),
+                data=data,
                 symbol=options["symbol"],
                 timeframe=options["timeframe"],
                 filename=str(path),
