@@ -28,7 +28,7 @@ from benchmarks.setup import django_ready, fmt_ms
 
 Row = tuple[str, str, str]
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-agent-token-0123456789"
+TOKEN = "bench-agent-token-0123456789-abcdefghijklm"
 
 
 def _free_port() -> int:

@@ -23,7 +23,7 @@ import requests
 from hostagents.client import reset_clients
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "test-agent-token-0123456789"
+TOKEN = "test-agent-token-0123456789-abcdefghijklmn"
 AGENT_TTL = "0.2"
 
 

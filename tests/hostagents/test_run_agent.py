@@ -39,3 +39,17 @@ def test_sigterm_cancels_running_work_and_records_it_before_exit(agent_factory):
         ).fetchone()
     assert status == "cancelled"
     assert reason == "agent shutting down"
+
+
+def test_a_short_token_is_refused(monkeypatch):
+    monkeypatch.setenv("KTRDR_AGENT_TOKEN", "short-token")
+    with pytest.raises(CommandError, match="at least 32"):
+        call_command("run_agent", "--roles", "training")
+
+
+@pytest.mark.slow
+def test_an_agent_runs_without_debug_pages(agent):
+    page = agent.get("/no-such-page/")
+    assert page.status_code == 404
+    assert "URLconf" not in page.text  # Django's debug 404 lists every URL pattern
+    assert agent.get("/api/v1/health").json()["status"] == "ok"

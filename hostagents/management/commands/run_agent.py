@@ -37,6 +37,7 @@ from operations.local import local_runs
 logger = logging.getLogger("hostagents.agent")
 
 ROLES = {"training", "ib"}
+MIN_TOKEN_CHARS = 32
 AGENT_URLCONF = "hostagents.agent_urls"
 AGENT_DEFAULT_TTL = "0.25"
 BACKEND_ONLY_ENV = ("DATABASE_URL", "REDIS_URL", "KTRDR_CACHE_PREFIX")
@@ -68,6 +69,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--home", default="", help="data folder (default var/agents/NAME)")
         parser.add_argument("--name", default="", help="agent name shown in health")
+        parser.add_argument(
+            "--debug",
+            action="store_true",
+            help="run with Django's DEBUG on (debug pages list every URL: never on a network)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         roles = sorted({r.strip() for r in options["roles"].split(",") if r.strip()})
@@ -80,9 +86,16 @@ class Command(BaseCommand):
         host = options["host"]
         name = options["name"] or f"agent-{port}"
         home = Path(options["home"] or Path(settings.BASE_DIR) / "var" / "agents" / name).resolve()
-        if not os.environ.get("KTRDR_AGENT_TOKEN"):
+        token = os.environ.get("KTRDR_AGENT_TOKEN", "")
+        if not token:
             raise CommandError(
                 "KTRDR_AGENT_TOKEN is not set: an agent refuses to serve without a token"
+            )
+        if len(token) < MIN_TOKEN_CHARS:
+            raise CommandError(
+                f"KTRDR_AGENT_TOKEN has {len(token)} characters; an agent needs at least "
+                f"{MIN_TOKEN_CHARS} (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
             )
         wanted = {
             "KTRDR_ROLE": "agent",
@@ -90,6 +103,8 @@ class Command(BaseCommand):
             "KTRDR_HOME": str(home),
             "KTRDR_AGENT_ROLES": ",".join(roles),
             "KTRDR_AGENT_NAME": name,
+            # DEBUG off unless asked: its error pages would show settings and every URL.
+            "DJANGO_DEBUG": "1" if options["debug"] else "0",
         }
         if not os.environ.get("KTRDR_OPERATIONS_CACHE_TTL"):
             # The backend's TTL already limits how often an agent is asked (single flight per
@@ -134,6 +149,7 @@ class Command(BaseCommand):
             str(home),
             "--name",
             name,
+            *(["--debug"] if wanted.get("DJANGO_DEBUG") == "1" else []),
         ]
         sys.stdout.flush()
         sys.stderr.flush()
