@@ -286,9 +286,11 @@ class AgentClient:
                     data=_Upload(data, deadline, self._clock) if data is not None else None,
                     headers=headers,
                     stream=True,
+                    # After an upload the agent hashes and stores it before it answers: that wait
+                    # may take the rest of the transfer's deadline, not one read's timeout.
                     timeout=(
                         min(self.connect_timeout, remaining),
-                        min(self.read_timeout, remaining),
+                        remaining if data is not None else min(self.read_timeout, remaining),
                     ),
                     allow_redirects=False,
                 )

@@ -8,23 +8,31 @@ from rest_framework import serializers
 
 from operations.placement import EXECUTION_MODES
 from training.models import TrainedModel
-from training.strategy import StrategyFile
+from training.strategy import TIMEFRAME_MINUTES, StrategyFile
 
 
 class TrainingStartSerializer(serializers.Serializer):
     strategy = serializers.CharField(max_length=64)
     symbols = serializers.ListField(
-        child=serializers.CharField(max_length=20), required=False, allow_empty=True, max_length=20
+        child=serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}$", max_length=20),
+        required=False,
+        allow_empty=True,
+        max_length=20,
     )
     timeframes = serializers.ListField(
-        child=serializers.CharField(max_length=8), required=False, allow_empty=True, max_length=7
+        child=serializers.ChoiceField(choices=list(TIMEFRAME_MINUTES)),
+        required=False,
+        allow_empty=True,
+        max_length=7,
     )
     start = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=40)
     end = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=40)
     execution_mode = serializers.ChoiceField(
         choices=EXECUTION_MODES, required=False, allow_null=True, default=None
     )
-    agent = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
+    agent = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", required=False, allow_blank=True, allow_null=True
+    )
     require_gpu = serializers.BooleanField(required=False, default=False)
     seed = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=2**31 - 1

@@ -29,9 +29,24 @@ from operations.serializers import (
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
 
 
+_STATUSES = "|".join(OperationStatus.values)
+STATUS_LIST = f"^({_STATUSES})(,({_STATUSES}))*$"
+
+
 class ListQuery(serializers.Serializer):
-    status = serializers.CharField(required=False, allow_blank=True)
-    operation_type = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    status = serializers.RegexField(
+        STATUS_LIST,
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text=f"comma-separated: {', '.join(OperationStatus.values)}",
+        error_messages={
+            "invalid": f"unknown status; use comma-separated {', '.join(OperationStatus.values)}"
+        },
+    )
+    operation_type = serializers.RegexField(
+        r"^[A-Za-z_][A-Za-z0-9_]{0,39}$", required=False, allow_blank=True, max_length=40
+    )
     active_only = serializers.BooleanField(required=False, default=False)
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_LIST_LIMIT, default=50
@@ -40,13 +55,6 @@ class ListQuery(serializers.Serializer):
         required=False, min_value=0, max_value=selectors.MAX_OFFSET, default=0
     )
 
-    def validate_status(self, value: str) -> str:
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            if part not in OperationStatus.values:
-                raise serializers.ValidationError(
-                    f"unknown status {part!r}; use one of {', '.join(OperationStatus.values)}"
-                )
-        return value
 
 
 class GetQuery(serializers.Serializer):
