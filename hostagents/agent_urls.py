@@ -8,6 +8,7 @@ backend only, every endpoint behind the bearer token.
 from __future__ import annotations
 
 from django.urls import URLPattern, include, path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from hostagents import agent_views, api_views
 from hostagents.agent_views import counted
@@ -41,6 +42,8 @@ api_patterns = [
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),
+    # The agent's own OpenAPI schema (behind the token like everything else).
+    path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path(
         "training/status/<str:session_id>",

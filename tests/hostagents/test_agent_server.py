@@ -26,6 +26,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/starts/key"),
     ("POST", "/api/v1/blobs/missing"),
     ("GET", "/training/status/op_x"),
+    ("GET", "/api/schema/"),
 ]
 
 
@@ -153,3 +154,15 @@ def test_unknown_agent_paths_are_a_json_404_behind_the_token(agent: AgentProcess
     known = agent.get("/api/v1/no-such-thing/")
     assert known.status_code == 404
     assert known.json()["error"]["code"] == "not_found"
+
+
+def test_an_agent_serves_its_own_schema_with_its_start_and_error_answers(agent: AgentProcess):
+    import yaml
+
+    response = agent.get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.text)
+    assert "/api/v1/starts/" in schema["paths"]
+    start = schema["paths"]["/api/v1/starts/"]["post"]
+    assert {"200", "202", "400", "401", "409", "503"} <= set(start["responses"])
+    assert "/api/v1/operations/{operation_id}/" in schema["paths"]
