@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketdata import store
-from marketdata.loader import OPERATION_TYPE, DataLoader
+from marketdata.loader import LOAD_ON_CONFLICT, OPERATION_TYPE, DataLoader
 from marketdata.planner import coverage_runs, index_from_runs
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.services import validate_load_params
@@ -83,7 +83,13 @@ def _remote_completed(
 ) -> dict[str, Any]:
     bars = next((f for f in fetched if f.name == BARS_ARTIFACT), None)
     if bars is None:
-        summary["merged_into_backend"] = {"bars_received": 0, "bars_added": 0}
+        summary["merged_into_backend"] = {
+            "bars_received": 0,
+            "bars_added": 0,
+            "bars_replaced": 0,
+            "bars_unchanged": 0,
+            "warnings": [],
+        }
         return summary
     frame = store.bytes_to_frame(bars.path.read_bytes())
     meta = op.metadata or {}
@@ -93,12 +99,20 @@ def _remote_completed(
         frame,
         source=str(summary.get("source") or meta.get("source") or "ib"),
         contract=summary.get("contract") if isinstance(summary.get("contract"), dict) else None,
+        on_conflict=LOAD_ON_CONFLICT,
     )
     summary["merged_into_backend"] = {
         "bars_received": written.bars_written,
         "bars_added": written.bars_added,
+        "bars_replaced": written.bars_replaced,
+        "bars_unchanged": written.bars_unchanged,
         "series_bars": written.total,
+        "warnings": list(written.warnings),
     }
+    if written.warnings:
+        # The agent's own warnings are about its store; these are about this one.
+        earlier = summary.get("warnings") if isinstance(summary.get("warnings"), list) else []
+        summary["warnings"] = [*earlier, *written.warnings]
     return summary
 
 

@@ -70,6 +70,8 @@ from operations.local import WorkContext
 logger = logging.getLogger(__name__)
 
 OPERATION_TYPE = "data_load"
+# Loads overwrite stored bars that the source now answers differently (docs/marketdata.md).
+LOAD_ON_CONFLICT = "replace"
 
 
 class DataLoadError(RuntimeError):
@@ -182,6 +184,12 @@ class LoadState:
     bars_received: int = 0
     bars_saved: int = 0
     bars_added: int = 0
+    bars_replaced: int = 0
+    bars_unchanged: int = 0
+    # Bars merged into a series that held other sources (the summary's warning).
+    mixed_sources: list[str] = field(default_factory=list)
+    mixed_added: int = 0
+    mixed_replaced: int = 0
     no_data_ranges: list[dict[str, str]] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
@@ -241,11 +249,24 @@ class DataLoader:
             return
         frame = concat_bars(self.state.pending)
         self.state.pending = []
+        # Loads replace: fetching a range again overwrites a stored bar only where the source
+        # now answers differently (IB corrected it); equal bars count as unchanged.
         result = store.write_bars(
-            self.spec.symbol, self.tf.name, frame, source=self.source, contract=self.contract
+            self.spec.symbol,
+            self.tf.name,
+            frame,
+            source=self.source,
+            contract=self.contract,
+            on_conflict=LOAD_ON_CONFLICT,
         )
         self.state.bars_saved += result.bars_written
         self.state.bars_added += result.bars_added
+        self.state.bars_replaced += result.bars_replaced
+        self.state.bars_unchanged += result.bars_unchanged
+        if result.other_sources:
+            self.state.mixed_sources = sorted({*self.state.mixed_sources, *result.other_sources})
+            self.state.mixed_added += result.bars_added
+            self.state.mixed_replaced += result.bars_replaced
 
     def _stop(self, stop_point: str) -> OperationCancelled:
         self._flush()
@@ -642,6 +663,13 @@ class DataLoader:
             "bars_received": s.bars_received,
             "bars_saved": s.bars_saved,
             "bars_added": s.bars_added,
+            "bars_replaced": s.bars_replaced,
+            "bars_unchanged": s.bars_unchanged,
+            "warnings": [
+                store.mixing_warning(s.mixed_sources, self.source, s.mixed_added, s.mixed_replaced)
+            ]
+            if s.mixed_sources
+            else [],
             "no_data_ranges": s.no_data_ranges,
             "segments_retried": s.retried,
             "segments_failed": s.failed,

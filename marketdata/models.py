@@ -19,9 +19,13 @@ class BarSeries(models.Model):
     symbol = models.CharField(max_length=16)
     timeframe = models.CharField(max_length=8)
     asset_class = models.CharField(max_length=16, default="stock")
-    # The source of the most recent write; `sources` lists every source that contributed.
+    # The source of the most recent write that changed bars; `sources` lists every source that
+    # contributed, `provenance` the ranges each write added or replaced: `{source, start, end,
+    # bars, at}` (ISO timestamps; `scattered: true` when the write's bars lie between older
+    # ones), oldest first (`marketdata.store`).
     source = models.CharField(max_length=16, choices=BarSource.choices)
     sources = models.JSONField(default=list, blank=True)
+    provenance = models.JSONField(default=list, blank=True)
     contract = models.JSONField(default=dict, blank=True)
     first_timestamp = models.DateTimeField(null=True, blank=True)
     last_timestamp = models.DateTimeField(null=True, blank=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from django.db.models import QuerySet
@@ -57,3 +58,16 @@ def bars_window(*, symbol: str, timeframe: str, start=None, end=None, limit: int
         frame = frame.iloc[-limit:]
     next_end = frame.index[0] if truncated and len(frame) else None
     return BarWindow(frame=frame, total_in_range=total, truncated=truncated, next_end=next_end)
+
+
+def bar_provenance(*, symbol: str, timeframe: str, at: Any) -> dict[str, Any] | None:
+    """Where the stored bar at `at` came from: the newest provenance range of the series that
+    covers it (`marketdata.store`), or None when no range does. A `scattered` range only spans
+    its bars, which lie between older ones."""
+    series = series_get(symbol=symbol, timeframe=timeframe)
+    stamp = pd.Timestamp(at)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    for entry in reversed(series.provenance or []):
+        if pd.Timestamp(entry["start"]) <= stamp <= pd.Timestamp(entry["end"]):
+            return entry
+    return None

@@ -207,12 +207,27 @@ def csv_upload_read(*, upload: Any) -> bytes:
     return upload.read(limit + 1)
 
 
-def bars_import_csv(*, data: bytes, symbol: Any, timeframe: Any, filename: str = "upload.csv"):
+def bars_import_csv(
+    *,
+    data: bytes,
+    symbol: Any,
+    timeframe: Any,
+    filename: str = "upload.csv",
+    on_conflict: Any = "reject",
+) -> store.WriteResult:
     """Parse a CSV (plain or gzip) and merge it into the store; InvalidInput naming `file` on a
-    bad file."""
+    bad file.
+
+    Bars that differ from stored ones at the same timestamps are refused unless asked
+    (`on_conflict`: `reject`, the default, raises `store.BarsConflict`, a 409, naming how many
+    and the first; `keep` keeps the stored bars; `replace` overwrites them). The result counts
+    added, replaced, kept and unchanged bars and carries `warnings` (e.g. csv bars merged into
+    a synthetic series).
+    """
 
     spec = parse_symbol(symbol)
     tf = get_timeframe(timeframe)
+    on_conflict = _choice(on_conflict, store.ON_CONFLICT, "on_conflict", "reject")
     limit = csv_upload_limit()
     if len(data) > limit:
         raise InvalidInput(
@@ -231,7 +246,12 @@ def bars_import_csv(*, data: bytes, symbol: Any, timeframe: Any, filename: str =
             f"{frame.index[future.argmax()].isoformat()}",
             field="file",
         )
-    result = store.write_bars(spec.symbol, tf.name, frame, source=BarSource.CSV)
+    try:
+        result = store.write_bars(
+            spec.symbol, tf.name, frame, source=BarSource.CSV, on_conflict=on_conflict
+        )
+    except store.BarsConflict as exc:
+        raise store.BarsConflict(f"{filename}: {exc.message}", details=exc.details) from None
     logger.info("imported %s: %s bars into %s %s", filename, len(frame), spec.symbol, tf.name)
     return result
 
@@ -258,6 +278,7 @@ def seed_demo_data(*, now: datetime | None = None) -> list[BarSeries]:
             result.append(existing)
             continue
         frame = generate_bars(symbol, get_timeframe(timeframe), now - span, now, seed=seed)
-        store.write_bars(symbol, timeframe, frame, source=BarSource.SYNTHETIC)
+        # Demo data never overwrites bars someone stored (a file without its row).
+        store.write_bars(symbol, timeframe, frame, source=BarSource.SYNTHETIC, on_conflict="keep")
         result.append(BarSeries.objects.get(symbol=symbol, timeframe=timeframe))
     return result

@@ -4,6 +4,14 @@ Guarantees:
 * `write_bars` validates, then *merges* into what is stored (a ranged or partial write never
   drops bars outside its range), writes a temp file in the same directory, fsyncs it and renames
   it over the old one: readers see the old file or the new one, never a partial one.
+* A stored bar is replaced only on purpose: incoming bars whose values differ from stored bars
+  at the same timestamps are *conflicts*, and `on_conflict` says what happens to them —
+  `reject` (the default: `BarsConflict`, a 409, nothing written), `keep` (the stored bars stay,
+  only new timestamps are added) or `replace` (the incoming bars win; what loads use). Every
+  write reports how many bars it added, replaced, kept and found unchanged.
+* Provenance is kept per range on the BarSeries row (`provenance`: `{source, start, end, bars,
+  at}` for every run of bars a write added or replaced), so where a bar came from is answerable
+  (`selectors.bar_provenance`); merging a source into a series holding another one warns.
 * Writers of one series are serialised (a thread lock plus an `flock` on a lock file, so two
   processes sharing a DATA_DIR also take turns).
 * DATA_DIR is read on every call: an agent process or a test can point it elsewhere.
@@ -19,9 +27,12 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,12 +50,18 @@ from marketdata.models import BarSeries
 from marketdata.symbols import parse_symbol
 from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, NotFound, ServiceUnavailable
+from operations.exceptions import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from operations.files import disk_error_message, follow_umask
 
 logger = logging.getLogger(__name__)
 
 BARS_SUBDIR = "bars"
+ON_CONFLICT = ("reject", "keep", "replace")
+# Bounds on the provenance a row keeps, so hostile writes cannot grow it without end: the runs
+# one write records (beyond, one "scattered" range spanning them all) and the ranges kept (the
+# newest ones).
+MAX_RUNS_PER_WRITE = 20
+MAX_PROVENANCE = 200
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -59,6 +76,11 @@ class SeriesNotFound(NotFound):
         )
 
 
+class BarsConflict(Conflict):
+    """Incoming bars differ from stored bars at the same timestamps and `on_conflict` is
+    `reject` (409); nothing was written."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     symbol: str
@@ -66,6 +88,17 @@ class WriteResult:
     bars_written: int  # bars in the frame given
     bars_added: int  # bars the series did not have before
     total: int  # bars in the series afterwards
+    bars_replaced: int = 0  # stored bars overwritten by differing incoming ones
+    bars_kept: int = 0  # differing incoming bars dropped, the stored ones kept (`keep`)
+    bars_unchanged: int = 0  # incoming bars equal to the stored ones
+    on_conflict: str = "reject"
+    warnings: tuple[str, ...] = field(default=())
+    # The other sources the series held when this write merged bars into it.
+    other_sources: tuple[str, ...] = field(default=())
+
+    @property
+    def bars_conflicting(self) -> int:
+        return self.bars_replaced + self.bars_kept
 
 
 def data_dir() -> Path:
@@ -181,6 +214,81 @@ def _atomic_write(frame: pd.DataFrame, path: Path) -> int:
     return path.stat().st_size
 
 
+def mixing_warning(others: list[str] | tuple[str, ...], source: str, added: int, replaced: int):
+    """The warning of a write that merged `source` bars into a series holding other sources."""
+    return (
+        f"this series holds {', '.join(others)} bars; {added + replaced} {source} bars were "
+        f"merged in ({added} added, {replaced} replaced)"
+    )
+
+
+def _describe_bar(frame: pd.DataFrame, at: pd.Timestamp) -> str:
+    row = frame.loc[at]
+    return ", ".join(f"{col} {row[col]:g}" for col in frame.columns)
+
+
+def _runs(positions: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive positions as (first, last) pairs; `positions` sorted ascending."""
+    if not len(positions):
+        return []
+    breaks = np.flatnonzero(np.diff(positions) != 1)
+    firsts = np.concatenate([[positions[0]], positions[breaks + 1]])
+    lasts = np.concatenate([positions[breaks], [positions[-1]]])
+    return [(int(a), int(b)) for a, b in zip(firsts, lasts, strict=True)]
+
+
+def _provenance(
+    prior: list[dict[str, Any]],
+    written: pd.DatetimeIndex,
+    merged: pd.DatetimeIndex,
+    source: str,
+    at: str,
+) -> list[dict[str, Any]]:
+    """The row's provenance after a write: one range per run of bars the write added or
+    replaced (consecutive in the stored series), merged into the newest range when that one
+    has the same source and touches it (tail loads stay one range)."""
+    entries = [dict(e) for e in prior if isinstance(e, dict)]
+    positions = merged.get_indexer(written)
+    runs = _runs(positions)
+    scattered = len(runs) > MAX_RUNS_PER_WRITE
+    if scattered:
+        runs = [(runs[0][0], runs[-1][1])]
+    for first, last in runs:
+        bars = len(written) if scattered else last - first + 1
+        entry = {
+            "source": source,
+            "start": merged[first].isoformat(),
+            "end": merged[last].isoformat(),
+            "bars": bars,
+            "at": at,
+        }
+        if scattered:
+            # Its bars lie between older ones: the span is not all this write's.
+            entry["scattered"] = True
+        newest = entries[-1] if entries else None
+        if (
+            newest is not None
+            and newest.get("source") == source
+            and not scattered
+            and not newest.get("scattered")
+        ):
+            lo = merged.get_indexer([pd.Timestamp(newest["start"])])[0]
+            hi = merged.get_indexer([pd.Timestamp(newest["end"])])[0]
+            if lo >= 0 and hi >= 0 and first <= hi + 1 and last >= lo - 1:
+                lo, hi = min(lo, first), max(hi, last)
+                # Every bar between lo and hi is from one of the two writes (the newest range
+                # was one run, and nothing was written after it).
+                newest.update(
+                    start=merged[lo].isoformat(),
+                    end=merged[hi].isoformat(),
+                    bars=int(hi - lo + 1),
+                    at=at,
+                )
+                continue
+        entries.append(entry)
+    return entries[-MAX_PROVENANCE:]
+
+
 def write_bars(
     symbol: str,
     timeframe: str,
@@ -188,14 +296,22 @@ def write_bars(
     *,
     source: str,
     contract: dict | None = None,
-):
+    on_conflict: str = "reject",
+) -> WriteResult:
     """Validate `df`, merge it into the stored series atomically and update its BarSeries row.
 
-    Raises InvalidInput (field "bars") for a frame that breaks a bar rule; nothing is written
-    then. Returns a WriteResult.
+    `on_conflict` decides about incoming bars that differ from stored bars at the same
+    timestamps: `reject` raises BarsConflict (409) naming how many and the first; `keep` keeps
+    the stored bars; `replace` overwrites them. Raises InvalidInput (field "bars") for a frame
+    that breaks a bar rule. Nothing is written on a refusal. Returns a WriteResult.
     """
     spec = parse_symbol(symbol)
     tf = get_timeframe(timeframe)
+    if on_conflict not in ON_CONFLICT:
+        raise InvalidInput(
+            f"on_conflict {on_conflict!r} is not one of {', '.join(ON_CONFLICT)}",
+            field="on_conflict",
+        )
     try:
         new = validate_bars(df)
     except BarValidationError as exc:
@@ -206,31 +322,99 @@ def write_bars(
     with series_lock(spec.symbol, tf.name):
         existing = _read_file(path) if path.exists() else empty_bars()
         if new.empty and existing.empty:
-            return WriteResult(spec.symbol, tf.name, 0, 0, 0)
-        merged = merge_bars(existing, new)
-        added = len(merged) - len(existing)
-        # Validate the union too: a corrected bar must still fit its neighbours' rules.
-        merged = validate_bars(merged)
-        size = _atomic_write(merged, path) if len(new) else path.stat().st_size
-        bar_series_record(
-            symbol=spec.symbol,
-            timeframe=tf.name,
-            asset_class=spec.asset_class,
-            source=source,
-            index=merged.index,
-            file_path=relative_path(spec.symbol, tf.name),
-            file_size=size,
-            contract=contract,
-        )
+            return WriteResult(spec.symbol, tf.name, 0, 0, 0, on_conflict=on_conflict)
+        where = existing.index.get_indexer(new.index)
+        stored = where >= 0
+        same = np.zeros(len(new), dtype=bool)
+        if stored.any():
+            same[stored] = (existing.to_numpy()[where[stored]] == new.to_numpy()[stored]).all(
+                axis=1
+            )
+        differs = stored & ~same
+        conflicts = int(differs.sum())
+        if conflicts and on_conflict == "reject":
+            first = new.index[int(np.flatnonzero(differs)[0])]
+            message = (
+                f"{conflicts} incoming bar(s) differ from the bars stored for {spec.symbol} "
+                f"{tf.name} at the same timestamps, the first at {first.isoformat()} (stored: "
+                f"{_describe_bar(existing, first)}; incoming: {_describe_bar(new, first)}); "
+                "nothing was written. Choose on_conflict=keep to keep the stored bars and add "
+                "only new ones, or on_conflict=replace to overwrite them"
+            )
+            raise BarsConflict(
+                message,
+                details={
+                    "on_conflict": [message],
+                    "conflicting_bars": conflicts,
+                    "first_conflict": first.isoformat(),
+                },
+            )
+        take = ~stored | (differs if on_conflict == "replace" else np.zeros(len(new), bool))
+        written = new[take]
+        added = int((~stored).sum())
+        replaced = conflicts if on_conflict == "replace" else 0
+        kept = conflicts - replaced
+        prior = BarSeries.objects.filter(symbol=spec.symbol, timeframe=tf.name).first()
+        warnings: list[str] = []
+        others: list[str] = []
+        if len(written):
+            merged = merge_bars(existing, written)
+            # Validate the union too: a corrected bar must still fit its neighbours' rules.
+            merged = validate_bars(merged)
+            size = _atomic_write(merged, path)
+            others = sorted(set(prior.sources or []) - {source}) if prior else []
+            if others and len(existing):
+                warnings.append(mixing_warning(others, source, added, replaced))
+            provenance = _provenance(
+                prior.provenance if prior else [],
+                written.index,
+                merged.index,
+                source,
+                datetime.now(UTC).isoformat(),
+            )
+        else:
+            merged = existing
+            size = path.stat().st_size
+            provenance = None
+        # A write that changed nothing leaves the row alone (its source, sources, updated_at)
+        # unless there is none yet.
+        if len(written) or prior is None:
+            bar_series_record(
+                symbol=spec.symbol,
+                timeframe=tf.name,
+                asset_class=spec.asset_class,
+                source=source,
+                index=merged.index,
+                file_path=relative_path(spec.symbol, tf.name),
+                file_size=size,
+                contract=contract,
+                provenance=provenance,
+            )
     logger.info(
-        "%s %s: wrote %s bars (%s new, %s total)",
+        "%s %s: %s bars from %s (%s added, %s replaced, %s kept, %s unchanged; %s total)",
+        spec.symbol,
+        tf.name,
+        len(new),
+        source,
+        added,
+        replaced,
+        kept,
+        int(same.sum()),
+        len(merged),
+    )
+    return WriteResult(
         spec.symbol,
         tf.name,
         len(new),
         added,
         len(merged),
+        bars_replaced=replaced,
+        bars_kept=kept,
+        bars_unchanged=int(same.sum()),
+        on_conflict=on_conflict,
+        warnings=tuple(warnings),
+        other_sources=tuple(others) if warnings else (),
     )
-    return WriteResult(spec.symbol, tf.name, len(new), added, len(merged))
 
 
 def delete_series_file(symbol: str, timeframe: str) -> None:
@@ -260,8 +444,10 @@ def bar_series_record(
     file_path: str,
     file_size: int,
     contract: dict | None = None,
+    provenance: list[dict[str, Any]] | None = None,
 ) -> BarSeries:
-    """Create or update the catalogue row after the store wrote a series file."""
+    """Create or update the catalogue row after the store wrote a series file; `provenance`,
+    when given, replaces the row's list of ranges (`write_bars` computes it)."""
     tf = get_timeframe(timeframe)
     report = analyze_gaps(index, tf, asset_class)
     series, _ = BarSeries.objects.select_for_update().get_or_create(
@@ -274,6 +460,8 @@ def bar_series_record(
     series.sources = sorted({*(series.sources or []), source})
     if contract:
         series.contract = contract
+    if provenance is not None:
+        series.provenance = provenance
     series.first_timestamp = index[0].to_pydatetime() if len(index) else None
     series.last_timestamp = index[-1].to_pydatetime() if len(index) else None
     series.row_count = len(index)

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from marketdata import selectors, services
+from marketdata import selectors, services, store
 from marketdata.charts import price_chart
 from marketdata.planner import MODES
 from marketdata.symbols import SYNTHETIC_UNIVERSE
@@ -27,6 +27,7 @@ def _list_context(request: HttpRequest, **extra) -> dict:
         "modes": MODES,
         "sources": services.LOAD_SOURCES,
         "symbols": sorted(SYNTHETIC_UNIVERSE),
+        "on_conflict_choices": store.ON_CONFLICT,
         "form": extra.pop("form", {}),
         **extra,
     }
@@ -93,7 +94,7 @@ def load_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def import_create(request: HttpRequest) -> HttpResponse:
-    form = {k: request.POST.get(k, "") for k in ("symbol", "timeframe")}
+    form = {k: request.POST.get(k, "") for k in ("symbol", "timeframe", "on_conflict")}
     upload = request.FILES.get("file")
     try:
         if upload is None:
@@ -103,6 +104,7 @@ def import_create(request: HttpRequest) -> HttpResponse:
             symbol=form["symbol"],
             timeframe=form["timeframe"],
             filename=upload.name or "upload.csv",
+            on_conflict=form["on_conflict"] or "reject",
         )
     except KtrdrError as exc:
         return render(
@@ -113,7 +115,10 @@ def import_create(request: HttpRequest) -> HttpResponse:
         )
     messages.success(
         request,
-        f"Imported {result.bars_written} bars ({result.bars_added} new) into "
-        f"{result.symbol} {result.timeframe}",
+        f"Imported {result.bars_written} bars into {result.symbol} {result.timeframe}: "
+        f"{result.bars_added} new, {result.bars_replaced} replaced, {result.bars_kept} kept as "
+        f"stored, {result.bars_unchanged} unchanged",
     )
+    for warning in result.warnings:
+        messages.warning(request, f"Warning: {warning}")
     return redirect("marketdata:series-detail", symbol=result.symbol, timeframe=result.timeframe)

@@ -16,7 +16,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketdata import selectors, services
+from marketdata import selectors, services, store
 from marketdata.conf import md_setting
 from marketdata.models import BarSeries
 from operations.exceptions import InvalidInput
@@ -25,12 +25,31 @@ from operations.serializers import ErrorSerializer, OperationSerializer, seriali
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer}
 
 
+class ProvenanceSerializer(serializers.Serializer):
+    """One range of bars a write added or replaced (`marketdata.store`)."""
+
+    source = serializers.CharField()
+    start = serializers.CharField()
+    end = serializers.CharField()
+    bars = serializers.IntegerField()
+    at = serializers.CharField()
+    scattered = serializers.BooleanField(
+        required=False, help_text="the write's bars lie between older ones in this span"
+    )
+    before_provenance = serializers.BooleanField(
+        required=False, help_text="stored before ranges were kept: the whole series then"
+    )
+
+
 class SeriesSerializer(serializers.ModelSerializer):
+    provenance = ProvenanceSerializer(many=True, read_only=True)
+
     class Meta:
         model = BarSeries
         fields = [
-            "symbol", "timeframe", "asset_class", "source", "sources", "first_timestamp",
-            "last_timestamp", "row_count", "gap_summary", "file_size", "contract", "updated_at",
+            "symbol", "timeframe", "asset_class", "source", "sources", "provenance",
+            "first_timestamp", "last_timestamp", "row_count", "gap_summary", "file_size",
+            "contract", "updated_at",
         ]  # fmt: skip
 
 
@@ -89,14 +108,27 @@ class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField()
     symbol = serializers.CharField(max_length=16)
     timeframe = serializers.CharField(max_length=8)
+    on_conflict = serializers.ChoiceField(
+        choices=store.ON_CONFLICT,
+        default="reject",
+        help_text=(
+            "bars that differ from stored ones at the same timestamps: reject (409), keep the "
+            "stored ones, or replace them"
+        ),
+    )
 
 
 class ImportResultSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     timeframe = serializers.CharField()
-    bars_written = serializers.IntegerField()
+    on_conflict = serializers.ChoiceField(choices=store.ON_CONFLICT)
+    bars_written = serializers.IntegerField(help_text="bars in the file")
     bars_added = serializers.IntegerField()
+    bars_replaced = serializers.IntegerField()
+    bars_kept = serializers.IntegerField(help_text="differing bars not imported (keep)")
+    bars_unchanged = serializers.IntegerField()
     total = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField())
     series = SeriesSerializer()
 
 
@@ -204,9 +236,13 @@ def load_create(request: Request) -> Response:
 
 @extend_schema(
     request={"multipart/form-data": ImportRequestSerializer},
-    responses={201: ImportResultSerializer, **ERRORS},
+    responses={201: ImportResultSerializer, 409: ErrorSerializer, **ERRORS},
     tags=["data"],
-    description="Import a CSV of bars (merged into the stored series).",
+    description=(
+        "Import a CSV of bars (plain or gzip) into the stored series. Bars that differ from "
+        "stored ones at the same timestamps are a 409 naming how many and the first, unless "
+        "`on_conflict` is `keep` or `replace`; `warnings` say when another source was merged in."
+    ),
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser])
@@ -219,15 +255,21 @@ def import_create(request: Request) -> Response:
         symbol=body.validated_data["symbol"],
         timeframe=body.validated_data["timeframe"],
         filename=upload.name or "upload.csv",
+        on_conflict=body.validated_data["on_conflict"],
     )
     series = selectors.series_get(symbol=result.symbol, timeframe=result.timeframe)
     return Response(
         {
             "symbol": result.symbol,
             "timeframe": result.timeframe,
+            "on_conflict": result.on_conflict,
             "bars_written": result.bars_written,
             "bars_added": result.bars_added,
+            "bars_replaced": result.bars_replaced,
+            "bars_kept": result.bars_kept,
+            "bars_unchanged": result.bars_unchanged,
             "total": result.total,
+            "warnings": list(result.warnings),
             "series": SeriesSerializer(series).data,
         },
         status=status.HTTP_201_CREATED,

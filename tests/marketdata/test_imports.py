@@ -6,11 +6,16 @@ from __future__ import annotations
 import gzip
 import io
 
+import pandas as pd
 import pytest
 from django.core.files import utils as file_utils
 from django.core.management import CommandError, call_command
 
-from marketdata import store
+from marketdata import services, store
+from marketdata.synthetic import generate_bars
+from marketdata.timeframes import TIMEFRAMES
+from tests.marketdata.conftest import EURUSD_CSV
+from tests.shared_data import require_shared
 
 pytestmark = pytest.mark.django_db
 
@@ -155,3 +160,129 @@ def test_api_refuses_an_upload_over_the_limit_without_reading_it(api, settings, 
     assert response.status_code == 400
     assert response.json()["error"]["details"]["file"]
     assert reads == []
+
+
+# --- conflicts, provenance and warnings ---------------------------------------------------------
+def frame_csv(frame, factor: float = 1.0) -> bytes:
+    rows = [HEADER]
+    for ts, bar in frame.iterrows():
+        values = [float(bar[c]) * factor for c in ("open", "high", "low", "close")]
+        values.append(float(bar["volume"]))
+        rows.append(f"{ts.isoformat()},{','.join(repr(v) for v in values)}\n")
+    return "".join(rows).encode()
+
+
+@pytest.fixture
+def synthetic_aapl(data_dir):
+    frame = generate_bars(
+        "AAPL", TIMEFRAMES["1d"], pd.Timestamp("2023-01-01", tz="UTC"),
+        pd.Timestamp("2023-03-01", tz="UTC"),
+    )  # fmt: skip
+    store.write_bars("AAPL", "1d", frame, source="synthetic")
+    return frame
+
+
+def test_api_import_of_differing_bars_is_a_409_and_changes_nothing(api, synthetic_aapl):
+    doubled = frame_csv(synthetic_aapl.iloc[5:10], factor=2)
+    response = api_upload(api, doubled, symbol="AAPL")
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    first = synthetic_aapl.index[5].isoformat()
+    assert error["code"] == "conflict"
+    assert error["message"].startswith(
+        f"bars.csv: 5 incoming bar(s) differ from the bars stored for AAPL 1d at the same "
+        f"timestamps, the first at {first}"
+    )
+    assert "on_conflict=keep" in error["message"]
+    assert (error["details"]["conflicting_bars"], error["details"]["first_conflict"]) == (5, first)
+    pd.testing.assert_frame_equal(store.read_bars("AAPL", "1d"), synthetic_aapl)
+    series = api.get("/api/v1/data/series/?symbol=AAPL").json()["series"][0]
+    assert (series["source"], series["sources"]) == ("synthetic", ["synthetic"])
+
+
+def test_api_import_replace_and_keep_report_what_they_did(api, synthetic_aapl):
+    doubled = synthetic_aapl.iloc[5:10]
+    content = frame_csv(doubled, factor=2)
+    kept = api_upload(api, content, symbol="AAPL", on_conflict="keep").json()
+    assert {k: kept[k] for k in ("bars_added", "bars_replaced", "bars_kept", "bars_unchanged")} == {
+        "bars_added": 0, "bars_replaced": 0, "bars_kept": 5, "bars_unchanged": 0,
+    }  # fmt: skip
+    assert kept["warnings"] == []
+    response = api_upload(api, content, symbol="AAPL", on_conflict="replace")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["on_conflict"] == "replace"
+    assert (body["bars_written"], body["bars_added"], body["bars_replaced"]) == (5, 0, 5)
+    assert body["warnings"] == [
+        "this series holds synthetic bars; 5 csv bars were merged in (0 added, 5 replaced)"
+    ]
+    assert store.read_bars("AAPL", "1d")["close"].iloc[5] == doubled["close"].iloc[0] * 2
+    newest = body["series"]["provenance"][-1]
+    assert (newest["source"], newest["bars"]) == ("csv", 5)
+    assert newest["start"] == doubled.index[0].isoformat()
+    assert newest["end"] == doubled.index[-1].isoformat()
+    listed = api.get("/api/v1/data/series/?symbol=AAPL").json()["series"][0]
+    assert [p["source"] for p in listed["provenance"]] == ["synthetic", "csv"]
+
+
+def test_api_on_conflict_is_an_enum_in_the_schema_and_checked(api, synthetic_aapl):
+    response = api_upload(api, frame_csv(synthetic_aapl.iloc[:2]), symbol="AAPL",
+                          on_conflict="overwrite")  # fmt: skip
+    assert response.status_code == 400
+    assert "on_conflict" in response.json()["error"]["details"]
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    body = schema["paths"]["/api/v1/data/imports/"]["post"]["requestBody"]["content"]
+    prop = body["multipart/form-data"]["schema"]
+    if "$ref" in prop:
+        prop = schema["components"]["schemas"][prop["$ref"].rsplit("/", 1)[1]]
+    field = prop["properties"]["on_conflict"]
+    if "$ref" in field or "allOf" in field:
+        ref = field.get("$ref") or field["allOf"][0]["$ref"]
+        field = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert field["enum"] == ["reject", "keep", "replace"]
+
+
+def test_a_real_file_into_the_synthetic_demo_series_warns(api, data_dir):
+    require_shared(EURUSD_CSV)
+    services.seed_demo_data()
+    response = api_upload(api, EURUSD_CSV.read_bytes(), symbol="EURUSD", timeframe="1h")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["warnings"] == [
+        f"this series holds synthetic bars; {body['bars_added']} csv bars were merged in "
+        f"({body['bars_added']} added, 0 replaced)"
+    ]
+
+
+def test_form_conflict_is_refused_with_the_choice_and_keep_shows_the_warning(
+    logged_in, synthetic_aapl
+):
+    page = logged_in.get("/data/").content.decode()
+    assert '<select name="on_conflict" id="on-conflict">' in page
+    content = frame_csv(synthetic_aapl.iloc[5:10], factor=2) + b"2023-03-01,1,2,0.5,1.5,1\n"
+    response = form_upload(logged_in, content, symbol="AAPL")
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "5 incoming bar(s) differ from the bars stored for AAPL 1d" in html
+    pd.testing.assert_frame_equal(store.read_bars("AAPL", "1d"), synthetic_aapl)
+    response = form_upload(logged_in, content, symbol="AAPL", on_conflict="keep")
+    assert response.status_code == 302
+    html = logged_in.get(response["Location"]).content.decode()
+    assert "1 new, 0 replaced, 5 kept as stored, 0 unchanged" in html
+    assert "Warning: this series holds synthetic bars; 1 csv bars were merged in" in html
+    assert 'id="provenance"' in html
+    assert "2023-03-01T00:00:00+00:00" in html
+
+
+def test_import_bars_on_conflict_option(synthetic_aapl, tmp_path):
+    path = tmp_path / "doubled.csv"
+    path.write_bytes(frame_csv(synthetic_aapl.iloc[5:10], factor=2))
+    args = ["import_bars", str(path), "--symbol", "AAPL", "--timeframe", "1d"]
+    with pytest.raises(CommandError, match=r"5 incoming bar\(s\) differ"):
+        call_command(*args)
+    out = io.StringIO()
+    call_command(*args, "--on-conflict", "replace", stdout=out)
+    assert "5 bars read, 0 new, 5 replaced, 0 kept as stored, 0 unchanged" in out.getvalue()
+    assert "warning: this series holds synthetic bars; 5 csv bars were merged in" in out.getvalue()
+    with pytest.raises(CommandError, match="invalid choice: 'overwrite'"):
+        call_command(*args, "--on-conflict", "overwrite")

@@ -18,6 +18,8 @@ from marketdata.gateways.base import (
 )
 from marketdata.progress import DataLoadingProgressBridge
 from marketdata.services import validate_load_params
+from marketdata.synthetic import generate_bars
+from marketdata.timeframes import TIMEFRAMES
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.local import WorkContext
 from tests.fakes.marketdata_gateway import FakeBarGateway
@@ -143,3 +145,19 @@ def test_local_mode_fetches_nothing_and_reports_coverage(monkeypatch, data_dir):
     with pytest.raises(store.SeriesNotFound):
         store.read_bars("EURUSD", "1h")
     assert pd.Timestamp(summary["end"]) > pd.Timestamp(summary["start"])
+
+
+def test_a_load_into_a_series_of_another_source_reports_counts_and_warns(monkeypatch, data_dir):
+    held = generate_bars(
+        "EURUSD", TIMEFRAMES["1h"], pd.Timestamp("2024-01-01", tz="UTC"),
+        pd.Timestamp("2024-01-15", tz="UTC"),
+    )  # fmt: skip
+    store.write_bars("EURUSD", "1h", held, source="csv")
+    _, summary = run_with(monkeypatch, FakeBarGateway(), start="2024-01-01", end="2024-02-01")
+    added = summary["bars_added"]
+    assert added > 0
+    assert (summary["bars_replaced"], summary["bars_unchanged"]) == (0, 0)
+    assert summary["warnings"] == [
+        f"this series holds csv bars; {added} synthetic bars were merged in "
+        f"({added} added, 0 replaced)"
+    ]

@@ -127,6 +127,31 @@ def test_a_remote_full_load_of_a_range_the_backend_holds_fetches_nothing_and_sen
     new_week = bars("2020-01-20", "2020-01-27", "GBPUSD")
     assert more["bars_received"] == len(new_week)
     assert more["merged_into_backend"] == {
-        "bars_received": len(new_week), "bars_added": len(new_week),
-        "series_bars": len(bars("2020-01-06", "2020-01-27", "GBPUSD")),
+        "bars_received": len(new_week), "bars_added": len(new_week), "bars_replaced": 0,
+        "bars_unchanged": 0, "series_bars": len(bars("2020-01-06", "2020-01-27", "GBPUSD")),
+        "warnings": [],
     }  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_merging_an_agents_bars_replaces_only_corrected_ones_and_reports_it(data_dir, tmp_path):
+    held = bars("2024-01-01", "2024-01-08")
+    store.write_bars("EURUSD", "1h", held, source="csv")
+    again = pd.concat([held.iloc[-10:], bars("2024-01-08", "2024-01-09")])
+    again.iloc[0, again.columns.get_loc("close")] = again["close"].iloc[0] * 1.001
+    again.iloc[0, again.columns.get_loc("high")] = again[["open", "close", "high"]].iloc[0].max()
+    path = tmp_path / BARS_ARTIFACT
+    path.write_bytes(store.frame_to_bytes(again))
+    fetched = FetchedArtifact(BARS_ARTIFACT, path, path.stat().st_size,
+                              hashlib.sha256(path.read_bytes()).hexdigest())  # fmt: skip
+    metadata = {"symbol": "EURUSD", "timeframe": "1h", "source": "ib"}
+    done = DATA_LOAD.remote_completed(SimpleNamespace(metadata=metadata), {}, [fetched])
+    merged = done["merged_into_backend"]
+    new = len(again) - 10
+    assert (merged["bars_added"], merged["bars_replaced"], merged["bars_unchanged"]) == (new, 1, 9)
+    warning = (
+        f"this series holds csv bars; {new + 1} ib bars were merged in ({new} added, 1 replaced)"
+    )
+    assert merged["warnings"] == [warning]
+    assert done["warnings"] == [warning]
+    assert store.read_bars("EURUSD", "1h")["close"].loc[again.index[0]] == again["close"].iloc[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from marketdata import store
+from marketdata import selectors, store
 from marketdata.models import BarSeries
 from marketdata.synthetic import generate_bars
 from marketdata.timeframes import TIMEFRAMES
@@ -92,3 +92,123 @@ def test_read_validates_symbol_and_timeframe(data_dir):
     with pytest.raises(InvalidInput) as exc:
         store.read_bars("EURUSD", "7h")
     assert exc.value.field == "timeframe"
+
+
+# --- conflicts: stored bars are replaced only on purpose --------------------------------------
+def _doubled(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out[["open", "high", "low", "close"]] *= 2
+    return out
+
+
+@pytest.fixture
+def stored_week(data_dir) -> pd.DataFrame:
+    frame = synthetic("2024-01-08", "2024-01-13")
+    store.write_bars("EURUSD", "1h", frame, source="synthetic")
+    return frame
+
+
+def test_a_conflicting_write_is_rejected_by_default_naming_how_many_and_the_first(stored_week):
+    incoming = _doubled(stored_week.iloc[10:15])
+    with pytest.raises(store.BarsConflict) as exc:
+        store.write_bars("EURUSD", "1h", incoming, source="csv")
+    first = stored_week.index[10].isoformat()
+    assert exc.value.status_code == 409
+    assert exc.value.message.startswith(
+        f"5 incoming bar(s) differ from the bars stored for EURUSD 1h at the same timestamps, "
+        f"the first at {first}"
+    )
+    assert exc.value.details["conflicting_bars"] == 5
+    assert exc.value.details["first_conflict"] == first
+    pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), stored_week)
+    row = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    assert (row.source, row.sources) == ("synthetic", ["synthetic"])
+
+
+def test_keep_adds_only_new_bars_and_counts_the_kept_ones(stored_week):
+    later = synthetic("2024-01-15", "2024-01-16")
+    incoming = pd.concat([_doubled(stored_week.iloc[10:15]), stored_week.iloc[15:18], later])
+    result = store.write_bars("EURUSD", "1h", incoming, source="csv", on_conflict="keep")
+    assert (result.bars_added, result.bars_replaced, result.bars_kept, result.bars_unchanged) == (
+        len(later), 0, 5, 3
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), pd.concat([stored_week, later]))
+
+
+def test_replace_overwrites_and_counts_replaced_and_unchanged(stored_week):
+    incoming = pd.concat([_doubled(stored_week.iloc[10:15]), stored_week.iloc[15:18]])
+    result = store.write_bars("EURUSD", "1h", incoming, source="csv", on_conflict="replace")
+    assert (result.bars_written, result.bars_added, result.bars_replaced) == (8, 0, 5)
+    assert (result.bars_kept, result.bars_unchanged, result.total) == (0, 3, len(stored_week))
+    stored = store.read_bars("EURUSD", "1h")
+    assert stored["close"].iloc[10] == stored_week["close"].iloc[10] * 2
+
+
+def test_an_unknown_on_conflict_is_invalid_input(stored_week):
+    with pytest.raises(InvalidInput) as exc:
+        store.write_bars("EURUSD", "1h", stored_week, source="csv", on_conflict="overwrite")
+    assert exc.value.field == "on_conflict"
+
+
+def test_a_write_that_changes_nothing_leaves_source_and_provenance_alone(stored_week):
+    before = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    result = store.write_bars("EURUSD", "1h", stored_week.iloc[:20], source="csv")
+    assert (result.bars_added, result.bars_unchanged, result.warnings) == (0, 20, ())
+    row = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    assert (row.source, row.sources) == ("synthetic", ["synthetic"])
+    assert row.provenance == before.provenance
+    assert row.updated_at == before.updated_at
+
+
+# --- provenance and warnings ------------------------------------------------------------------
+def test_provenance_says_where_each_bar_came_from(stored_week):
+    replaced = stored_week.index[10:15]
+    incoming = _doubled(stored_week.iloc[10:15])
+    result = store.write_bars("EURUSD", "1h", incoming, source="csv", on_conflict="replace")
+    assert result.warnings == (
+        "this series holds synthetic bars; 5 csv bars were merged in (0 added, 5 replaced)",
+    )
+    row = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    assert [(p["source"], p["start"], p["end"], p["bars"]) for p in row.provenance] == [
+        ("synthetic", stored_week.index[0].isoformat(), stored_week.index[-1].isoformat(),
+         len(stored_week)),
+        ("csv", replaced[0].isoformat(), replaced[-1].isoformat(), 5),
+    ]  # fmt: skip
+    assert all(p["at"] for p in row.provenance)
+    where = selectors.bar_provenance
+    assert where(symbol="EURUSD", timeframe="1h", at=replaced[2])["source"] == "csv"
+    assert where(symbol="EURUSD", timeframe="1h", at=stored_week.index[20])["source"] == "synthetic"
+    assert where(symbol="EURUSD", timeframe="1h", at="2023-01-01") is None
+    assert row.source == "csv"
+    assert row.sources == ["csv", "synthetic"]
+
+
+def test_consecutive_writes_of_one_source_stay_one_range(data_dir):
+    for start, end in (("2024-01-08", "2024-01-09"), ("2024-01-09", "2024-01-10"),
+                       ("2024-01-05", "2024-01-08")):  # fmt: skip
+        store.write_bars("EURUSD", "1h", synthetic(start, end), source="ib")
+    row = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    whole = synthetic("2024-01-05", "2024-01-10")
+    assert [(p["source"], p["start"], p["end"], p["bars"]) for p in row.provenance] == [
+        ("ib", whole.index[0].isoformat(), whole.index[-1].isoformat(), len(whole))
+    ]
+
+
+def test_a_write_filling_many_holes_is_one_scattered_range(stored_week):
+    later = synthetic("2024-01-15", "2024-01-20")
+    store.write_bars("EURUSD", "1h", later.iloc[::2], source="synthetic")
+    store.write_bars("EURUSD", "1h", later, source="csv", on_conflict="keep")
+    newest = BarSeries.objects.get(symbol="EURUSD", timeframe="1h").provenance[-1]
+    assert newest["source"] == "csv"
+    assert newest["scattered"] is True
+    assert newest["bars"] == len(later) - len(later.iloc[::2])
+
+
+def test_provenance_is_bounded(stored_week, monkeypatch):
+    monkeypatch.setattr(store, "MAX_PROVENANCE", 3)
+    for i in range(5):
+        bar = synthetic("2024-01-15", "2024-01-20").iloc[[i * 3]]
+        store.write_bars("EURUSD", "1h", bar, source="csv" if i % 2 else "ib")
+    provenance = BarSeries.objects.get(symbol="EURUSD", timeframe="1h").provenance
+    assert len(provenance) == 3
+    assert provenance[-1]["source"] == "ib"

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata.services import bars_import_csv, csv_upload_limit
+from marketdata.store import ON_CONFLICT
 from operations.exceptions import KtrdrError
 
 
@@ -19,6 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--symbol", required=True)
         parser.add_argument("--timeframe", required=True)
+        parser.add_argument(
+            "--on-conflict",
+            choices=ON_CONFLICT,
+            default="reject",
+            help="bars that differ from stored ones at the same timestamps: reject (default, "
+            "nothing is written), keep the stored ones, or replace them",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -38,12 +46,17 @@ class Command(BaseCommand):
                 symbol=options["symbol"],
                 timeframe=options["timeframe"],
                 filename=str(path),
+                on_conflict=options["on_conflict"],
             )
         except KtrdrError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"{result.symbol} {result.timeframe}: {result.bars_written} bars read, "
-                f"{result.bars_added} new; the series has {result.total} bars"
+                f"{result.bars_added} new, {result.bars_replaced} replaced, {result.bars_kept} "
+                f"kept as stored, {result.bars_unchanged} unchanged; the series has "
+                f"{result.total} bars"
             )
         )
+        for warning in result.warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))

@@ -62,10 +62,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 style(
                     f"{outcome}: {summary.get('bars_received', 0)} bars received, "
-                    f"{summary.get('bars_added', 0)} new; series has "
+                    f"{summary.get('bars_added', 0)} new, {summary.get('bars_replaced', 0)} "
+                    f"replaced, {summary.get('bars_unchanged', 0)} unchanged; series has "
                     f"{summary.get('series_bars', summary.get('bars_in_range', '?'))} bars"
                 )
             )
+            for warning in summary.get("warnings") or []:
+                self.stdout.write(self.style.WARNING(f"warning: {warning}"))
             self._write_gaps(summary)
         else:
             self._write_gaps(summary)
