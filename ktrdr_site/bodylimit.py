@@ -102,6 +102,12 @@ class BoundedWebRequest(http_protocol.WebRequest):
     max_body = 0
     _refused = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Django parses form bodies itself: twisted's own pass would hold a second copy of every
+        # upload in memory and answer a malformed one with a bare 400 before Django could say why.
+        self._parsePOSTFormSubmission = False
+
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - twisted's name
         if length is not None and self.max_body and length > self.max_body:
             self._refused = True
