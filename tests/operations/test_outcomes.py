@@ -95,8 +95,10 @@ def test_an_outcome_the_database_refused_is_kept_and_saved_at_the_next_refresh(o
     # failing refresh has let go of the single-flight lock).
     answers: list[dict[str, Any]] = []
     assert wait_until(
-        lambda: answers.append(read_in_another_thread(op.operation_id))
-        or answers[-1]["freshness"]["stale"]
+        lambda: (
+            answers.append(read_in_another_thread(op.operation_id))
+            or answers[-1]["freshness"]["stale"]
+        )
     )
     during = answers[-1]
 
