@@ -56,7 +56,6 @@ class ListQuery(serializers.Serializer):
     )
 
 
-
 class GetQuery(serializers.Serializer):
     force_refresh = serializers.BooleanField(required=False, default=False)
 
