@@ -73,6 +73,8 @@ def test_some_failed_segments_complete_with_gaps_named_in_the_summary_page_and_c
     assert "completed with gaps" in page
     assert 'id="data-load-gaps"' in page
     assert gap["start"][:16] in page
+    listing = client.get(reverse("operations:list")).content.decode()
+    assert "with gaps" in listing
 
     # The next full load of the range fetches exactly the gap, and then there is none.
     refill = FakeBarGateway()
