@@ -19,7 +19,11 @@ from rest_framework.response import Response
 from marketdata import selectors, services, store
 from marketdata.conf import md_setting
 from marketdata.models import BarSeries
+from marketdata.planner import MODES
+from marketdata.services import LOAD_SOURCES
+from marketdata.timeframes import TIMEFRAMES
 from operations.exceptions import InvalidInput
+from operations.placement import EXECUTION_MODES
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer}
@@ -90,24 +94,39 @@ class BarsQuery(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, default=None)
 
 
+# What the schema says is accepted; the services check the same (and say it in their words).
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9./-]{0,15}$"
+SYMBOL_ERRORS = {"invalid": "not a valid symbol: a forex pair like EURUSD or a ticker like AAPL"}
+
+
+def _choice(choices: tuple[str, ...] | list[str], what: str, **kwargs: Any) -> Any:
+    return serializers.ChoiceField(
+        choices=list(choices),
+        error_messages={"invalid_choice": f"unsupported {what} {{input}}: not one of "
+                        f"{', '.join(choices)}"},
+        **kwargs,
+    )  # fmt: skip
+
+
 class LoadRequestSerializer(serializers.Serializer):
-    symbol = serializers.CharField(max_length=16)
-    timeframe = serializers.CharField(max_length=8)
+    symbol = serializers.RegexField(SYMBOL_PATTERN, max_length=16, error_messages=SYMBOL_ERRORS)
+    timeframe = _choice(list(TIMEFRAMES), "timeframe")
     start = serializers.CharField(required=False, allow_blank=True, max_length=40)
     end = serializers.CharField(required=False, allow_blank=True, max_length=40)
-    mode = serializers.CharField(required=False, allow_blank=True, default="tail", max_length=16)
-    source = serializers.CharField(
-        required=False, allow_blank=True, default="synthetic", max_length=16
+    mode = _choice(MODES, "mode", required=False, allow_blank=True, default="tail")
+    # "csv" is accepted here so the service can say where CSV data goes instead.
+    source = _choice(
+        (*LOAD_SOURCES, "csv"), "source", required=False, allow_blank=True, default="synthetic"
     )
-    execution_mode = serializers.CharField(
-        required=False, allow_blank=True, default="auto", max_length=16
+    execution_mode = _choice(
+        EXECUTION_MODES, "execution_mode", required=False, allow_blank=True, default="auto"
     )
 
 
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField()
-    symbol = serializers.CharField(max_length=16)
-    timeframe = serializers.CharField(max_length=8)
+    symbol = serializers.RegexField(SYMBOL_PATTERN, max_length=16, error_messages=SYMBOL_ERRORS)
+    timeframe = _choice(list(TIMEFRAMES), "timeframe")
     on_conflict = serializers.ChoiceField(
         choices=store.ON_CONFLICT,
         default="reject",

@@ -18,8 +18,30 @@ from operations.outages import describe, is_outage, log_outage, service_of
 logger = logging.getLogger(__name__)
 
 
+MAX_MESSAGE_CHARS = 2000
+MAX_DETAIL_CHARS = 500
+MAX_DETAIL_ITEMS = 50
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    """Details as the client gets them: however much a client sent, an answer stays small."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_DETAIL_CHARS else value[:MAX_DETAIL_CHARS] + "…"
+    if depth > 4:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_DETAIL_ITEMS]
+        return {str(k)[:100]: _bounded(v, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_bounded(v, depth + 1) for v in list(value)[:MAX_DETAIL_ITEMS]]
+    return value
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    message = str(message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "…"
+    return {"error": {"code": code, "message": message, "details": _bounded(details or {})}}
 
 
 def _validation_message(detail: Any) -> str:

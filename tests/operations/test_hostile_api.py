@@ -88,3 +88,13 @@ def test_a_countdown_cannot_hold_a_worker_for_days(api):
         api.post("/api/v1/operations/countdown/", {"steps": 100_000, "step_seconds": 60}), 400
     )
     assert "steps" in body["details"]
+
+
+def test_error_answers_stay_small_whatever_was_sent(api):
+    response = api.post(
+        "/api/v1/training/runs/",
+        {"strategy": "x", "symbols": ["A" * 5000] * 20, "agent": "b" * 100_000},
+        format="json",
+    )
+    assert 400 <= response.status_code < 500
+    assert len(response.content) < 40_000
