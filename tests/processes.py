@@ -6,11 +6,16 @@ with `REDIS_URL`, the same shared cache — as a command run beside the web serv
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import requests
 from django.conf import settings
 from django.db import connection
 
@@ -54,3 +59,40 @@ def manage(*args: str, **extra_env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (released at once: a server may take it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def backend_process(env: dict[str, str], *, ready_within: float = 120.0) -> Iterator[str]:
+    """A real daphne backend on a free loopback port, yielding its URL once it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "ktrdr_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_within
+        while True:
+            try:
+                requests.get(f"{url}/login/", timeout=5)
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None:
+                    raise RuntimeError(
+                        f"the backend exited: {server.stderr.read()[-2000:]}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the backend did not start listening") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

@@ -4,30 +4,21 @@ a logged-in client sends. Bounded (a fixed seed, a few examples per operation)."
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 from rest_framework.authtoken.models import Token
 
 from tests.hostagents.conftest import TOKEN
-from tests.processes import ROOT, process_env
+from tests.processes import backend_process, process_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXAMPLES = "12"
 SEED = "20261201"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fuzz(schema_url: str, authorization: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -46,26 +37,11 @@ def fuzz(schema_url: str, authorization: str, tmp_path: Path) -> subprocess.Comp
 
 @pytest.fixture
 def backend(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ktrdr_site.asgi:application"],
-        cwd=ROOT, env=process_env(KTRDR_DATA_DIR=str(tmp_path / "data"),
-                                  KTRDR_MODELS_DIR=str(tmp_path / "models")),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/login/", timeout=5)
-            break
-        except requests.ConnectionError:
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "the backend did not start listening"
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=60)
+    env = process_env(
+        KTRDR_DATA_DIR=str(tmp_path / "data"), KTRDR_MODELS_DIR=str(tmp_path / "models")
+    )
+    with backend_process(env) as url:
+        yield url
 
 
 def test_the_backend_api_survives_fuzzing(backend, user, tmp_path):

@@ -4,45 +4,19 @@ real daphne backend on loopback: a client announcing a gigabyte gets its 400 wit
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
 
-from tests.processes import ROOT, process_env
+from tests.processes import backend_process, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def backend():
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ktrdr_site.asgi:application"],
-        cwd=ROOT, env=process_env(KTRDR_MAX_REQUEST_BYTES="100000"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/login/", timeout=5)
-            break
-        except requests.ConnectionError:
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "the backend did not start listening"
-            time.sleep(0.2)
-    yield port
-    server.terminate()
-    server.wait(timeout=30)
+    with backend_process(process_env(KTRDR_MAX_REQUEST_BYTES="100000")) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def announce(port: int, path: str, length: int) -> bytes:

@@ -6,26 +6,18 @@ backend process started with a PostgreSQL URL nobody listens on.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 import requests
 from django.core.cache import caches
 
 from operations.models import Operation
 from tests.fakes.workers import GatedWork, launch, wait_until
-from tests.processes import ROOT, process_env
+from tests.processes import backend_process, free_port, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # released: nothing listens there
+closed_port = free_port  # released at once: nothing listens there
 
 
 @pytest.fixture
@@ -67,38 +59,18 @@ def test_with_redis_down_reads_and_starts_work_from_the_database(
 
 
 def test_with_the_database_down_the_api_and_pages_answer_503_saying_which(tmp_path):
-    port = closed_port()
     env = process_env(
         DATABASE_URL=f"postgres://ktrdr@127.0.0.1:{closed_port()}/ktrdr",
         KTRDR_DB_CONNECT_TIMEOUT="2",
         DJANGO_DEBUG="1",  # even with the debug pages on, an outage is not a traceback
     )
     env.pop("REDIS_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ktrdr_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"{url}/login/", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, server.stderr.read()
-                assert time.monotonic() < deadline, "the backend did not start listening"
-                time.sleep(0.2)
-
+    with backend_process(env) as url:
         api = requests.get(
             f"{url}/api/v1/operations/", headers={"Authorization": "Token " + "0" * 40}, timeout=30
         )
         page = requests.get(f"{url}/operations/", cookies={"sessionid": "x" * 32}, timeout=30)
         health = requests.get(f"{url}/api/v1/health", timeout=30)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     assert api.status_code == 503
     body = api.json()["error"]
