@@ -23,8 +23,13 @@ from rest_framework.response import Response
 from hostagents import agent_services
 from hostagents.blobs import BlobError, blob_put_stream, blobs_missing
 from hostagents.health import count_served
-from hostagents.serializers import AgentStartSerializer, MissingBlobsRequestSerializer
+from hostagents.serializers import (
+    AgentStartSerializer,
+    MissingBlobsAnswerSerializer,
+    MissingBlobsRequestSerializer,
+)
 from operations import selectors
+from operations.api.parsers import body_object
 from operations.exceptions import InvalidInput, NotFound, OperationNotFound
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 
@@ -75,7 +80,11 @@ def start(request: Request) -> Response:
     )
 
 
-@extend_schema(tags=["agent"], description="The operation a start with this key created.")
+@extend_schema(
+    tags=["agent"],
+    responses={200: OperationSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+    description="The operation a start with this key created.",
+)
 @api_view(["GET"])
 def start_lookup(request: Request, key: str) -> Response:
     op = agent_services.agent_start_lookup(idempotency_key=key)
@@ -84,10 +93,15 @@ def start_lookup(request: Request, key: str) -> Response:
     return Response(serialize_operation(op))
 
 
-@extend_schema(tags=["agent"], request=MissingBlobsRequestSerializer)
+@extend_schema(
+    tags=["agent"],
+    request=MissingBlobsRequestSerializer,
+    responses={200: MissingBlobsAnswerSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    description="Which of these input hashes this agent does not hold.",
+)
 @api_view(["POST"])
 def blobs_missing_view(request: Request) -> Response:
-    body = MissingBlobsRequestSerializer(data=request.data or {})
+    body = MissingBlobsRequestSerializer(data=body_object(request))
     body.is_valid(raise_exception=True)
     return Response({"missing": blobs_missing(body.validated_data["sha256"])})
 
@@ -123,7 +137,12 @@ def _session_to_operation_id(session_id: str) -> str:
     return session_id.removeprefix("host_training_")
 
 
-@extend_schema(tags=["agent"], deprecated=True, description="Use /api/v1/operations/{id}.")
+@extend_schema(
+    tags=["agent"],
+    deprecated=True,
+    responses={200: dict, 401: ErrorSerializer, 404: ErrorSerializer},
+    description="Use /api/v1/operations/{id}.",
+)
 @api_view(["GET"])
 def deprecated_training_status(request: Request, session_id: str) -> Response:
     operation_id = _session_to_operation_id(session_id)

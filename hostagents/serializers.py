@@ -70,3 +70,7 @@ class AgentStartSerializer(serializers.Serializer):
     operation_type = serializers.CharField(max_length=40)
     params = serializers.DictField()
     inputs = StartInputSerializer(many=True, required=False)
+
+
+class MissingBlobsAnswerSerializer(serializers.Serializer):
+    missing = serializers.ListField(child=serializers.RegexField(r"^[0-9a-f]{64}$"))
