@@ -317,6 +317,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # The schema and Swagger UI need a login like every other page.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One name for the timeframe enum, which training and market data both accept.
+    "ENUM_NAME_OVERRIDES": {"TimeframeEnum": ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]},
 }
 
 # --- KTRDR knobs (read through operations.conf.ktrdr_setting) -------------------------------

@@ -296,10 +296,10 @@ class PacingLimiter:
     # --- the ledger -----------------------------------------------------------------------------
     def delay(self, contract: Hashable, request: Hashable) -> float:
         """Seconds until a request (`request` identifies it exactly) for `contract` is allowed."""
-        now = self.clock()
         c, q = _key(contract), _key(request)
 
         def look(entries: list[Entry]) -> float:
+            now = self.clock()  # inside the ledger's lock, as in try_reserve
             self._tidy(entries, now)
             return self._wait(entries, now, c, q)
 
@@ -312,12 +312,17 @@ class PacingLimiter:
         """`(ticket, 0.0)` with a slot taken if the request may go out now, else `(None, wait)`.
         Check and record happen in one ledger update: two loads (or processes) never both take
         the last slot of a window."""
-        now = self.clock()
         c, q = _key(contract), _key(request)
         entry_id = f"{self._prefix}-{next(self._ids)}"
-        deadline = now + self.hold
+        deadline = 0.0
 
         def take(entries: list[Entry]) -> float:
+            nonlocal deadline
+            # The clock is read here, inside the ledger's lock (and again on every retry): a
+            # `now` read before waiting for the lock would be stale under load, and stamps other
+            # processes wrote meanwhile would look like the future (and be clamped back).
+            now = self.clock()
+            deadline = now + self.hold
             self._tidy(entries, now)
             wait = self._wait(entries, now, c, q)
             if wait <= 0:
