@@ -71,6 +71,9 @@ class OwnerRefresh:
 
     def _loop(self) -> None:
         while True:
+            # Wait first: a run just started has reported nothing yet, and its first reader
+            # pulls it anyway; the owner's refresh is for the windows nobody else covers.
+            self._wait(max(float(self._interval()), 0.05))
             with self._lock:
                 if not local_runs.active_ids():
                     self._thread = None
@@ -80,7 +83,6 @@ class OwnerRefresh:
             finally:
                 # Hold no connection between ticks (a database drop or restart never waits on it).
                 connections.close_all()
-            self._wait(max(float(self._interval()), 0.05))
 
 
 owner_refresh = OwnerRefresh()
