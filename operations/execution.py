@@ -61,6 +61,19 @@ class OwnerRefresh:
                 logger.exception("owner refresh of %s failed", operation_id)
         return refreshed
 
+    def stop_when_idle(self, timeout: float = 30.0) -> bool:
+        """Wake the thread so that, with no local run left, it ends now (tests and shutdown)."""
+        with self._lock:
+            thread = self._thread
+        if thread is None:
+            return True
+        if local_runs.active_ids():
+            return False  # still work to refresh: it stays
+        self._stop.set()
+        thread.join(timeout)
+        self._stop.clear()
+        return not thread.is_alive()
+
     def ensure_running(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -73,11 +86,14 @@ class OwnerRefresh:
         while True:
             # Wait first: a run just started has reported nothing yet, and its first reader
             # pulls it anyway; the owner's refresh is for the windows nobody else covers.
-            self._wait(max(float(self._interval()), 0.05))
+            woken = self._wait(max(float(self._interval()), 0.05))
             with self._lock:
                 if not local_runs.active_ids():
                     self._thread = None
                     return
+            if woken:
+                self._stop.clear()  # a run started meanwhile: keep refreshing it
+                continue
             try:
                 self.tick()
             finally:

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from operations.execution import owner_refresh
 from operations.local import local_runs
 
 
@@ -18,6 +19,8 @@ def _clean_cache_and_runs():
     for operation_id in local_runs.active_ids():
         local_runs.cancel(operation_id, "test finished")
     local_runs.wait_idle(timeout=30)
+    # The next test's runs start with a fresh owner refresh (its first pull one TTL after start).
+    owner_refresh.stop_when_idle()
     cache.clear()
 
 

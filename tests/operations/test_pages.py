@@ -7,7 +7,7 @@ import pytest
 from operations import services
 from operations.local import local_runs
 from operations.models import Executor
-from tests.fakes.workers import GatedWork, launch
+from tests.fakes.workers import GatedWork, launch, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,11 +76,18 @@ def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in, user):
     assert f'hx-get="/operations/{op.operation_id}/"' in html
     assert "csrfmiddlewaretoken" in html
     assert "Cancel" in html
-    live = logged_in.get(
-        f"/operations/{op.operation_id}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="operation-live"
-    ).content.decode()
+
+    def live_fragment() -> str:
+        return logged_in.get(
+            f"/operations/{op.operation_id}/",
+            HTTP_HX_REQUEST="true",
+            HTTP_HX_TARGET="operation-live",
+        ).content.decode()
+
+    live = live_fragment()
     assert live.lstrip().startswith('<section id="operation-live"')
-    assert "waiting at the gate" in live
+    # What the worker reported shows within one TTL (a pull just before it may be served).
+    assert wait_until(lambda: "waiting at the gate" in live_fragment())
     resp = logged_in.post(f"/operations/{op.operation_id}/cancel/", HTTP_HX_REQUEST="true")
     assert resp.status_code == 200
     assert local_runs.wait_idle(10)
