@@ -48,3 +48,96 @@ def fmt_us(seconds: float) -> str:
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms"
+
+
+# --- The same benchmark on PostgreSQL + Redis ---------------------------------------------------
+
+CHILD_ENV = "KTRDR_BENCH_CHILD"
+PG_URL = os.environ.get("KTRDR_BENCH_DATABASE_URL", "postgresql://127.0.0.1:5432/ktrdr_bench")
+REDIS_URL = os.environ.get("KTRDR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROWS_MARK = "KTRDR-BENCH-ROWS "
+
+
+def bench_label() -> str:
+    """`[sqlite]` or `[postgresql+redis]`: which database and cache this process measures."""
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    redis = "redis" in settings.CACHES["default"]["BACKEND"].lower()
+    return f"[{engine}{'+redis' if redis else ''}]"
+
+
+def _fresh_postgres() -> str:
+    """Drop and create the benchmark database; the reason it can't be had, or ''."""
+    import psycopg
+
+    name = PG_URL.rsplit("/", 1)[-1]
+    admin = PG_URL.rsplit("/", 1)[0] + "/postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} unavailable: {type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
+    except Exception as exc:
+        return f"Redis at {REDIS_URL} unavailable: {type(exc).__name__}: {exc}".splitlines()[0]
+    return ""
+
+
+def on_postgres(name: str) -> list[tuple[str, str, str]]:
+    """Run `benchmarks.bench_<name>` again in a child on PostgreSQL + Redis and return its rows
+    (nothing when this process is that child; one row saying why when they don't answer)."""
+    import json
+    import subprocess
+    import sys
+
+    if os.environ.get(CHILD_ENV):
+        return []
+    why = _fresh_postgres()
+    if why:
+        return [(f"[postgresql+redis] {name}", f"not measured: {why}", "")]
+    env = {
+        **os.environ,
+        CHILD_ENV: "1",
+        "DATABASE_URL": PG_URL,
+        "REDIS_URL": REDIS_URL,
+        "KTRDR_CACHE_PREFIX": "ktrdr-bench",
+        "KTRDR_HOME": tempfile.mkdtemp(prefix="ktrdr-bench-pg-"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.bench_{name}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(ROWS_MARK):
+            return [tuple(r) for r in json.loads(line.removeprefix(ROWS_MARK))]
+    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+    raise RuntimeError(f"bench_{name} on PostgreSQL failed ({done.returncode}): {tail}")
+
+
+def main_child(measure: Callable[[], list[tuple[str, str, str]]]) -> None:
+    """`python -m benchmarks.bench_<name>`: the rows as a table, or as JSON for a parent."""
+    import json
+
+    django_ready()
+    rows = measure()
+    if os.environ.get(CHILD_ENV):
+        print(ROWS_MARK + json.dumps(rows))
+    else:
+        from benchmarks.__main__ import print_table
+
+        print_table(Path(sys_argv0()).stem, rows)
+
+
+def sys_argv0() -> str:
+    import sys
+
+    return sys.argv[0]

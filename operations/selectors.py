@@ -144,6 +144,8 @@ class OperationPage:
     operations: list[Operation]
     total: int
     active_count: int
+    # False when `total` is a floor (`count_limit` reached): "more than `total`".
+    total_is_exact: bool = True
 
 
 def _parse_status(status: str | None) -> list[str]:
@@ -167,8 +169,15 @@ def operation_list(
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    live: bool = False,
+    count_limit: int | None = None,
 ) -> OperationPage:
-    """Newest first, from the database. Completed operations stay listed."""
+    """Newest first, from the database. Completed operations stay listed.
+
+    `live`: the page's active operations come through `operation_get` (a snapshot at most one
+    TTL old, pulled from their place when older) instead of as the database holds them.
+    `count_limit`: count at most that many (a page's cost then does not grow with the table);
+    `total_is_exact` says whether the total was reached."""
     if limit < 1 or limit > MAX_LIST_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
     if not 0 <= offset <= MAX_OFFSET:
@@ -183,11 +192,22 @@ def operation_list(
         qs = qs.filter(operation_type=operation_type)
     if search:
         qs = qs.filter(Q(operation_id__icontains=search) | Q(strategy_name__icontains=search))
-    total = qs.count()
     rows = list(qs.order_by("-created_at", "-id")[offset : offset + limit])
-    rows = [_interrupt_if_orphaned(op) for op in rows]
+    if count_limit is None:
+        total, exact = qs.count(), True
+    elif offset == 0 and len(rows) < limit:
+        total, exact = len(rows), True
+    else:
+        counted = qs.order_by()[: count_limit + 1].count()
+        total, exact = min(counted, count_limit), counted <= count_limit
+    if live:
+        rows = [operation_get(operation_id=op.operation_id) if op.is_active else op for op in rows]
+    else:
+        rows = [_interrupt_if_orphaned(op) for op in rows]
     active_count = Operation.objects.filter(status__in=ACTIVE_STATUSES).count()
-    return OperationPage(operations=rows, total=total, active_count=active_count)
+    return OperationPage(
+        operations=rows, total=total, active_count=active_count, total_is_exact=exact
+    )
 
 
 def _interrupt_if_orphaned(op: Operation) -> Operation:
@@ -230,11 +250,38 @@ def operation_metrics(
 
 
 def operation_all_metrics(*, operation: Operation, kind: str | None = None) -> list[dict]:
-    """Every stored record of an operation (pages and charts); no refresh."""
+    """Every stored record of an operation (exports, the `ops` command); no refresh."""
     qs = OperationMetric.objects.filter(operation_id=operation.pk).order_by("seq")
     if kind:
         qs = qs.filter(kind=kind)
     return [m.as_record() for m in qs]
+
+
+def operation_recent_metrics(
+    *, operation: Operation, before: int, last: int, kind: str | None = None
+) -> list[dict]:
+    """The last `last` records with seq < `before`, oldest first (a page's history): the cost
+    of a page follows what it shows, not how many records the operation holds."""
+    qs = OperationMetric.objects.filter(operation_id=operation.pk, seq__lt=before)
+    if kind:
+        qs = qs.filter(kind=kind)
+    rows = list(qs.order_by("-seq")[:last])
+    rows.reverse()
+    return [m.as_record() for m in rows]
+
+
+def operation_new_metrics(*, operation: Operation, cursor: int, limit: int) -> MetricsPage:
+    """What a viewer at `cursor` lacks: records with `cursor` ≤ seq < the snapshot's own cursor,
+    at most `limit` (the snapshot's cursor bounds it, so a page never shows records its
+    operation's state does not account for yet)."""
+    end = min(operation.metrics_cursor, cursor + limit)
+    if cursor >= end:
+        return MetricsPage(records=[], new_cursor=min(cursor, operation.metrics_cursor))
+    qs = OperationMetric.objects.filter(
+        operation_id=operation.pk, seq__gte=cursor, seq__lt=end
+    ).order_by("seq")
+    records = [m.as_record() for m in qs]
+    return MetricsPage(records=records, new_cursor=end)
 
 
 def dependency_checks() -> dict[str, dict[str, Any]]:

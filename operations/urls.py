@@ -1,4 +1,4 @@
-"""Operations pages: the list with live rows, and the detail page."""
+"""Operations pages: the live list, and the detail page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,5 @@ urlpatterns = [
     path("", views.operation_list, name="list"),
     path("countdown/", views.countdown_create, name="countdown-create"),
     path("<str:operation_id>/", views.operation_detail, name="detail"),
-    path("<str:operation_id>/row/", views.operation_row, name="row"),
     path("<str:operation_id>/cancel/", views.operation_cancel, name="cancel"),
 ]

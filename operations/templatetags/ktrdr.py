@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import template
+from django.utils.html import format_html, json_script
+from django.utils.safestring import SafeString
 
+from operations import selectors
 from operations.execution import may_cancel
 from operations.models import Operation
 from operations.serializers import is_stale
 
 register = template.Library()
+
+# Records a page draws at most at first (its polls append what comes after).
+MAX_HISTORY = 5000
 
 
 @register.filter
@@ -40,3 +47,55 @@ def stale(op: Operation) -> bool:
 def cancellable_by(op: Operation, user: Any) -> bool:
     """Whether `user` may cancel `op` (the services' rule, so the page offers only what works)."""
     return may_cancel(user, op)
+
+
+@register.simple_tag
+def metric_history(op: Operation, *, before: int, last: int, kind: str | None = None) -> list:
+    """`{% metric_history op before=cursor last=50 kind="epoch" as records %}`: the last records
+    before the page's cursor (what the page draws; polls append the rest)."""
+    return selectors.operation_recent_metrics(
+        operation=op, before=int(before), last=min(int(last), MAX_HISTORY), kind=kind or None
+    )
+
+
+@register.filter
+def of_kind(records: list[dict] | None, kind: str) -> list[dict]:
+    return [r for r in records or () if r.get("kind") == kind]
+
+
+def _series(spec: str) -> list[dict[str, str]]:
+    out = []
+    for item in spec.split(","):
+        key, _, label = item.partition(":")
+        out.append({"key": key.strip(), "label": (label or key).strip()})
+    return out
+
+
+@register.simple_tag
+def chart(
+    name: str, title: str, records: list[dict], *, x: str, series: str, kind: str, percent=False
+) -> SafeString:
+    """An interactive line chart (uPlot, drawn by static/ktrdr/live.js) of `records` of `kind`:
+    `series` is "key:label,key:label"; later polls append points (`chart_append`). Without
+    JavaScript the figure says where the numbers are."""
+    spec = _series(series)
+    keys = {x, *(s["key"] for s in spec)}
+    points = [{k: r.get(k) for k in keys} for r in records if r.get("kind", kind) == kind]
+    config = {"x": x, "kind": kind, "series": spec, "percent": bool(percent)}
+    return format_html(
+        '<figure class="chart" id="chart-{}" data-chart="{}"><figcaption>{}</figcaption>'
+        '<div class="chart-plot" role="img" aria-label="{} by {}"></div>{}'
+        '<noscript><p class="muted">The table below lists every figure.</p></noscript></figure>',
+        name,
+        json.dumps(config),
+        title,
+        title,
+        x,
+        json_script(points),
+    )
+
+
+@register.simple_tag
+def chart_append(records: list[dict]) -> SafeString:
+    """New records for the page's charts (live.js hands each to the charts of its kind)."""
+    return format_html("<div hidden data-chart-append>{}</div>", json_script(list(records)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pytest
 
 from operations import services
@@ -12,7 +14,7 @@ from tests.fakes.workers import GatedWork, launch, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.mark.parametrize("path", ["/operations/", "/operations/op_x/", "/operations/op_x/row/"])
+@pytest.mark.parametrize("path", ["/operations/", "/operations/op_x/"])
 def test_pages_require_login(client, path):
     resp = client.get(path)
     assert resp.status_code == 302
@@ -34,27 +36,76 @@ def test_login_page_logs_in(client, user):
     assert client.get("/operations/").status_code == 200
 
 
-def test_running_rows_poll_and_finished_rows_do_not(logged_in):
+def _table(client, path: str = "/operations/", etag: str | None = None):
+    headers = {"HX-Request": "true", "HX-Target": "operations-table"}
+    if etag:
+        headers["If-None-Match"] = etag
+    return client.get(path, headers=headers)
+
+
+def test_the_list_polls_one_fragment_for_all_its_rows(logged_in):
     work = GatedWork()
     running = launch(work)
     finished = services.operation_create(operation_type="test", executor=Executor.LOCAL)
     services.operation_request_cancel(operation_id=finished.operation_id)
     assert work.started.wait(10)
     page = logged_in.get("/operations/").content.decode()
-    assert f'hx-get="/operations/{running.operation_id}/row/"' in page
-    assert f'hx-get="/operations/{finished.operation_id}/row/"' not in page
-    assert 'hx-trigger="every 1s"' in page
+    # One poller, on the table; no row polls on its own.
+    assert page.count("data-poll-url=") == 1
+    assert 'id="operations-table"' in page
+    assert 'data-poll-url="/operations/"' in page
+    assert "every 1s" not in page
+    assert "/row/" not in page
+    assert f"row-{running.operation_id}" in page
+    assert f"row-{finished.operation_id}" in page
 
-    row = logged_in.get(f"/operations/{running.operation_id}/row/", HTTP_HX_REQUEST="true")
-    assert row.status_code == 200
-    assert b"<tr" in row.content
-    assert b"hx-get" in row.content
+    table = _table(logged_in)
+    assert table.status_code == 200
+    html = table.content.decode()
+    assert html.lstrip().startswith('<div id="operations-table"')
+    assert table["ETag"]
+    assert f'data-etag="{escape(table["ETag"])}"' in html
+    # Nothing changed: the poll that sends its ETag back gets 304 and no body.
+    same = _table(logged_in, etag=table["ETag"])
+    assert same.status_code == 304
+    assert same.content == b""
     work.release.set()
     assert local_runs.wait_idle(10)
-    row = logged_in.get(f"/operations/{running.operation_id}/row/", HTTP_HX_REQUEST="true")
-    html = row.content.decode()
-    assert "completed" in html
-    assert "hx-get" not in html  # the terminal fragment stops the poller
+    done = _table(logged_in, etag=table["ETag"])
+    assert done.status_code == 200
+    assert done["ETag"] != table["ETag"]
+    assert f'id="row-{running.operation_id}" class="status-completed"' in done.content.decode()
+
+
+def test_the_list_fragment_keeps_its_filters_in_its_poll_url(logged_in):
+    services.operation_create(operation_type="test", executor=Executor.AGENT)
+    html = _table(logged_in, "/operations/?status=pending&operation_type=test").content.decode()
+    assert 'data-poll-url="/operations/?status=pending&amp;operation_type=test"' in html
+
+
+def test_the_type_filter_offers_the_registered_kinds(logged_in):
+    services.operation_create(operation_type="legacy_kind", executor=Executor.AGENT)
+    page = logged_in.get("/operations/").content.decode()
+    for kind in ("countdown", "training", "data_load"):
+        assert f'<option value="{kind}"' in page
+    # The filter lists what this installation runs, not one option per stored row.
+    assert '<option value="legacy_kind"' not in page
+    chosen = logged_in.get("/operations/?operation_type=legacy_kind").content.decode()
+    assert '<option value="legacy_kind" selected' in chosen
+
+
+def test_the_list_counts_up_to_a_limit(logged_in, monkeypatch):
+    from operations import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(views, "COUNT_LIMIT", 3)
+    for _ in range(5):
+        services.operation_create(operation_type="test", executor=Executor.AGENT)
+    html = logged_in.get("/operations/").content.decode()
+    assert "more than 3 operations" in html
+    assert "older →" in html
+    monkeypatch.setattr(views, "COUNT_LIMIT", 10)
+    assert "5 operations" in logged_in.get("/operations/").content.decode()
 
 
 def test_htmx_filter_returns_only_the_table(logged_in):
@@ -63,7 +114,7 @@ def test_htmx_filter_returns_only_the_table(logged_in):
         "/operations/?status=pending", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="operations-table"
     )
     html = resp.content.decode()
-    assert html.lstrip().startswith('<div id="operations-table">')
+    assert html.lstrip().startswith('<div id="operations-table"')
     assert "<html" not in html
 
 
@@ -73,7 +124,7 @@ def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in, user):
     assert work.started.wait(10)
     html = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
     assert 'id="operation-live"' in html
-    assert f'hx-get="/operations/{op.operation_id}/"' in html
+    assert f'data-poll-url="/operations/{op.operation_id}/?cursor=' in html
     assert "csrfmiddlewaretoken" in html
     assert "Cancel" in html
 
@@ -91,11 +142,74 @@ def test_detail_page_shows_progress_metrics_and_a_cancel_form(logged_in, user):
     resp = logged_in.post(f"/operations/{op.operation_id}/cancel/", HTTP_HX_REQUEST="true")
     assert resp.status_code == 200
     assert local_runs.wait_idle(10)
-    final = logged_in.get(
-        f"/operations/{op.operation_id}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="operation-live"
-    ).content.decode()
+    final = live_fragment()
     assert "cancelled" in final
-    assert "hx-get" not in final
+    assert "data-poll-url" not in final  # the terminal fragment stops the poller
+
+
+def _live(client, op_id: str, cursor: int, etag: str | None = None):
+    headers = {"HX-Request": "true", "HX-Target": "operation-live"}
+    if etag:
+        headers["If-None-Match"] = etag
+    return client.get(f"/operations/{op_id}/?cursor={cursor}", headers=headers)
+
+
+def test_the_live_section_hands_over_only_records_past_its_cursor(logged_in, user):
+    work = GatedWork(metrics_before_wait=3)
+    op = launch(work, user=user)
+    assert work.started.wait(10)
+    assert wait_until(
+        lambda: "3 metric records" in _live(logged_in, op.operation_id, 0).content.decode()
+    )
+    page = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
+    # The page draws the records it has and polls on from its cursor.
+    assert page.count("<tr><td>") == 3
+    assert f'data-poll-url="/operations/{op.operation_id}/?cursor=3"' in page
+
+    caught_up = _live(logged_in, op.operation_id, 3)
+    assert "hx-swap-oob" not in caught_up.content.decode()
+    behind = _live(logged_in, op.operation_id, 1).content.decode()
+    assert behind.count("<tr><td>") == 2  # seq 1 and 2, appended to the page's table
+    assert 'hx-swap-oob="beforeend:#metric-rows"' in behind
+    assert "?cursor=3" in behind
+    # Nothing changed since: 304, nothing rendered.
+    again = _live(logged_in, op.operation_id, 3, etag=caught_up["ETag"])
+    assert again.status_code == 304
+    work.release.set()
+    assert local_runs.wait_idle(10)
+    ended = _live(logged_in, op.operation_id, 3, etag=caught_up["ETag"])
+    assert ended.status_code == 200
+    assert "completed" in ended.content.decode()
+
+
+def test_a_page_far_behind_catches_up_in_bounded_steps(logged_in, user, monkeypatch):
+    from operations import views
+
+    monkeypatch.setattr(views, "APPEND_LIMIT", 2)
+    work = GatedWork(metrics_before_wait=5)
+    op = launch(work, user=user)
+    assert work.started.wait(10)
+    assert wait_until(
+        lambda: "5 metric records" in _live(logged_in, op.operation_id, 0).content.decode()
+    )
+    first = _live(logged_in, op.operation_id, 0).content.decode()
+    assert first.count("<tr><td>") == 2
+    assert "?cursor=2" in first
+    assert "data-poll-now" in first
+    last = _live(logged_in, op.operation_id, 4).content.decode()
+    assert last.count("<tr><td>") == 1
+    assert "data-poll-now" not in last
+    # A cursor past the end (or garbage) is clamped, never an error.
+    assert _live(logged_in, op.operation_id, 10**12).status_code == 200
+    assert (
+        logged_in.get(
+            f"/operations/{op.operation_id}/?cursor=abc",
+            headers={"HX-Request": "true", "HX-Target": "operation-live"},
+        ).status_code
+        == 200
+    )
+    work.release.set()
+    assert local_runs.wait_idle(10)
 
 
 def test_cancel_of_a_finished_operation_shows_a_message_not_an_error(logged_in, user):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from operations.local import local_runs
+from operations.models import OperationMetric
 from training.models import TrainedModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,8 +52,16 @@ def test_the_start_form_launches_a_run_and_the_panel_shows_epochs_and_curves(
     page = logged_in.get(op_url).content.decode()
     assert 'id="training-panel"' in page
     assert 'id="epoch-table"' in page
-    assert page.count('<svg class="chart"') == 2
-    assert "<polyline" in page
+    # Two interactive charts, each with the points of every epoch the run had.
+    assert page.count('<figure class="chart"') == 2
+    data = re.search(
+        r'id="chart-loss".*?<script type="application/json">(.*?)</script>', page, re.S
+    )
+    points = json.loads(data.group(1))
+    epochs = OperationMetric.objects.filter(kind="epoch").count()
+    assert epochs >= 1
+    assert len(points) == epochs
+    assert all(isinstance(p["train_loss"], float) for p in points)
     model = TrainedModel.objects.get()
     assert f"/training/models/{model.pk}/" in page
 
