@@ -148,7 +148,9 @@ DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))
 _default_sqlite = f"sqlite:///{DATA_ROOT / 'ktrdr.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", _default_sqlite), conn_max_age=0, conn_health_checks=True
+        os.environ.get("DATABASE_URL", _default_sqlite),
+        conn_max_age=env_int("KTRDR_DB_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -173,6 +175,15 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "options": f"-c statement_timeout={env_int('KTRDR_DB_STATEMENT_TIMEOUT', 30) * 1000}",
         }
     )
+    # A pool per process (psycopg's, as Django recommends under ASGI) instead of a connection
+    # per request; with CONN_HEALTH_CHECKS a connection is checked when it is taken, so one the
+    # server dropped is replaced, not handed to a request.
+    if env_bool("KTRDR_DB_POOL", True):
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("KTRDR_DB_POOL_MIN", 1, minimum=0),
+            "max_size": env_int("KTRDR_DB_POOL_MAX", 8, minimum=1),
+            "timeout": env_int("KTRDR_DB_CONNECT_TIMEOUT", 5),
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

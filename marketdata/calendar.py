@@ -89,7 +89,8 @@ def open_mask(asset_class: str, index: pd.DatetimeIndex) -> np.ndarray:
     """True where the market is open at each (UTC, tz-aware) instant of `index`."""
     if len(index) == 0:
         return np.zeros(0, dtype=bool)
-    local = _local(index)
+    # New York wall-clock time, converted once: fields of a naive index need no tz lookups.
+    local = _local(index).tz_localize(None)
     weekday = np.asarray(local.day_of_week)
     minute = np.asarray(local.hour * 60 + local.minute)
     month = np.asarray(local.month)
@@ -107,9 +108,10 @@ def open_mask(asset_class: str, index: pd.DatetimeIndex) -> np.ndarray:
         return mask
     mask = (weekday <= 4) & (minute >= EQUITY_OPEN_MINUTE) & (minute < EQUITY_CLOSE_MINUTE)
     if mask.any():
-        dates = local.date
-        holidays = np.fromiter((d in equity_holidays(d.year) for d in dates), bool, len(dates))
-        mask &= ~holidays
+        dates = local.normalize()
+        years = range(int(local.year.min()), int(local.year.max()) + 1)
+        holidays = pd.DatetimeIndex(sorted(d for y in years for d in equity_holidays(y)))
+        mask &= ~dates.isin(holidays)
     return mask
 
 
@@ -160,19 +162,19 @@ def expected_bar_times(
         first = lo.ceil(step)
         grid = pd.date_range(first, hi, freq=step, inclusive="left", name="timestamp")
         return grid[open_mask(asset_class, grid)]
-    # Equities: per trading day, bars from the open every `step` until the close.
-    stamps: list[pd.Timestamp] = []
+    # Equities: per trading day, bars from the open every `step` until the close (built for all
+    # days at once: the opens in UTC, plus the session's offsets).
     local_lo = lo.tz_convert(NEW_YORK).date() - timedelta(days=1)
     local_hi = hi.tz_convert(NEW_YORK).date() + timedelta(days=1)
-    for day in trading_days(asset_class, local_lo, local_hi):
-        session_open = pd.Timestamp(day).tz_localize(NEW_YORK) + pd.Timedelta(
-            minutes=EQUITY_OPEN_MINUTE
-        )
-        session_close = session_open + pd.Timedelta(
-            minutes=EQUITY_CLOSE_MINUTE - EQUITY_OPEN_MINUTE
-        )
-        stamps.extend(pd.date_range(session_open, session_close, freq=step, inclusive="left"))
-    if not stamps:
+    days = trading_days(asset_class, local_lo, local_hi)
+    if not days:
         return empty
-    index = pd.DatetimeIndex(stamps, name="timestamp").tz_convert("UTC")
+    opens = (
+        pd.DatetimeIndex(days).tz_localize(NEW_YORK) + pd.Timedelta(minutes=EQUITY_OPEN_MINUTE)
+    ).tz_convert("UTC")
+    session = pd.Timedelta(minutes=EQUITY_CLOSE_MINUTE - EQUITY_OPEN_MINUTE).value
+    per_day = -(-session // step.value)
+    offsets = np.arange(per_day, dtype=np.int64) * step.value
+    stamps = (opens.as_unit("ns").asi8[:, None] + offsets).ravel()
+    index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True), name="timestamp")
     return index[(index >= lo) & (index < hi)]

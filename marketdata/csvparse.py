@@ -23,10 +23,14 @@ import csv
 import io
 import re
 import zlib
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from marketdata.bars import COLUMNS, INDEX_NAME
 from marketdata.timeframes import Timeframe
@@ -38,6 +42,8 @@ _GZIP_CHUNK = 1 << 20
 EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
 LATEST = pd.Timestamp("2200-01-01", tz="UTC")
 
+_EIGHT_DIGITS = re.compile(r"\d{8}")
+_LEADING_WINDOW = 1 << 16
 _TIMESTAMP_NAMES = ("timestamp", "datetime", "date_time", "time", "date", "gmt time",
                     "local time", "utc", "<date>")  # fmt: skip
 _DATE_NAMES = ("date", "<date>", "day")
@@ -83,19 +89,58 @@ def _is_number(value: str) -> bool:
     return True
 
 
+def _first_line(text: str) -> str:
+    """`text.lstrip().splitlines()[0]` without copying or splitting the whole file."""
+    begin = 0
+    if text[:1].isspace():
+        head = text[:_LEADING_WINDOW]
+        begin = len(head) - len(head.lstrip())
+        if begin == len(head):
+            begin = len(text) - len(text.lstrip())
+    window = text[begin : begin + _LEADING_WINDOW]
+    lines = window.splitlines()
+    if len(lines) > 1 or len(window) < _LEADING_WINDOW:
+        return lines[0]
+    return text[begin:].splitlines()[0]
+
+
+def _iso_with_zone(text: pd.Series) -> pd.DatetimeIndex | None:
+    """ISO-8601 timestamps that all name their zone (`Z`, `+01:00`), read by Arrow's parser
+    (about ten times pandas' speed); None when any one does not (a naive stamp, another
+    layout, a year nanoseconds cannot hold): pandas' parsers then decide, and name the line."""
+    try:
+        stamps = pc.cast(pa.array(text.array), pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return pd.DatetimeIndex(stamps.to_pandas())
+
+
+def _numeric_sample(value: str) -> bool:
+    """Whether `pd.to_numeric` reads `value` (the same parser the whole column then goes
+    through, so the sample decides exactly as reading every value would)."""
+    return bool(pd.notna(pd.to_numeric(pd.Series([value]), errors="coerce")).all())
+
+
 def _parse_times(values: pd.Series, first_line: int) -> pd.DatetimeIndex:
+    """Timestamps from text, each format tried on the whole column at once (vectorised).
+
+    The first value picks the candidates: only when it has eight digits can the column be
+    `YYYYMMDD`, only when it is a number can the column be epoch seconds/milliseconds, so the
+    costly whole-column tests run only for a column that may pass them.
+    """
     text = values.astype(str).str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
-    if text.str.fullmatch(r"\d{8}").all():
+    sample = text.iloc[0]
+    if _EIGHT_DIGITS.fullmatch(sample) and text.str.fullmatch(r"\d{8}").all():
         # Eight digits are always YYYYMMDD, never epoch seconds (those would be 1970-1973):
         # `15000106` is 1500-01-06 and refused as such below, not read as a 1970 instant.
         parsed = pd.to_datetime(text, format="%Y%m%d", utc=True, errors="coerce")
-    elif numeric.notna().all():
+    elif (
+        _numeric_sample(sample) and (numeric := pd.to_numeric(text, errors="coerce")).notna().all()
+    ):
         unit = "ms" if numeric.abs().max() > 1e11 else "s"
         parsed = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
     else:
         parsed = None
-        sample = text.iloc[0]
         for fmt in ("%Y%m%d %H:%M:%S", "%Y%m%d %H:%M", "%d.%m.%Y %H:%M:%S.%f",
                     "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M"):  # fmt: skip
             try:
@@ -104,6 +149,8 @@ def _parse_times(values: pd.Series, first_line: int) -> pd.DatetimeIndex:
                 continue
             parsed = pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
             break
+        if parsed is None:
+            parsed = _iso_with_zone(text)
         if parsed is None:
             parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             if parsed.isna().any():
@@ -178,6 +225,83 @@ def grid_step(timeframe: Timeframe, asset_class: str | None = None) -> timedelta
     return min(timeframe.step, coarsest)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the bars are in a read CSV: the timestamp column(s) and the price/volume columns
+    (labels of the read frame; volume None when the file has none)."""
+
+    stamps: tuple[Any, ...]
+    picked: dict[str, Any]
+
+
+def _layout(raw: pd.DataFrame, has_header: bool) -> _Layout:
+    if has_header:
+        cols = list(raw.columns)
+        date_col = _find(cols, _DATE_NAMES)
+        time_col = _find(cols, _TIME_NAMES)
+        if date_col and time_col and date_col != time_col:
+            stamps: tuple[Any, ...] = (date_col, time_col)
+        else:
+            ts_col = _find(cols, _TIMESTAMP_NAMES)
+            if ts_col is None:
+                raise CsvFormatError(
+                    "line 1: no timestamp column; expected one named timestamp, time, date or "
+                    f"datetime (or date + time columns); found: {', '.join(cols)}"
+                )
+            stamps = (ts_col,)
+        picked = {}
+        for col, names in _COLUMN_NAMES.items():
+            found = _find(cols, names)
+            if found is None and col != "volume":
+                raise CsvFormatError(
+                    f"line 1: no {col} column; expected one of {', '.join(names[:3])}; "
+                    f"found: {', '.join(cols)}"
+                )
+            picked[col] = found
+        return _Layout(stamps, picked)
+    if raw.shape[1] < 5:
+        raise CsvFormatError(
+            "line 1: without a header the columns must be timestamp, open, high, low, "
+            f"close[, volume]; found {raw.shape[1]} column(s)"
+        )
+    picked = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5 if raw.shape[1] > 5
+              else None}  # fmt: skip
+    return _Layout((0,), picked)
+
+
+def _read(source: bytes, sep: str, has_header: bool, **kwargs: Any) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(
+            io.BytesIO(source),
+            sep=sep,
+            header=0 if has_header else None,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            nrows=MAX_ROWS + 1,
+            **kwargs,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise CsvFormatError(f"not a readable CSV: {exc}") from None
+    if len(raw) > MAX_ROWS:
+        raise CsvFormatError(f"too many rows: at most {MAX_ROWS:,} bars per file")
+    if raw.empty:
+        raise CsvFormatError("the file has a header but no rows")
+    if has_header:
+        raw.columns = [_norm(c) for c in raw.columns]
+    return raw
+
+
+def _stamp_text(raw: pd.DataFrame, layout: _Layout) -> pd.Series:
+    if len(layout.stamps) == 2:
+        date_col, time_col = layout.stamps
+        return raw[date_col].str.strip() + " " + raw[time_col].str.strip()
+    return raw[layout.stamps[0]]
+
+
+def _is_text(column: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(column.dtype) and not column.isna().any()
+
+
 def parse_bars_csv(
     data: bytes | str, *, timeframe: Timeframe | None = None, asset_class: str | None = None
 ) -> pd.DataFrame:
@@ -186,6 +310,14 @@ def parse_bars_csv(
     `data` is text or bytes (UTF-8, or gzip, which must already be decompressed with
     `gunzip_bounded` to bound it). With a timeframe, bar spacing and the grid are checked;
     `asset_class` picks the grid (`grid_step`).
+
+    One read with the types pandas infers (numbers parsed in C, as `pd.read_csv` of the file
+    alone does) serves every file whose prices and volumes are all numbers. Timestamps pandas
+    read as numbers (epochs, `YYYYMMDD`, where the text decides) are read again as text, alone.
+    A file with an empty or non-numeric cell is read again with every cell as text: the strict
+    path that names the offending line and field, so a bad file is refused exactly as before
+    and only a good one is fast. Timestamps are parsed a whole column per format
+    (`_parse_times`), every row rule is a vectorised mask (`_check_rows`).
     """
     if isinstance(data, bytes) and data.startswith(GZIP_MAGIC):
         raise CsvFormatError("the file is gzip-compressed; decompress it first")
@@ -196,85 +328,77 @@ def parse_bars_csv(
             raise CsvFormatError(
                 f"the file is not UTF-8 text (byte {exc.start}); export it as CSV text"
             ) from None
+        source = data
     else:
         text = data
-    if not text.strip():
+        source = data.encode("utf-8")
+    if not text or text.isspace():
         raise CsvFormatError("the file is empty")
     sep = _sniff_separator(text[:4096])
-    first_line = text.lstrip().splitlines()[0]
+    first_line = _first_line(text)
     first_fields = [f.strip() for f in first_line.split(sep)]
     has_header = not (
         _looks_like_timestamp(first_fields[0])
         and all(_is_number(f) for f in first_fields[1:5] if f)
     )
-    try:
-        raw = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            header=0 if has_header else None,
-            dtype=str,
-            skipinitialspace=True,
-            keep_default_na=False,
-            nrows=MAX_ROWS + 1,
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise CsvFormatError(f"not a readable CSV: {exc}") from None
-    if len(raw) > MAX_ROWS:
-        raise CsvFormatError(f"too many rows: at most {MAX_ROWS:,} bars per file")
-    if raw.empty:
-        raise CsvFormatError("the file has a header but no rows")
     data_line = 2 if has_header else 1
-    if has_header:
-        raw.columns = [_norm(c) for c in raw.columns]
-        cols = list(raw.columns)
-        date_col = _find(cols, _DATE_NAMES)
-        time_col = _find(cols, _TIME_NAMES)
-        if date_col and time_col and date_col != time_col:
-            stamps = raw[date_col].str.strip() + " " + raw[time_col].str.strip()
-        else:
-            ts_col = _find(cols, _TIMESTAMP_NAMES)
-            if ts_col is None:
-                raise CsvFormatError(
-                    "line 1: no timestamp column; expected one named timestamp, time, date or "
-                    f"datetime (or date + time columns); found: {', '.join(cols)}"
-                )
-            stamps = raw[ts_col]
-        picked = {}
-        for col, names in _COLUMN_NAMES.items():
-            found = _find(cols, names)
-            if found is None and col != "volume":
-                raise CsvFormatError(
-                    f"line 1: no {col} column; expected one of {', '.join(names[:3])}; "
-                    f"found: {', '.join(cols)}"
-                )
-            picked[col] = found
-    else:
-        if raw.shape[1] < 5:
-            raise CsvFormatError(
-                "line 1: without a header the columns must be timestamp, open, high, low, "
-                f"close[, volume]; found {raw.shape[1]} column(s)"
-            )
-        stamps = raw[0]
-        picked = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5 if raw.shape[1] > 5
-                  else None}  # fmt: skip
-    index = _parse_times(stamps, data_line)
-    frame = pd.DataFrame(index=index)
+    raw = _read(source, sep, has_header)
+    layout = _layout(raw, has_header)
+    columns = _fast_columns(raw, layout)
+    stamps = raw
+    if columns is None:
+        # The strict path: every cell as text, exactly as written (no NA guessing).
+        raw = stamps = _read(source, sep, has_header, dtype=str, keep_default_na=False)
+        layout = _layout(raw, has_header)
+    elif not all(_is_text(raw[c]) for c in layout.stamps):
+        # The numbers are fine but the timestamps were read as numbers (epochs, YYYYMMDD) or
+        # have gaps: their text decides (eight digits are a date), so only they are read again.
+        positions = [list(raw.columns).index(c) for c in layout.stamps]
+        stamps = _read(source, sep, has_header, usecols=positions, dtype=str, keep_default_na=False)
+    index = _parse_times(_stamp_text(stamps, layout), data_line)
+    if columns is None:
+        columns = _strict_columns(raw, layout, data_line)
+    frame = pd.DataFrame(columns, index=index)
+    frame.index.name = INDEX_NAME
+    _check_rows(frame, data_line, timeframe, asset_class)
+    return frame
+
+
+def _fast_columns(raw: pd.DataFrame, layout: _Layout) -> dict[str, np.ndarray] | None:
+    """The price/volume columns as float64 when pandas read every one of them as numbers
+    without a gap; None sends the file to the strict path (which names the bad cell)."""
+    columns = {}
     for col in COLUMNS:
-        source = picked[col]
-        if source is None:
-            frame[col] = 0.0
+        label = layout.picked[col]
+        if label is None:
+            columns[col] = np.zeros(len(raw))
             continue
-        values = pd.to_numeric(raw[source].astype(str).str.strip(), errors="coerce")
+        series = raw[label]
+        if series.dtype.kind not in "iuf":
+            return None
+        values = series.to_numpy(dtype="float64")
+        if np.isnan(values).any():
+            return None
+        columns[col] = values
+    return columns
+
+
+def _strict_columns(raw: pd.DataFrame, layout: _Layout, data_line: int) -> dict[str, np.ndarray]:
+    columns = {}
+    for col in COLUMNS:
+        label = layout.picked[col]
+        if label is None:
+            columns[col] = np.zeros(len(raw))
+            continue
+        values = pd.to_numeric(raw[label].astype(str).str.strip(), errors="coerce")
         bad = np.flatnonzero(values.isna().to_numpy())
         if len(bad):
             i = int(bad[0])
             raise CsvFormatError(
-                f"line {data_line + i}: {col} value {raw[source].iloc[i]!r} is not a number"
+                f"line {data_line + i}: {col} value {raw[label].iloc[i]!r} is not a number"
             )
-        frame[col] = values.to_numpy(dtype="float64")
-    frame.index.name = INDEX_NAME
-    _check_rows(frame, data_line, timeframe, asset_class)
-    return frame
+        columns[col] = values.to_numpy(dtype="float64")
+    return columns
 
 
 def _human(nanoseconds: int) -> str:

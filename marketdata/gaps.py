@@ -16,6 +16,8 @@ from marketdata.calendar import expected_bar_times
 from marketdata.timeframes import Timeframe
 
 MAX_LISTED_GAPS = 50
+# Bar slots the calendar is asked for at once (`expected_counts`): bounds its memory.
+CHUNK_BARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,22 +56,70 @@ class GapReport:
 
 
 def analyze_gaps(index: pd.DatetimeIndex, timeframe: Timeframe, asset_class: str) -> GapReport:
-    """Classify every break between consecutive bars of `index` (sorted, UTC)."""
+    """Classify every break between consecutive bars of `index` (sorted, UTC).
+
+    The calendar is asked once per stretch of the analysed range that holds breaks
+    (`expected_counts`), never once per break: a year of minute bars has hundreds of them.
+    """
     if len(index) < 2:
         return GapReport(0, 0, [])
     step = pd.Timedelta(timeframe.step)
+    index = index.as_unit("ns")
     ts = index.asi8
     # Equity daily/intraday grids are not all one step apart; a break is any step > bar size
     # (for daily bars: more than one calendar day).
     breaks = np.flatnonzero(np.diff(ts) > step.value)
-    unexpected: list[Gap] = []
-    for i in breaks:
-        after = index[i] + step
-        nxt = index[i + 1]
-        missing = len(expected_bar_times(asset_class, timeframe, after, nxt))
-        if missing:
-            unexpected.append(Gap(after, nxt, missing))
+    if not len(breaks):
+        return GapReport(0, 0, [])
+    after = ts[breaks] + step.value
+    nxt = ts[breaks + 1]
+    missing = expected_counts(asset_class, timeframe, after, nxt)
+    hits = np.flatnonzero(missing)
+    unexpected = [
+        Gap(pd.Timestamp(int(after[i]), tz="UTC"), index[breaks[i] + 1], int(missing[i]))
+        for i in hits
+    ]
     return GapReport(len(breaks), len(breaks) - len(unexpected), unexpected)
+
+
+def expected_counts(
+    asset_class: str, timeframe: Timeframe, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """How many bars the calendar expects in each [starts[i], ends[i]) (int64 ns; the
+    intervals sorted and disjoint, as the breaks of a sorted index are).
+
+    Vectorised: the expected bar times are computed once per chunk of the range the intervals
+    span and each interval's count is two binary searches in them. A chunk holds at most
+    `CHUNK_BARS` bar slots, so memory stays bounded whatever the span (a file may put two
+    bars centuries apart), and stretches without an interval are skipped.
+    """
+    counts = np.zeros(len(starts), dtype=np.int64)
+    if not len(starts):
+        return counts
+    step = pd.Timedelta(timeframe.step).value
+    span = CHUNK_BARS * step
+    last = int(ends[-1])
+    i = 0
+    done = int(starts[0])
+    while i < len(starts):
+        lo = max(done, int(starts[i]))
+        hi = min(lo + span, last)
+        expected = (
+            expected_bar_times(
+                asset_class, timeframe, pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+            )
+            .as_unit("ns")
+            .asi8
+        )
+        j = int(np.searchsorted(starts, hi, side="left"))
+        if len(expected):
+            a = np.clip(starts[i:j], lo, hi)
+            b = np.clip(ends[i:j], lo, hi)
+            counts[i:j] += np.searchsorted(expected, b) - np.searchsorted(expected, a)
+        done = hi
+        # The next chunk starts at the first interval that does not end inside this one.
+        i = int(np.searchsorted(ends, hi, side="right"))
+    return counts
 
 
 def missing_ranges(

@@ -437,7 +437,12 @@ class DataLoader:
                 "status": status,
             }
             self.state.segments.append(
-                {**record, "bars_expected": seg.expected_bars, "error": error}
+                {
+                    **record,
+                    "bars_expected": seg.expected_bars,
+                    "error": error,
+                    "adjacent": seg.adjacent,
+                }
             )
             if isinstance(self.bridge, DataLoadingProgressBridge):
                 self.bridge.on_segment(
@@ -610,14 +615,19 @@ class DataLoader:
 
     def _failed_ranges(self) -> list[dict[str, Any]]:
         """The ranges of failed segments (adjacent ones joined) with their errors: the gaps this
-        load leaves, which a later `full` load over them fetches."""
+        load leaves, which a later `full` load over them fetches. Consecutive segments of one
+        fetch range are adjacent even where closed time the plan skips lies between them."""
         ranges: list[dict[str, Any]] = []
+        previous_failed = False
         for seg in self.state.segments:
-            if seg["status"] != "failed":
+            failed = seg["status"] == "failed"
+            joins = previous_failed and (seg.get("adjacent") or ranges[-1]["end"] == seg["start"])
+            previous_failed = failed
+            if not failed:
                 continue
             error = seg["error"] or "no reason given"
             last = ranges[-1] if ranges else None
-            if last is not None and last["end"] == seg["start"] and last["error"] == error:
+            if last is not None and joins and last["error"] == error:
                 last["end"] = seg["end"]
                 last["segments"] += 1
             else:

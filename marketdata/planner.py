@@ -1,5 +1,12 @@
 """Which ranges a load fetches (its mode) and how they are cut into IB-sized segments (pure).
 
+Segments are as few as IB allows: each is one request of at most the bar size's longest
+duration (`Timeframe.ib_longest`: 1 D for 1 min bars, 1 W for 5 and 15 mins, 1 M for 30 mins
+to 4 hours, 5 Y for days), starting at the first bar the calendar expects that no earlier
+segment covers. Closed time (nights, weekends, holidays) is not requested, so a segment never
+starts in it; that greedy cover is the fewest requests of that length that reach every expected
+bar.
+
 Modes: `local` fetches nothing and reports what is stored; `tail` fetches from after
 the last stored bar to the end; `backfill` fetches from the start to before the first stored bar;
 `full` fetches every range in [start, end) where the calendar expects bars the store lacks
@@ -15,7 +22,7 @@ import pandas as pd
 
 from marketdata.calendar import expected_bar_times
 from marketdata.gaps import missing_ranges
-from marketdata.timeframes import Timeframe, ib_duration_for
+from marketdata.timeframes import Timeframe, ib_duration
 
 MODES = ("local", "tail", "backfill", "full")
 
@@ -27,6 +34,9 @@ class Segment:
     end: pd.Timestamp
     expected_bars: int
     ib_duration: str
+    # Only closed time (no bar the calendar expects) lies between the previous segment and
+    # this one: a run of failed segments joined this way is one hole in the store.
+    adjacent: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -110,34 +120,42 @@ def plan_segments(
     timeframe: Timeframe,
     asset_class: str,
     *,
-    max_span: pd.Timedelta | None = None,
     head: pd.Timestamp | None = None,
 ) -> list[Segment]:
-    """Cut each range into requests no longer than the bar size allows.
+    """Cut each range into as few IB requests as the bar size allows.
 
-    Each segment's IB duration is rounded *up* to cover it (the fetched bars are then clipped to
-    the segment), so no bar falls between two segments. A segment holding `head` (the source's
-    first bar) is kept and counts that bar, whatever the calendar expects there.
+    The calendar is asked once per range. Each segment starts at the first expected bar not
+    yet covered, reaches as far as one request of the longest duration does (never past the
+    range), and ends just after the last bar it holds; its IB duration is the shortest one
+    IB accepts that covers it, rounded *up* (the fetched bars are then clipped to the
+    segment), so no expected bar falls between two segments. The source's first bar (`head`)
+    counts as expected, whatever the calendar says there.
     """
-    span = max_span or pd.Timedelta(timeframe.max_request_span)
+    longest = timeframe.ib_longest
+    step = pd.Timedelta(timeframe.step)
     segments: list[Segment] = []
     for a, b in ranges:
-        cursor = a
-        while cursor < b:
-            seg_end = min(cursor + span, b)
-            times = expected_bar_times(asset_class, timeframe, cursor, seg_end)
-            expected = len(times) + int(_holds(head, cursor, seg_end) and head not in times)
-            if expected:
-                segments.append(
-                    Segment(
-                        len(segments),
-                        cursor,
-                        seg_end,
-                        expected,
-                        ib_duration_for((seg_end - cursor).to_pytimedelta(), timeframe),
-                    )
+        times = expected_bar_times(asset_class, timeframe, a, b).as_unit("ns")
+        if _holds(head, a, b) and head not in times:
+            times = times.insert(int(times.searchsorted(head)), head).as_unit("ns")
+        stamps = times.asi8
+        i = 0
+        while i < len(stamps):
+            start = times[i]
+            reach = min(longest.end_from(start), b)
+            j = int(np.searchsorted(stamps, reach.value, side="left"))
+            end = min(times[j - 1] + step, reach)
+            segments.append(
+                Segment(
+                    len(segments),
+                    start,
+                    end,
+                    j - i,
+                    str(ib_duration(start, end, timeframe)),
+                    adjacent=i > 0,
                 )
-            cursor = seg_end
+            )
+            i = j
     return segments
 
 

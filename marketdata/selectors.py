@@ -51,11 +51,9 @@ def bars_window(*, symbol: str, timeframe: str, start=None, end=None, limit: int
     """
     if limit < 1:
         raise InvalidInput("limit must be ≥ 1", field="limit")
-    frame = store.read_bars(symbol, timeframe, start, end)
-    total = len(frame)
+    # Only the row groups holding these bars are decoded, not the series (`store.read_window`).
+    frame, total = store.read_window(symbol, timeframe, start, end, limit=limit)
     truncated = total > limit
-    if truncated:
-        frame = frame.iloc[-limit:]
     next_end = frame.index[0] if truncated and len(frame) else None
     return BarWindow(frame=frame, total_in_range=total, truncated=truncated, next_end=next_end)
 

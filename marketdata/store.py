@@ -14,6 +14,12 @@ Guarantees:
   (`selectors.bar_provenance`); merging a source into a series holding another one warns.
 * Writers of one series are serialised (a thread lock plus an `flock` on a lock file, so two
   processes sharing a DATA_DIR also take turns).
+* Reads decode only the bars they need: files are written in row groups of `ROW_GROUP_BARS`
+  bars, aligned to the newest bar (the last group is always full), and a read picks the groups
+  whose timestamp range (the footer's statistics) overlaps what it asks for. A process keeps
+  the footers of the files it read (keyed by inode, mtime and size, so a rewritten file is
+  never read with an old footer), so a viewer of the newest 2,000 bars of a 1M-bar series
+  decodes one group of 4,096 bars (`read_window`).
 * DATA_DIR is read on every call: an agent process or a test can point it elsewhere.
 """
 
@@ -26,6 +32,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,10 +46,11 @@ import pyarrow.parquet as pq
 from django.db import transaction
 
 from marketdata.bars import (
+    COLUMNS,
+    INDEX_NAME,
     BarValidationError,
     empty_bars,
     merge_bars,
-    normalize,
     validate_bars,
 )
 from marketdata.gaps import analyze_gaps
@@ -62,6 +70,12 @@ ON_CONFLICT = ("reject", "keep", "replace")
 # newest ones).
 MAX_RUNS_PER_WRITE = 20
 MAX_PROVENANCE = 200
+# Bars per Parquet row group: the unit a read decodes. Small enough that the newest 2,000 bars
+# cost about what a 2,000-bar file does, large enough that a 1M-bar file's footer (one entry
+# per group) stays small (docs/marketdata.md, reads).
+ROW_GROUP_BARS = 4096
+# Footers kept per process (`_footer`): one per series file a reader looked at recently.
+FOOTER_CACHE_SIZE = 64
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -117,10 +131,134 @@ def _canonical(symbol: str, timeframe: str) -> tuple[str, str]:
     return parse_symbol(symbol).symbol, get_timeframe(timeframe).name
 
 
+@dataclass(frozen=True)
+class _Footer:
+    """A file's Parquet footer and, per row group, its bar count and timestamp bounds (ns)."""
+
+    metadata: pq.FileMetaData
+    rows: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+
+_footers: OrderedDict[tuple[int, int, int, int], _Footer] = OrderedDict()
+_footers_guard = threading.Lock()
+_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _footer_of(metadata: pq.FileMetaData) -> _Footer:
+    schema = metadata.schema.to_arrow_schema()
+    position = schema.get_field_index(INDEX_NAME)
+    unit = _NS_PER.get(getattr(schema.field(position).type, "unit", "ns"), 1)
+    groups = metadata.num_row_groups
+    rows = np.zeros(groups, dtype=np.int64)
+    # Without statistics a group may hold any timestamp: it is always read.
+    first = np.full(groups, np.iinfo(np.int64).min, dtype=np.int64)
+    last = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    for g in range(groups):
+        group = metadata.row_group(g)
+        rows[g] = group.num_rows
+        stats = group.column(position).statistics
+        if stats is not None and stats.has_min_max:
+            first[g] = int(stats.min_raw) * unit
+            last[g] = int(stats.max_raw) * unit
+    return _Footer(metadata, rows, first, last)
+
+
+def _footer(handle: io.BufferedReader) -> _Footer:
+    """The footer of the open file, parsed once per version of the file: the key is what the
+    open handle itself is (device, inode, mtime, size), so a file renamed over it (every write)
+    is a new key and a reader never pairs one file's footer with another's bytes."""
+    st = os.fstat(handle.fileno())
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    with _footers_guard:
+        cached = _footers.get(key)
+        if cached is not None:
+            _footers.move_to_end(key)
+            return cached
+    footer = _footer_of(pq.ParquetFile(handle).metadata)
+    with _footers_guard:
+        _footers[key] = footer
+        while len(_footers) > FOOTER_CACHE_SIZE:
+            _footers.popitem(last=False)
+    return footer
+
+
+def _frame_of(table: pa.Table) -> pd.DataFrame:
+    """A bar frame straight from the Arrow columns (no pandas-metadata round trip)."""
+    stamps = table.column(INDEX_NAME).to_numpy()
+    index = pd.DatetimeIndex(stamps, name=INDEX_NAME)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    columns = {c: np.asarray(table.column(c).to_numpy(), dtype="float64") for c in COLUMNS}
+    return pd.DataFrame(columns, index=index.as_unit("ns"))
+
+
+def _ns(table: pa.Table) -> np.ndarray:
+    """The table's timestamps as int64 nanoseconds (whatever unit the file stores)."""
+    return table.column(INDEX_NAME).to_numpy().astype("datetime64[ns]").view("int64")
+
+
+def _count_in(table: pa.Table, lo: int, hi: int) -> int:
+    stamps = _ns(table)
+    return int(np.searchsorted(stamps, hi, side="left") - np.searchsorted(stamps, lo, side="left"))
+
+
+def _read_range(
+    path: Path, lo: int | None, hi: int | None, limit: int | None = None
+) -> tuple[pd.DataFrame, int]:
+    """Bars with lo ≤ t < hi (ns; None: unbounded), the newest `limit` of them when given, and
+    how many the range holds. Decodes only the row groups the answer needs: from the newest
+    overlapping group back until `limit` bars are held; the count of the older ones comes
+    from the footer (a group wholly inside the range) or their timestamp column alone (the
+    one group that straddles `lo`)."""
+    lo = np.iinfo(np.int64).min if lo is None else lo
+    hi = np.iinfo(np.int64).max if hi is None else hi
+    with open(path, "rb") as handle:
+        footer = _footer(handle)
+        parquet = pq.ParquetFile(handle, metadata=footer.metadata)
+        overlapping = np.flatnonzero((footer.last >= lo) & (footer.first < hi))
+        if not len(overlapping):
+            return empty_bars(), 0
+        inside = (footer.first >= lo) & (footer.last < hi)
+        columns = [*COLUMNS, INDEX_NAME]
+        if limit is None:
+            # Everything in range: one read of all the overlapping groups.
+            table = parquet.read_row_groups(
+                [int(g) for g in overlapping], columns=columns, use_threads=False
+            )
+            frame = _frame_of(table)
+            values = frame.index.asi8
+            frame = frame.iloc[np.searchsorted(values, lo) : np.searchsorted(values, hi)]
+            return frame, len(frame)
+        tables: list[pa.Table] = []
+        held = 0
+        g = len(overlapping)
+        while g and held < limit:
+            g -= 1
+            group = int(overlapping[g])
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
+            tables.append(table)
+            if inside[group]:
+                held += int(footer.rows[group])
+            else:
+                held += _count_in(table, lo, hi)
+        total = held
+        for group in overlapping[:g]:
+            if inside[group]:
+                total += int(footer.rows[group])
+            else:
+                stamps = parquet.read_row_group(int(group), columns=[INDEX_NAME], use_threads=False)
+                total += _count_in(stamps, lo, hi)
+    frame = _frame_of(pa.concat_tables(tables[::-1]) if len(tables) > 1 else tables[0])
+    values = frame.index.asi8
+    frame = frame.iloc[np.searchsorted(values, lo) : np.searchsorted(values, hi)]
+    if len(frame) > limit:
+        frame = frame.iloc[len(frame) - limit :]
+    return frame, total
+
+
 def _read_file(path: Path) -> pd.DataFrame:
-    table = pq.read_table(path)
-    frame = table.to_pandas()
-    return normalize(frame)
+    return _read_range(path, None, None)[0]
 
 
 def _as_utc(value: object, field: str) -> pd.Timestamp | None:
@@ -135,34 +273,56 @@ def _as_utc(value: object, field: str) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def _bounds(start: object, end: object) -> tuple[int | None, int | None]:
+    lo, hi = _as_utc(start, "start"), _as_utc(end, "end")
+    return (None if lo is None else lo.value), (None if hi is None else hi.value)
+
+
 def read_bars(symbol: str, timeframe: str, start=None, end=None) -> pd.DataFrame:
     """Stored bars with start ≤ timestamp < end; SeriesNotFound if there is no series.
 
     The frame has a UTC DatetimeIndex named "timestamp" and float64 open, high, low, close,
-    volume columns, sorted, without duplicates.
+    volume columns, sorted, without duplicates. Only the row groups overlapping the range are
+    decoded.
     """
     symbol, timeframe = _canonical(symbol, timeframe)
     path = series_path(symbol, timeframe)
-    if not path.exists():
-        raise SeriesNotFound(symbol, timeframe)
-    frame = _read_file(path)
-    lo, hi = _as_utc(start, "start"), _as_utc(end, "end")
-    if lo is not None or hi is not None:
-        index = frame.index
-        left = index.searchsorted(lo, side="left") if lo is not None else 0
-        right = index.searchsorted(hi, side="left") if hi is not None else len(index)
-        frame = frame.iloc[left:right]
-    return frame
+    lo, hi = _bounds(start, end)
+    try:
+        return _read_range(path, lo, hi)[0]
+    except FileNotFoundError:
+        raise SeriesNotFound(symbol, timeframe) from None
+
+
+def read_window(
+    symbol: str, timeframe: str, start=None, end=None, *, limit: int
+) -> tuple[pd.DataFrame, int]:
+    """The newest `limit` stored bars with start ≤ timestamp < end, and how many bars the range
+    holds; SeriesNotFound if there is no series. Decodes the row groups of those `limit` bars
+    (plus, for the count, at most one group's timestamps), whatever the size of the series:
+    what a page or an API answer of a window costs does not grow with the file."""
+    symbol, timeframe = _canonical(symbol, timeframe)
+    path = series_path(symbol, timeframe)
+    lo, hi = _bounds(start, end)
+    try:
+        return _read_range(path, lo, hi, limit)
+    except FileNotFoundError:
+        raise SeriesNotFound(symbol, timeframe) from None
 
 
 def read_index(symbol: str, timeframe: str) -> pd.DatetimeIndex:
     """Only the timestamps of a series (empty when nothing is stored)."""
     symbol, timeframe = _canonical(symbol, timeframe)
     path = series_path(symbol, timeframe)
-    if not path.exists():
+    try:
+        with open(path, "rb") as handle:
+            footer = _footer(handle)
+            table = pq.ParquetFile(handle, metadata=footer.metadata).read(
+                columns=[INDEX_NAME], use_threads=False
+            )
+    except FileNotFoundError:
         return empty_bars().index
-    column = pq.read_table(path, columns=["timestamp"]).column("timestamp").to_pandas()
-    index = pd.DatetimeIndex(column, name="timestamp")
+    index = pd.DatetimeIndex(table.column(INDEX_NAME).to_numpy(), name=INDEX_NAME)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     return index.as_unit("ns")
 
@@ -191,6 +351,31 @@ class StoreWriteError(ServiceUnavailable):
     The series file is untouched: writes go to a temporary file that is then renamed."""
 
 
+def _write_groups(table: pa.Table, handle: Any) -> None:
+    """The table as Parquet row groups of ROW_GROUP_BARS bars aligned to its *end*: the first
+    group takes the remainder, so the newest bars — what pages show — fill one whole group.
+    Statistics are kept for the timestamp only: they are what reads select groups by, and the
+    footer stays small."""
+    rows = table.num_rows
+    # Prices and volumes split into byte streams, timestamps (one step apart, mostly) as
+    # deltas: with zstd both compress well in small groups and decode fast.
+    encodings = {**dict.fromkeys(COLUMNS, "BYTE_STREAM_SPLIT"), INDEX_NAME: "DELTA_BINARY_PACKED"}
+    with pq.ParquetWriter(
+        handle,
+        table.schema,
+        compression="zstd",
+        use_dictionary=False,
+        column_encoding=encodings,
+        write_statistics=[INDEX_NAME],
+    ) as writer:
+        offset = rows % ROW_GROUP_BARS
+        if offset or not rows:
+            writer.write_table(table.slice(0, offset), row_group_size=ROW_GROUP_BARS)
+        while offset < rows:
+            writer.write_table(table.slice(offset, ROW_GROUP_BARS), row_group_size=ROW_GROUP_BARS)
+            offset += ROW_GROUP_BARS
+
+
 def _atomic_write(frame: pd.DataFrame, path: Path) -> int:
     table = pa.Table.from_pandas(frame, preserve_index=True)
     try:
@@ -201,7 +386,7 @@ def _atomic_write(frame: pd.DataFrame, path: Path) -> int:
     try:
         follow_umask(fd)
         with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            _write_groups(table, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -358,9 +543,12 @@ def write_bars(
         warnings: list[str] = []
         others: list[str] = []
         if len(written):
-            merged = merge_bars(existing, written)
-            # Validate the union too: a corrected bar must still fit its neighbours' rules.
-            merged = validate_bars(merged)
+            if existing.empty:
+                merged = written  # validated above; nothing to merge with
+            else:
+                merged = merge_bars(existing, written)
+                # Validate the union too: a corrected bar must still fit its neighbours' rules.
+                merged = validate_bars(merged)
             size = _atomic_write(merged, path)
             others = sorted(set(prior.sources or []) - {source}) if prior else []
             if others and len(existing):

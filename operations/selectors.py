@@ -244,9 +244,19 @@ def operation_metrics(
         qs = qs.filter(kind=kind)
     if limit is not None:
         qs = qs[:limit]
-    records = [m.as_record() for m in qs]
+    records = _records(qs)
     new_cursor = records[-1]["seq"] + 1 if records else cursor
     return MetricsPage(records=records, new_cursor=new_cursor)
+
+
+def _records(qs) -> list[dict]:
+    """The API shape of each metric row (`OperationMetric.as_record`), without building models."""
+    return [
+        {**payload, "seq": seq, "kind": kind, "recorded_at": recorded_at.isoformat()}
+        for payload, seq, kind, recorded_at in qs.values_list(
+            "payload", "seq", "kind", "recorded_at"
+        )
+    ]
 
 
 def operation_all_metrics(*, operation: Operation, kind: str | None = None) -> list[dict]:
@@ -254,7 +264,7 @@ def operation_all_metrics(*, operation: Operation, kind: str | None = None) -> l
     qs = OperationMetric.objects.filter(operation_id=operation.pk).order_by("seq")
     if kind:
         qs = qs.filter(kind=kind)
-    return [m.as_record() for m in qs]
+    return _records(qs)
 
 
 def operation_recent_metrics(
@@ -265,9 +275,9 @@ def operation_recent_metrics(
     qs = OperationMetric.objects.filter(operation_id=operation.pk, seq__lt=before)
     if kind:
         qs = qs.filter(kind=kind)
-    rows = list(qs.order_by("-seq")[:last])
+    rows = _records(qs.order_by("-seq")[:last])
     rows.reverse()
-    return [m.as_record() for m in rows]
+    return rows
 
 
 def operation_new_metrics(*, operation: Operation, cursor: int, limit: int) -> MetricsPage:
@@ -277,11 +287,14 @@ def operation_new_metrics(*, operation: Operation, cursor: int, limit: int) -> M
     end = min(operation.metrics_cursor, cursor + limit)
     if cursor >= end:
         return MetricsPage(records=[], new_cursor=min(cursor, operation.metrics_cursor))
+    # The records the snapshot's own pull stored travel with it (services._apply_pull).
+    first, recent = getattr(operation, "recent_metrics", None) or (0, [])
+    if recent and first <= cursor and end <= first + len(recent):
+        return MetricsPage(records=recent[cursor - first : end - first], new_cursor=end)
     qs = OperationMetric.objects.filter(
         operation_id=operation.pk, seq__gte=cursor, seq__lt=end
     ).order_by("seq")
-    records = [m.as_record() for m in qs]
-    return MetricsPage(records=records, new_cursor=end)
+    return MetricsPage(records=_records(qs), new_cursor=end)
 
 
 def dependency_checks() -> dict[str, dict[str, Any]]:

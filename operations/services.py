@@ -44,6 +44,10 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# How many of the records one pull stored stay attached to the operation it returns.
+RECENT_METRICS = 200
+
+
 @dataclass
 class Pull:
     """What one read of a source (a bridge or an agent) produced.
@@ -122,6 +126,21 @@ def _apply_pull(op: Operation, pull: Pull | None) -> None:
             )
             seq += 1
         OperationMetric.objects.bulk_create(rows)
+        # The records just stored ride along with the snapshot the read path caches, so a viewer
+        # that is one pull behind gets them without a query (selectors.operation_new_metrics).
+        kept = rows[-RECENT_METRICS:]
+        op.recent_metrics = (
+            kept[0].seq,
+            [
+                {
+                    **m.payload,
+                    "seq": m.seq,
+                    "kind": m.kind,
+                    "recorded_at": m.recorded_at.isoformat(),
+                }
+                for m in kept
+            ],
+        )
         op.metrics_cursor = seq
     op.remote_metrics_cursor = max(start, pull.source_cursor)
     if pull.snapshot is not None:

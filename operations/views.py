@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
+from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
@@ -37,8 +38,8 @@ from operations.models import Operation, OperationStatus
 from operations.serializers import is_stale
 
 PAGE_SIZE = 25
-# The list counts this many at most ("more than 10,000"): its cost does not grow with the table.
-COUNT_LIMIT = 10_000
+# The list counts this many at most ("more than 1,000"): its cost does not grow with the table.
+COUNT_LIMIT = 1_000
 # Records one poll hands the page at most; a page further behind gets the rest at its next polls.
 APPEND_LIMIT = 500
 # How often pages poll while something changes (live.js slows down to 5× that while nothing does).
@@ -191,6 +192,10 @@ def _live_context(request: HttpRequest, op: Operation, cursor: int) -> dict[str,
     panel = type_panel_template(op)
     return {
         "op": op,
+        "urls": {
+            "detail": reverse("operations:detail", args=[op.operation_id]),
+            "cancel": reverse("operations:cancel", args=[op.operation_id]),
+        },
         "type_panel": panel,
         "new_records": new.records,
         "cursor": new.new_cursor,

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import os
+import sys
+
 from django.apps import AppConfig
 
+from operations.conf import ktrdr_setting
 from operations.kinds import register_kind
 
 
@@ -12,5 +16,16 @@ class TrainingConfig(AppConfig):
     def ready(self) -> None:
         # Models load before ready(); the kind's module imports them.
         from training.kinds import TRAINING
+        from training.warmup import hosts_training, start_warmup
 
         register_kind(TRAINING)
+        # A process that trains imports torch now, in the background, instead of inside its
+        # first run; the others never import it (training.warmup).
+        if hosts_training(
+            sys.argv,
+            os.environ,
+            local_execution=bool(ktrdr_setting("LOCAL_EXECUTION")),
+            role=str(ktrdr_setting("ROLE", "backend")),
+            agent_roles=str(ktrdr_setting("AGENT_ROLES", "")),
+        ):
+            start_warmup()

@@ -1,15 +1,17 @@
 """TrainingProgressBridge: what a training run leaves for readers to pull.
 
-Hot-path writers (`on_batch` every batch, `on_epoch` every epoch) rebind one attribute to a small
-tuple (and `on_epoch` appends that tuple to the metric list) — no dict building, no formatting, no
-lock. Everything a reader sees (percentage, message, ETA from measured batch times, best epoch,
-patience left) is derived from those tuples in `_derived`, on the reader's thread, only when
-someone asks. Budget: ≤ 0.5 µs median per write (docs/architecture.md §8; see
+Hot-path writers (`on_batch` every batch, `on_epoch` every epoch) store the arguments they were
+given as one tuple — `on_batch` rebinds one attribute to it, `on_epoch` appends it to the metric
+list — and do nothing else: no clock, no dict, no formatting, no lock. Everything a reader sees
+(percentage, message, ETA from the measured pace, best epoch, patience left) is derived from
+those tuples in `_derived`, on the reader's thread, only when someone asks; the pace is read on
+the reader's clock. Budget: ≤ 0.25 µs thread CPU per write (docs/architecture.md §8; see
 benchmarks/bench_training.py).
 
-Epoch records are stored as tuples and turned into the docs/architecture.md §10 shape (`epoch`,
-`train_loss`, `train_accuracy`, `val_loss`, `val_accuracy`, `learning_rate`, `duration_seconds`)
-when read through `metrics_since`.
+Epoch rows are turned into the docs/architecture.md §10 shape (`epoch`, `train_loss`,
+`train_accuracy`, `val_loss`, `val_accuracy`, `learning_rate`, `duration_seconds`) when read
+through `metrics_since`; like every record, their `recorded_at` is when a reader first saw them
+(`operations.bridge`).
 
 No Django imports: host agents and unit tests use it as plain Python.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 from operations.bridge import ProgressBridge
@@ -32,6 +33,9 @@ EPOCH_FIELDS = (
     "learning_rate",
     "duration_seconds",
 )
+# An epoch row: the EPOCH_FIELDS, then best_epoch and patience_left. Generic metric rows
+# (`append_metric`) are (kind, payload) pairs, so the length tells them apart.
+EPOCH_ROW_LEN = len(EPOCH_FIELDS) + 2
 # Where the training loop sits in the 0-100 % bar: the pre-training steps take the first 5 %,
 # evaluation and saving the last 5 % (they are short next to the epochs).
 TRAIN_START_PCT = 5.0
@@ -43,9 +47,9 @@ def _num(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
 
-def epoch_record(row: tuple) -> dict[str, Any]:
-    """A stored epoch tuple → the §4 record payload (plus `kind` and `recorded_at`)."""
-    rec: dict[str, Any] = {"kind": "epoch", "recorded_at": row[9]}
+def epoch_record(row: tuple, recorded_at: float) -> dict[str, Any]:
+    """A stored epoch row → the §10 record payload (plus `kind` and `recorded_at`)."""
+    rec: dict[str, Any] = {"kind": "epoch", "recorded_at": recorded_at}
     for name, value in zip(EPOCH_FIELDS, row, strict=False):
         rec[name] = value if name == "epoch" else _num(value)
     return rec
@@ -54,15 +58,12 @@ def epoch_record(row: tuple) -> dict[str, Any]:
 class TrainingProgressBridge(ProgressBridge):
     """Progress of one training run: phases, per-batch position, per-epoch metrics."""
 
-    __slots__ = ("_batch", "_epoch", "_plan")
+    __slots__ = ("_batch", "_plan")
 
     def __init__(self) -> None:
         super().__init__()
-        # (epoch, batch, loss, perf_counter) — the last finished batch.
-        self._batch: tuple[int, int, float, float] | None = None
-        # (epoch, train_loss, train_acc, val_loss, val_acc, lr, duration, best_epoch,
-        #  patience_left, wall time) — the last finished epoch; the same tuple is in _metrics.
-        self._epoch: tuple | None = None
+        # (epoch, batch, loss) — the last finished batch.
+        self._batch: tuple[int, int, float] | None = None
         # (epochs_total, batches_per_epoch, perf_counter at start, patience, train_samples,
         #  batch_size, device)
         self._plan: tuple[int, int, float, int | None, int, int, str] | None = None
@@ -119,15 +120,12 @@ class TrainingProgressBridge(ProgressBridge):
             items_total=epochs * batches_per_epoch,
         )
 
-    # The clocks are bound as defaults: a global plus attribute lookup per call is a fifth of the
-    # budget. `loss` is a float, or a 0-d tensor on an accelerator: stored as is (no GPU sync
-    # here), turned into a float only when a reader asks.
-    def on_batch(
-        self, epoch: int, batch: int, loss: float, _clock: Callable[[], float] = time.perf_counter
-    ) -> None:
-        self._batch = (epoch, batch, loss, _clock())
+    # `loss` is a float, or a 0-d tensor on an accelerator: stored as is (no GPU sync here),
+    # turned into a float only when a reader asks.
+    def on_batch(self, epoch: int, batch: int, loss: float) -> None:
+        self._batch = (epoch, batch, loss)
 
-    # Positional on purpose: keyword passing costs measurable time on a ≤ 0.5 µs budget.
+    # Positional on purpose: keyword passing costs measurable time on a ≤ 0.25 µs budget.
     def on_epoch(  # noqa: PLR0917
         self,
         epoch: int,
@@ -139,35 +137,46 @@ class TrainingProgressBridge(ProgressBridge):
         duration_seconds: float,
         best_epoch: int,
         patience_left: int | None,
-        _now: Callable[[], float] = time.time,
     ) -> None:
-        row = (
-            epoch,
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-            learning_rate,
-            duration_seconds,
-            best_epoch,
-            patience_left,
-            _now(),
-        )
         # list.append is atomic: a reader slicing [cursor:len] sees the record once, in order.
-        self._metrics.append(row)
-        self._epoch = row
+        self._metrics.append(
+            (
+                epoch,
+                train_loss,
+                train_accuracy,
+                val_loss,
+                val_accuracy,
+                learning_rate,
+                duration_seconds,
+                best_epoch,
+                patience_left,
+            )
+        )
 
     # --- readers --------------------------------------------------------------------------------
-    def metrics_since(self, cursor: int) -> tuple[list[dict[str, Any]], int]:
-        records, new_cursor = super().metrics_since(cursor)
-        return [epoch_record(r) if isinstance(r, tuple) else r for r in records], new_cursor
+    def _record(self, row: tuple, recorded_at: float) -> dict[str, Any]:
+        if len(row) == EPOCH_ROW_LEN:
+            return epoch_record(row, recorded_at)
+        return super()._record(row, recorded_at)
 
     def epochs(self) -> list[dict[str, Any]]:
         """Every epoch record so far (for partial results on cancel or failure)."""
-        return [epoch_record(r) for r in list(self._metrics) if isinstance(r, tuple)]
+        rows = self._metrics[:]
+        stamps = self._stamped(len(rows))
+        return [
+            epoch_record(row, stamps[i]) for i, row in enumerate(rows) if len(row) == EPOCH_ROW_LEN
+        ]
+
+    def _last_epoch(self) -> tuple[tuple, float] | None:
+        """The newest epoch row and its stamp (the newest row, unless other metrics follow)."""
+        rows = self._metrics
+        for i in range(len(rows) - 1, -1, -1):
+            if len(rows[i]) == EPOCH_ROW_LEN:
+                return rows[i], self._stamped(i + 1)[i]
+        return None
 
     def _derived(self, state: dict[str, Any]) -> dict[str, Any]:
-        plan, batch, last = self._plan, self._batch, self._epoch
+        plan, batch = self._plan, self._batch
         if plan is None or state["phase"] != "training":
             return {}
         epochs, per_epoch, started, patience, samples, batch_size, device = plan
@@ -181,19 +190,24 @@ class TrainingProgressBridge(ProgressBridge):
             "patience": patience,
         }
         derived: dict[str, Any] = {"items_total": total, "context": context}
+        last = self._last_epoch()
         if last is not None:
+            row, stamp = last
             context.update(
-                best_epoch=last[7],
-                patience_left=last[8],
-                last_epoch=epoch_record(last),
+                best_epoch=row[7],
+                patience_left=row[8],
+                last_epoch=epoch_record(row, stamp),
             )
         if batch is None:
             return derived
-        epoch, index, loss, at = batch
+        epoch, index, loss = batch
         if not isinstance(loss, float):
             loss = float(loss)  # a device tensor: synced here, on the reader's thread
         done = (epoch - 1) * per_epoch + index
-        elapsed = max(at - started, 1e-9)
+        # The pace on the reader's clock: time so far over batches done. It includes the time
+        # since the last batch (at most one batch, or one epoch's validation), which is what an
+        # ETA should count anyway.
+        elapsed = max(time.perf_counter() - started, 1e-9)
         per_batch = elapsed / done
         context.update(
             epoch=epoch,

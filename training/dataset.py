@@ -49,6 +49,12 @@ class Dataset:
     unlabelled_rows: dict[str, int] = field(default_factory=dict)
 
 
+def timestamp_union(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
+    """The sorted distinct timestamps of all `indexes` (index operations: no Python Timestamps)."""
+    first, *rest = indexes
+    return first.append(rest).unique().sort_values() if rest else first.unique().sort_values()
+
+
 def split_boundaries(
     timestamps: pd.DatetimeIndex, fractions: dict[str, float]
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -73,7 +79,7 @@ def build_dataset(
 ) -> Dataset:
     """Split every symbol's features on shared time boundaries and label each segment."""
     names = list(next(iter(per_symbol.values()))[0].columns)
-    union = pd.DatetimeIndex(sorted(set().union(*(set(f.index) for f, _ in per_symbol.values()))))
+    union = timestamp_union([frame.index for frame, _ in per_symbol.values()])
     total_needed = sum(MIN_ROWS.values())
     if len(union) < total_needed:
         raise TrainingDataError(
@@ -107,7 +113,7 @@ def build_dataset(
                 x=np.concatenate([c[0] for c in chunks]),
                 y=np.concatenate([c[1] for c in chunks]),
                 symbols=[s for c in chunks for s in c[2]],
-                timestamps=pd.DatetimeIndex(np.concatenate([c[3].to_numpy() for c in chunks])),
+                timestamps=chunks[0][3].append([c[3] for c in chunks[1:]]).rename(None),
             )
         else:
             splits[split] = SplitData(

@@ -5,7 +5,8 @@ load bars → indicators → features → split + labels → build model → tra
 The same class runs in a backend worker thread and in a host agent (docs/architecture.md §6);
 only what is injected differs: `load_bars` (the market-data store here, bars that travelled with
 the request on an agent), `models_dir`, the bridge and the cancellation token. No Django imports;
-torch is imported inside `run`.
+torch is imported inside `run`, which first waits for the process's torch warm-up
+(`training.warmup`), so a process that trains pays for the import once, before its first run.
 
 Guarantees:
 
@@ -19,11 +20,13 @@ Guarantees:
 * Device: `device` ("auto" — CUDA when present, else CPU — or "cpu", "cuda", "cuda:N", "mps";
   see `training.device`) is resolved before anything is loaded; an unusable one fails the run
   at once with a `TrainingDeviceError` naming the problem. The model and the whole dataset move
-  to the device once (batches are index slices there); initial weights and the shuffle order
-  come from the CPU generator on every device, dropout masks from a generator on the device.
-  On the CPU the loop is the same as before, bit for bit. On an accelerator no bridge write
-  syncs it: the batch loss goes to the bridge as a 0-d device tensor (read, and synced, only
-  when someone reads progress), the epoch loss is summed on the device and read once an epoch.
+  to the device once; each epoch the train split is shuffled into one copy there and batches
+  are slices of it. Initial weights and the shuffle order come from the CPU generator on every
+  device, dropout masks from a generator on the device. The optimiser uses torch's fused
+  kernel on the CPU and on CUDA. On the CPU the batch loss is read per batch (there is no
+  device to sync). On an accelerator no bridge write syncs the loop: the batch loss goes to the
+  bridge as a 0-d device tensor (read, and synced, only when someone reads progress), the epoch
+  loss is summed on the device and read once an epoch.
   Metrics are Python floats, the saved state dict is CPU tensors (loads anywhere with
   `weights_only=True`), and the device (`cuda:0 NVIDIA H100…`/`cpu`) is in the step log, the
   progress context and `result["training"]["device"]`.
@@ -54,11 +57,14 @@ from training.errors import TrainingDataError
 from training.labels import NUM_CLASSES, SIGNAL_NAMES
 from training.model import build_mlp, parameter_count, torch_threads
 from training.strategy import TIMEFRAME_MINUTES, config_hash
+from training.warmup import torch_ready
 
 logger = logging.getLogger("training.executor")
 
 LoadBars = Callable[[str, str, Any, Any], pd.DataFrame]
 STEPS = 8
+# Devices whose torch optimisers have a fused kernel (one per step, not a dozen ops per parameter).
+FUSED_OPTIMIZER_DEVICES = ("cuda", "cpu")
 
 
 def default_load_bars(symbol: str, timeframe: str, start: Any, end: Any) -> pd.DataFrame:
@@ -198,6 +204,8 @@ class TrainingExecutor:
     def _resolve_device(self) -> Any:
         """Pick the device once (idempotent); raises `TrainingDeviceError` when unusable."""
         if self.device is None:
+            # The first torch use of the run: waits for the process's warm-up (training.warmup).
+            torch_ready()
             device = resolve_device(self.device_request)
             self.device_label = describe_device(device)
             self.device = device
@@ -383,8 +391,9 @@ class TrainingExecutor:
         """Move the splits to the device once when they fit; True when they are there.
 
         The train split stays on the CPU (batches copied over one by one) only when the whole
-        dataset would take more than `resident_fraction` of the device's free memory; the
-        validation and test splits are always moved (they are scored in one pass each).
+        dataset, plus the shuffled copy of the train split an epoch makes, would take more than
+        `resident_fraction` of the device's free memory; the validation and test splits are
+        always moved (they are scored in one pass each).
         """
         import torch
 
@@ -392,10 +401,12 @@ class TrainingExecutor:
         if device.type == "cpu":
             return True
         size = sum(t.element_size() * t.nelement() for pair in tensors.values() for t in pair)
+        # Training also holds one shuffled copy of the train split there, one epoch at a time.
+        shuffled = sum(t.element_size() * t.nelement() for t in tensors["train"])
         resident = True
         if device.type == "cuda":
             free, _total = torch.cuda.mem_get_info(device)
-            resident = size <= self.resident_fraction * free
+            resident = size + shuffled <= self.resident_fraction * free
         for split, (x, y) in tensors.items():
             if resident or split != "train":
                 tensors[split] = (x.to(device), y.to(device))
@@ -433,9 +444,10 @@ class TrainingExecutor:
         patience = stop["patience"] if stop else None
         min_delta = stop["min_delta"] if stop else 0.0
         optimizer_cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
-        # On CUDA the fused kernel: one launch per step instead of a dozen (the loop of a small
-        # MLP is launch-bound there). The CPU keeps the default, so its results do not change.
-        extra = {"fused": True} if device.type == "cuda" else {}
+        # The fused kernel on CUDA and on the CPU: one kernel per step instead of a dozen ops per
+        # parameter (the loop of a small MLP is bound by per-op overhead on both; on the CPU the
+        # step took a third of the batch).
+        extra = {"fused": True} if device.type in FUSED_OPTIMIZER_DEVICES else {}
         optimizer = optimizer_cls(
             model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"], **extra
         )
@@ -467,15 +479,19 @@ class TrainingExecutor:
             order = torch.randperm(n, generator=gen)
             if index_device is not None and not on_cpu:
                 order = order.to(index_device)
+            # One shuffled copy per epoch, where the split is: a batch is then a slice of it (a
+            # view, no gather of its own), and its predictions go to their slice of `predicted`.
+            x_epoch, y_epoch = x_train[order], y_train[order]
+            predicted = torch.empty(n, dtype=torch.int64, device=device)
             loss_sum: Any = 0.0 if on_cpu else torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
             for b in range(batches):
                 if token.is_cancelled:
                     raise OperationCancelled(
                         f"epoch {epoch} batch {b + 1}/{batches}", self._partial()
                     )
-                index = order[b * batch_size : (b + 1) * batch_size]
-                xb, yb = x_train[index], y_train[index]
+                lo = b * batch_size
+                hi = min(lo + batch_size, n)
+                xb, yb = x_epoch[lo:hi], y_epoch[lo:hi]
                 if index_device is None:
                     xb = xb.to(device, non_blocking=True)
                     yb = yb.to(device, non_blocking=True)
@@ -486,11 +502,11 @@ class TrainingExecutor:
                 optimizer.step()
                 if on_cpu:
                     value = loss.item()
-                    loss_sum += value * int(yb.shape[0])
+                    loss_sum += value * (hi - lo)
                 else:
                     value = loss.detach()
-                    loss_sum.add_(value, alpha=int(yb.shape[0]))
-                correct += (logits.argmax(1) == yb).sum()
+                    loss_sum.add_(value, alpha=hi - lo)
+                torch.argmax(logits, 1, out=predicted[lo:hi])
                 on_batch(epoch, b + 1, value)
             train_loss = float(loss_sum) / n
             if not math.isfinite(train_loss):
@@ -498,7 +514,12 @@ class TrainingExecutor:
                     f"training diverged: loss is {train_loss} in epoch {epoch}; lower "
                     "model.training.learning_rate"
                 )
-            train_acc = float(correct) / n
+            if index_device is None:
+                y_epoch = y_epoch.to(device)
+            train_acc = int((predicted == y_epoch).sum()) / n
+            # Freed now (the last batch is a view of it), not when the next epoch's copy is made:
+            # one shuffled copy at a time.
+            del x_epoch, y_epoch, predicted, xb, yb
             val_loss, val_acc = self._score(model, criterion, x_val, y_val)
             epochs_run = epoch
             if val_loss < best_loss - min_delta:

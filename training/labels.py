@@ -50,37 +50,41 @@ def zigzag_pivots(close: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     direction. The last candidate extreme is never confirmed, so bars after the last pivot have
     no known leg.
     """
-    close = np.asarray(close, dtype=float)
-    n = close.shape[0]
+    # One pass over Python floats (the same IEEE doubles as the array, several times faster to
+    # compare than NumPy scalars); the walk is sequential, so it stays a loop.
+    prices: list[float] = np.asarray(close, dtype=float).tolist()
+    n = len(prices)
     pivots: list[tuple[int, int]] = []
     if n == 0:
         return pivots
+    rise, fall = 1.0 + threshold, 1.0 - threshold
     direction = 0  # unknown until the first move of `threshold` from the running extremes
     hi_i = lo_i = 0
+    hi = lo = prices[0]
     for i in range(1, n):
-        c = close[i]
+        c = prices[i]
         if direction == 0:
-            if c > close[hi_i]:
-                hi_i = i
-            if c < close[lo_i]:
-                lo_i = i
-            if c >= close[lo_i] * (1.0 + threshold) and lo_i < i:
+            if c > hi:
+                hi_i, hi = i, c
+            if c < lo:
+                lo_i, lo = i, c
+            if c >= lo * rise and lo_i < i:
                 pivots.append((lo_i, -1))
-                direction, hi_i = 1, i
-            elif c <= close[hi_i] * (1.0 - threshold) and hi_i < i:
+                direction, hi_i, hi = 1, i, c
+            elif c <= hi * fall and hi_i < i:
                 pivots.append((hi_i, 1))
-                direction, lo_i = -1, i
+                direction, lo_i, lo = -1, i, c
         elif direction == 1:  # rising leg: track the peak, confirm it on a drop of threshold
-            if c > close[hi_i]:
-                hi_i = i
-            elif c <= close[hi_i] * (1.0 - threshold):
+            if c > hi:
+                hi_i, hi = i, c
+            elif c <= hi * fall:
                 pivots.append((hi_i, 1))
-                direction, lo_i = -1, i
-        elif c < close[lo_i]:  # falling leg: track the trough, confirm it on a rise
-            lo_i = i
-        elif c >= close[lo_i] * (1.0 + threshold):
+                direction, lo_i, lo = -1, i, c
+        elif c < lo:  # falling leg: track the trough, confirm it on a rise
+            lo_i, lo = i, c
+        elif c >= lo * rise:
             pivots.append((lo_i, -1))
-            direction, hi_i = 1, i
+            direction, hi_i, hi = 1, i, c
     return pivots
 
 
@@ -93,19 +97,21 @@ def zigzag_labels(close: np.ndarray, *, threshold: float) -> np.ndarray:
     `threshold` left) are HOLD. Bars after the last confirmed pivot (an unfinished leg) are NaN.
     """
     close = np.asarray(close, dtype=float)
-    n = close.shape[0]
-    out = np.full(n, np.nan)
+    out = np.full(close.shape[0], np.nan)
     pivots = zigzag_pivots(close, threshold)
-    start = 0
-    for index, kind in pivots:
-        seg = close[start:index]
-        target = close[index]
-        labels = np.full(seg.shape[0], float(Signal.HOLD))
-        if kind == 1:
-            labels[target / seg - 1.0 >= threshold] = float(Signal.BUY)
-        else:
-            labels[seg / target - 1.0 >= threshold] = float(Signal.SELL)
-        out[start:index] = labels
-        # A pivot bar starts the next leg (a trough is where to buy), so it belongs to that leg.
-        start = index
+    if not pivots:
+        return out
+    at = np.fromiter((index for index, _ in pivots), dtype=np.intp, count=len(pivots))
+    kind = np.fromiter((k for _, k in pivots), dtype=np.int8, count=len(pivots))
+    labelled = int(at[-1])  # bars from the last pivot on have no finished leg
+    seg = close[:labelled]
+    # A bar's leg ends at the first pivot after it; a pivot bar itself starts the next leg (a
+    # trough is where to buy), so it belongs to that one.
+    leg = np.searchsorted(at, np.arange(labelled), side="right")
+    target = close[at[leg]]
+    peak = kind[leg] == 1
+    labels = np.full(labelled, float(Signal.HOLD))
+    labels[peak & (target / seg - 1.0 >= threshold)] = float(Signal.BUY)
+    labels[~peak & (seg / target - 1.0 >= threshold)] = float(Signal.SELL)
+    out[:labelled] = labels
     return out

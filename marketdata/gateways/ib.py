@@ -46,6 +46,7 @@ from marketdata.bars import COLUMNS, empty_bars
 from marketdata.gateways.base import (
     ConnectionLost,
     ContractInfo,
+    InvalidRequest,
     RequestCancelled,
     RequestTimeout,
     TransientError,
@@ -54,7 +55,7 @@ from marketdata.gateways.base import (
 )
 from marketdata.pacing import PacingTicket
 from marketdata.symbols import SymbolSpec
-from marketdata.timeframes import Timeframe, ib_duration_for
+from marketdata.timeframes import Timeframe, ib_duration
 
 logger = logging.getLogger(__name__)
 
@@ -569,8 +570,13 @@ class IBGateway:
         *,
         pacing_ticket: PacingTicket | None = None,
     ) -> pd.DataFrame:
+        try:
+            # Never longer than IB allows for the bar size: IB would answer 321 (the planner
+            # cuts segments to fit, docs/marketdata.md "IB request plans").
+            duration = str(ib_duration(start, end, timeframe))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
         contract = self._qualified(spec)
-        duration = ib_duration_for((end - start).to_pytimedelta(), timeframe)
         end_dt = end.to_pydatetime()
 
         async def go(ib: Any) -> Any:

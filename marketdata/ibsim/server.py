@@ -2,14 +2,17 @@
 
 It answers the handshake and the start-up syncs, contract details, head timestamps and
 historical bars (from the synthetic generator or one CSV-backed series), sends error 200 for
-unknown symbols, error 321 for malformed requests, and error 162 when a client breaks *its own
-copy* of IB's pacing rules. Switches for tests and demos: `drop_on_request=N` closes the
+unknown symbols, error 321 for malformed requests and for durations IB does not accept for the
+bar size (longer than its longest or shorter than its shortest, `timeframes.ib_duration_limits`;
+months and years are calendar ones back from the end), and error 162 when a client breaks *its
+own copy* of IB's pacing rules. Switches for tests and demos: `drop_on_request=N` closes the
 connection instead of answering the N-th historical request (once), `response_delay` makes every
 historical answer take that long, and — callable from any thread while it runs —
 `drop_connections()` closes every client connection now, `silence_connections()` keeps them open
 but never answers on them again (a half-open socket, as after a laptop sleep; new connections are
 served normally). `stats` counts connections (= handshakes), the most open at once, historical
-requests and their cancels, pacing violations (each error 162 it sent for pacing) and drops;
+requests and their cancels, pacing violations (each error 162 it sent for pacing), invalid
+requests (each error 321) and drops;
 with `stats_path` the counters are also written to that JSON file after every historical request,
 for tests that run the simulator as its own process.
 
@@ -29,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,12 @@ from marketdata.ibsim import protocol as p
 from marketdata.pacing import PacingLimiter, PacingRules
 from marketdata.symbols import SYNTHETIC_UNIVERSE, parse_symbol
 from marketdata.synthetic import first_day, generate_bars
-from marketdata.timeframes import IB_BAR_SIZES, Timeframe, parse_ib_duration
+from marketdata.timeframes import (
+    IB_BAR_SIZES,
+    Timeframe,
+    ib_duration_problem,
+    parse_ib_duration,
+)
 
 logger = logging.getLogger("marketdata.ibsim")
 
@@ -104,6 +112,8 @@ class SimulatorStats:
     pacing_violations: int = 0
     drops: int = 0
     historical_cancels: int = 0
+    # Error 321 answers: malformed requests and durations outside IB's limits for the bar size.
+    invalid_requests: int = 0
     errors_sent: list[tuple[int, int, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -412,25 +422,35 @@ class IBGatewaySimulator:
         try:
             if request.duration.strip().upper().endswith(" H"):
                 raise ValueError("duration unit H is not supported")
-            span = parse_ib_duration(request.duration)
+            duration = parse_ib_duration(request.duration)
             end = p.parse_ib_end(request.end, self.now())
         except (ValueError, p.ProtocolError) as exc:
+            self.stats.invalid_requests += 1
             self._error(writer, req_id, 321, f"Error validating request:-'bP' : cause - {exc}")
             return True
         if tf is None:
+            self.stats.invalid_requests += 1
             self._error(
                 writer, req_id, 321, f"Error validating request: bar size {request.bar_size!r}"
             )
             return True
+        # IB's duration steps: a duration too long (or too short) for the bar size is refused,
+        # never answered with whatever fits (timeframes.ib_duration_limits).
+        problem = ib_duration_problem(duration, request.bar_size)
+        if problem is not None:
+            self.stats.invalid_requests += 1
+            self._error(writer, req_id, 321, f"Error validating request:-'bX' : cause - {problem}")
+            return True
+        start = duration.start_from(pd.Timestamp(end)).to_pydatetime()
         if self.response_delay:
             # As IB does, answer later without holding up the connection's other requests.
             task = asyncio.ensure_future(
-                self._answer_later(writer, request, record=record, tf=tf, span=span, end=end)
+                self._answer_later(writer, request, record=record, tf=tf, start=start, end=end)
             )
             self._answers.add(task)
             task.add_done_callback(self._answers.discard)
             return True
-        await self._answer_historical(writer, request, record=record, tf=tf, span=span, end=end)
+        await self._answer_historical(writer, request, record=record, tf=tf, start=start, end=end)
         return True
 
     async def _answer_later(
@@ -440,7 +460,7 @@ class IBGatewaySimulator:
         *,
         record: dict,
         tf: Timeframe,
-        span: timedelta,
+        start: datetime,
         end: datetime,
     ) -> None:
         await asyncio.sleep(self.response_delay)
@@ -449,7 +469,9 @@ class IBGatewaySimulator:
         if writer.is_closing() or writer in self._silent or cancelled:
             return
         with contextlib.suppress(ConnectionError):
-            await self._answer_historical(writer, request, record=record, tf=tf, span=span, end=end)
+            await self._answer_historical(
+                writer, request, record=record, tf=tf, start=start, end=end
+            )
 
     async def _answer_historical(
         self,
@@ -458,11 +480,10 @@ class IBGatewaySimulator:
         *,
         record: dict,
         tf: Timeframe,
-        span: timedelta,
+        start: datetime,
         end: datetime,
     ) -> None:
         req_id = request.req_id
-        start = end - span
         end = min(end, self.now())
         bars = self.source.bars(record["symbol"], tf, start, end) if end > start else None
         if bars is None or bars.empty:

@@ -5,6 +5,8 @@ The same views serve the backend and every host agent (docs/architecture.md §1:
 
 from __future__ import annotations
 
+import functools
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
@@ -71,9 +73,19 @@ class MetricsQuery(serializers.Serializer):
 
 
 def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    if not request.query_params:
+        # Nothing asked: the defaults, without building a serializer (most polls ask nothing).
+        return dict(_defaults(serializer_class))
     query = serializer_class(data=request.query_params)
     query.is_valid(raise_exception=True)
     return query.validated_data
+
+
+@functools.cache
+def _defaults(serializer_class: type[serializers.Serializer]) -> dict:
+    query = serializer_class(data={})
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
 
 
 @extend_schema(

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django import template
-from django.utils.html import format_html, json_script
+from django.utils.html import format_html, format_html_join, json_script
 from django.utils.safestring import SafeString
 
 from operations import selectors
@@ -31,10 +31,13 @@ def fmt(value: Any) -> str:
 
 
 @register.filter
-def without(record: dict, keys: str) -> dict:
-    """The record without the comma-separated `keys` (to list a metric's own values)."""
-    drop = {k.strip() for k in keys.split(",")}
-    return {k: v for k, v in record.items() if k not in drop}
+def fixed(value: Any, places: int = 1) -> str:
+    """A number with `places` decimals ("" for none): `floatformat` for the live fragments,
+    without its locale and Decimal machinery (it cost more than the rest of a fragment)."""
+    try:
+        return f"{float(value):.{int(places)}f}"
+    except (TypeError, ValueError):
+        return ""
 
 
 @register.filter
@@ -55,6 +58,27 @@ def metric_history(op: Operation, *, before: int, last: int, kind: str | None = 
     before the page's cursor (what the page draws; polls append the rest)."""
     return selectors.operation_recent_metrics(
         operation=op, before=int(before), last=min(int(last), MAX_HISTORY), kind=kind or None
+    )
+
+
+_RECORD_FIELDS = frozenset({"seq", "kind", "recorded_at"})
+
+
+@register.simple_tag
+def metric_rows(records: list[dict]) -> SafeString:
+    """Table rows of metric records: #, kind, time, and the record's own values (`fmt`)."""
+    return format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        (
+            (
+                r.get("seq"),
+                r.get("kind"),
+                str(r.get("recorded_at") or "")[11:19],
+                " ".join(f"{k}={fmt(v)}" for k, v in r.items() if k not in _RECORD_FIELDS),
+            )
+            for r in records
+        ),
     )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import zlib
 
+import pandas as pd
 import pytest
 
+from marketdata import csvparse
 from marketdata.csvparse import CsvFormatError, gunzip_bounded, parse_bars_csv
 from marketdata.timeframes import TIMEFRAMES
+from tests.shared_data import EURUSD_1H_CSV, require_shared
 
 H1 = TIMEFRAMES["1h"]
 
@@ -92,6 +95,19 @@ def test_missing_volume_column_means_zero_volume():
             "5 minutes apart, but the timeframe is 1h",
         ),
         (b"\xff\xfe\x00t\x00i", "not UTF-8"),
+        (
+            "timestamp,open,high,low,close,volume\n2024-01-02T10:00:00Z,1,2,0.5,1.5,\n",
+            "line 2: volume value '' is not a number",
+        ),
+        (
+            "timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,2,0.5,1.5\n"
+            "2024-01-02T11:00:00Z,NA,2,0.5,1.5\n",
+            "line 3: open value 'NA' is not a number",
+        ),
+        (
+            "timestamp,open,high,low,close\n2024-01-02T10:00:00Z,1,2,0.5,1.5\n,1,2,0.5,1.5\n",
+            "line 3: cannot read timestamp ''",
+        ),
     ],
 )
 def test_bad_files_are_refused_saying_what_and_where(text, message):
@@ -203,3 +219,28 @@ def test_a_gzip_bomb_is_refused_after_at_most_the_cap_plus_one_chunk(monkeypatch
     with pytest.raises(CsvFormatError, match="more than 1,000,000 bytes"):
         gunzip_bounded(bomb, max_bytes=1_000_000)
     assert sum(seen) == 1_000_001
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "timestamp,open,high,low,close,volume\n2024-01-02T10:00:00Z,1,2,0.5,1.5,10\n"
+        "2024-01-02T11:00:00+00:00,1.5,2,1,1.2,5\n2024-01-02 12:00:00,1.25,2,1,1.2,7\n",
+        "time,o,h,l,c\n1704189600000,1,2,0.5,1.5\n1704193200000,1.5,2,1,1.2\n",
+        "Date,Time,Open,High,Low,Close\n20240102,10:00,1,2,0.5,1.5\n20240102,11:00,1.5,2,1,1.2\n",
+    ],
+    ids=["mixed-zones", "epoch-ms", "yyyymmdd-date+time"],
+)
+def test_the_fast_reading_gives_what_the_strict_one_does(monkeypatch, text):
+    fast = parse_bars_csv(text, timeframe=H1)
+    monkeypatch.setattr(csvparse, "_fast_columns", lambda raw, layout: None)
+    pd.testing.assert_frame_equal(fast, parse_bars_csv(text, timeframe=H1))
+
+
+def test_the_real_file_reads_the_same_fast_and_strict(monkeypatch):
+    data = require_shared(EURUSD_1H_CSV).read_bytes()
+    fast = parse_bars_csv(data, timeframe=H1, asset_class="forex")
+    assert len(fast) == 74_439
+    monkeypatch.setattr(csvparse, "_fast_columns", lambda raw, layout: None)
+    monkeypatch.setattr(csvparse, "_iso_with_zone", lambda text: None)
+    pd.testing.assert_frame_equal(fast, parse_bars_csv(data, timeframe=H1, asset_class="forex"))

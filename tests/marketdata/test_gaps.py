@@ -1,12 +1,20 @@
-"""Gap analysis on the real EURUSD file: weekends and holidays are expected, holes are not."""
+"""Gap analysis on the real EURUSD file: weekends and holidays are expected, holes are not; the
+calendar is asked once per chunk of the analysed range, and the counts are those per break."""
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from marketdata import gaps
+from marketdata.calendar import expected_bar_times
 from marketdata.csvparse import parse_bars_csv
 from marketdata.gaps import analyze_gaps
+from marketdata.symbols import parse_symbol
+from marketdata.synthetic import generate_bars
 from marketdata.timeframes import TIMEFRAMES
 from tests.marketdata.conftest import EURUSD_CSV
 from tests.shared_data import require_shared
@@ -45,3 +53,49 @@ def test_no_gaps_in_a_complete_series():
     index = pd.date_range("2024-01-02", periods=48, freq="h", tz="UTC")
     report = analyze_gaps(index, TIMEFRAMES["1h"], "forex")
     assert (report.breaks, report.unexpected) == (0, [])
+
+
+def _per_break(index: pd.DatetimeIndex, tf, asset_class: str) -> list[tuple[str, str, int]]:
+    """The definition, one calendar question per break (what analyze_gaps answers at once)."""
+    step = pd.Timedelta(tf.step)
+    found = []
+    for before, after in itertools.pairwise(index):
+        if after - before > step:
+            missing = len(expected_bar_times(asset_class, tf, before + step, after))
+            if missing:
+                found.append((str(before + step), str(after), missing))
+    return found
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 500, 7])
+@pytest.mark.parametrize(
+    ("symbol", "timeframe"), [("EURUSD", "5m"), ("EURUSD", "1d"), ("AAPL", "1h"), ("AAPL", "15m")]
+)
+def test_gaps_are_counted_per_break_whatever_the_chunk(monkeypatch, symbol, timeframe, chunk):
+    monkeypatch.setattr(gaps, "CHUNK_BARS", chunk)
+    tf = TIMEFRAMES[timeframe]
+    bars = generate_bars(
+        symbol, tf, pd.Timestamp("2023-12-11", tz="UTC"), pd.Timestamp("2024-01-12", tz="UTC")
+    )
+    holes = np.random.default_rng(5).random(len(bars)) < 0.03
+    index = bars.index[~holes]
+    report = gaps.analyze_gaps(index, tf, parse_symbol(symbol).asset_class)
+    expected = _per_break(index, tf, parse_symbol(symbol).asset_class)
+    assert [(str(g.start), str(g.end), g.missing_bars) for g in report.unexpected] == expected
+    assert report.breaks == int((np.diff(index.asi8) > pd.Timedelta(tf.step).value).sum())
+
+
+def test_two_bars_centuries_apart_are_counted_in_bounded_chunks(monkeypatch):
+    calls = []
+    real = gaps.expected_bar_times
+
+    def counting(asset_class, timeframe, start, end):
+        calls.append((start, end))
+        return real(asset_class, timeframe, start, end)
+
+    monkeypatch.setattr(gaps, "expected_bar_times", counting)
+    tf = TIMEFRAMES["1d"]
+    index = pd.DatetimeIndex(["1901-01-02", "2150-01-02"], tz="UTC", name="timestamp")
+    report = gaps.analyze_gaps(index, tf, "stock")
+    assert report.unexpected[0].missing_bars > 60_000
+    assert all((end - start) / pd.Timedelta(days=1) <= gaps.CHUNK_BARS for start, end in calls)

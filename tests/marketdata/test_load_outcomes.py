@@ -23,7 +23,7 @@ from tests.marketdata.test_loader_ib import load
 pytestmark = pytest.mark.django_db(transaction=True)
 
 H1 = TIMEFRAMES["1h"]
-RANGE = {"start": "2024-01-01", "end": "2024-05-01"}  # five segments of ≤ 30 days
+RANGE = {"start": "2024-01-01", "end": "2024-05-01"}  # four segments of at most a month
 
 
 def start_load(monkeypatch, gateway, **kw):
@@ -39,15 +39,16 @@ def always_failing(calls: range, message: str = "HMDS farm down") -> dict:
 def test_a_load_whose_every_segment_failed_ends_failed_with_the_reasons(monkeypatch, data_dir):
     op = start_load(monkeypatch, FakeBarGateway(failures=always_failing(range(1, 100))))
     assert op.status == "failed"
-    assert "nothing was loaded: 5 of 5 segments failed" in op.error_message
+    assert "nothing was loaded: 4 of 4 segments failed" in op.error_message
     assert "HMDS farm down" in op.error_message
     summary = op.result_summary
     assert summary["bars_received"] == 0
-    assert summary["segments_failed"] == [0, 1, 2, 3, 4]
-    # One range (the five failed segments are adjacent, with one error), named.
+    assert summary["segments_failed"] == [0, 1, 2, 3]
+    # One range (the four failed segments are adjacent — only a weekend the plan skips lies
+    # between two of them — with one error), named: from the first bar the calendar expects.
     assert summary["failed_ranges"] == [
-        {"start": "2024-01-01T00:00:00+00:00", "end": "2024-05-01T00:00:00+00:00",
-         "error": "HMDS farm down", "segments": 5}
+        {"start": "2024-01-01T22:00:00+00:00", "end": "2024-05-01T00:00:00+00:00",
+         "error": "HMDS farm down", "segments": 4}
     ]  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def test_load_data_names_the_ranges_it_could_not_load(monkeypatch, data_dir):
                  "--mode", "full", stdout=out, stderr=io.StringIO())  # fmt: skip
     text = out.getvalue()
     assert "completed with gaps:" in text
-    assert "not loaded: 2024-01-31T00:00:00+00:00 -> 2024-03-01T00:00:00+00:00" in text
+    assert "not loaded: 2024-02-01T22:00:00+00:00 -> 2024-03-01T22:00:00+00:00" in text
     assert "HMDS farm down" in text
     assert "--mode full" in text
 
@@ -108,7 +109,7 @@ def test_load_data_names_the_ranges_it_could_not_load(monkeypatch, data_dir):
     with pytest.raises(CommandError, match="nothing was loaded"):
         call_command("load_data", "GBPUSD", "1h", "--start", RANGE["start"], "--end",
                      RANGE["end"], "--mode", "full", stdout=out, stderr=io.StringIO())  # fmt: skip
-    assert "not loaded: 2024-01-01T00:00:00+00:00 -> 2024-05-01T00:00:00+00:00" in out.getvalue()
+    assert "not loaded: 2024-01-01T22:00:00+00:00 -> 2024-05-01T00:00:00+00:00" in out.getvalue()
 
 
 def head_on_a_holiday() -> pd.DataFrame:

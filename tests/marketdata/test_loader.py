@@ -89,7 +89,7 @@ def test_fatal_error_ends_the_load_but_keeps_the_segments_already_fetched(
         run_with(monkeypatch, gateway)
     stored = store.read_bars("EURUSD", "1h")
     assert stored.index[-1] < gateway.calls[3][0]
-    assert len(stored) > 1000  # three 30-day segments
+    assert len(stored) > 1000  # three one-month segments
 
 
 def test_pacing_violation_waits_the_pacing_backoff_before_retrying(settings, monkeypatch, data_dir):

@@ -8,18 +8,20 @@ import pandas as pd
 import pytest
 
 from marketdata import services, store
-from marketdata.gateways.base import UnknownSymbol
+from marketdata.gateways import ib as ib_gateway
+from marketdata.gateways.base import InvalidRequest, UnknownSymbol
 from marketdata.gateways.ib import IBGateway
 from marketdata.pacing import PacingRules
+from marketdata.planner import plan_segments
 from marketdata.symbols import parse_symbol
 from marketdata.synthetic import generate_bars
-from marketdata.timeframes import TIMEFRAMES
+from marketdata.timeframes import TIMEFRAMES, IBDuration
 from tests.marketdata.conftest import wait_terminal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 H1 = TIMEFRAMES["1h"]
-START, END = "2024-01-01", "2024-05-01"  # 4 months of 1h bars: 5 segments of ≤ 30 days
+START, END = "2024-01-01", "2024-05-01"  # 4 months of 1h bars: 4 requests of at most 1 M
 
 
 def source_bars(symbol: str = "EURUSD", start: str = START, end: str = END) -> pd.DataFrame:
@@ -52,11 +54,76 @@ def test_multi_segment_load_matches_the_source_bar_for_bar(simulator_factory):
     op = wait_terminal(load().operation_id)
     assert op.status == "completed", op.error_message
     summary = op.result_summary
-    assert summary["segments_total"] == 5
+    assert summary["segments_total"] == 4
     assert summary["segments_failed"] == []
     pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), source_bars())
     assert summary["bars_received"] == summary["bars_expected"] == len(source_bars())
-    assert sim.stats.historical_requests == 5
+    assert sim.stats.historical_requests == 4
+    assert sim.stats.invalid_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("symbol", "timeframe", "start"),
+    [("EURUSD", "15m", "2023-01-01"), ("EURUSD", "4h", "2019-01-01"), ("AAPL", "1d", "2019-01-01")],
+)
+def test_plans_stay_within_ibs_durations_through_the_real_client(
+    simulator_factory, symbol, timeframe, start
+):
+    # The simulator answers 321 to any duration longer than IB's for the bar size (1 W for
+    # 15 mins, 1 M for 4 hours): a plan cut into 14- or 120-day requests would fail here.
+    sim = simulator_factory(enforce_pacing=False)
+    end = "2024-01-01"
+    op = wait_terminal(load(symbol=symbol, timeframe=timeframe, start=start, end=end).operation_id)
+    assert op.status == "completed", op.error_message
+    summary = op.result_summary
+    assert summary["segments_failed"] == []
+    assert sim.stats.invalid_requests == 0
+    tf = TIMEFRAMES[timeframe]
+    lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
+    plan = plan_segments([(lo, hi)], tf, parse_symbol(symbol).asset_class)
+    assert sim.stats.historical_requests == summary["segments_total"] == len(plan)
+    if timeframe == "1d":
+        assert len(plan) == 1  # one "5 Y" request
+    pd.testing.assert_frame_equal(
+        store.read_bars(symbol, timeframe), generate_bars(symbol, tf, lo, hi)
+    )
+
+
+def test_a_duration_longer_than_ib_allows_is_refused_with_321_through_the_real_client(
+    simulator_factory, monkeypatch
+):
+    sim = simulator_factory()
+    # What the old plans sent for 15 mins bars: two weeks.
+    monkeypatch.setattr(ib_gateway, "ib_duration", lambda start, end, tf: IBDuration(14, "D"))
+    gateway = IBGateway(host="127.0.0.1", port=sim.port, client_id=22, request_timeout=5)
+    try:
+        with pytest.raises(InvalidRequest, match="321"):
+            gateway.fetch_bars(
+                parse_symbol("EURUSD"),
+                TIMEFRAMES["15m"],
+                pd.Timestamp("2024-01-08", tz="UTC"),
+                pd.Timestamp("2024-01-22", tz="UTC"),
+            )
+    finally:
+        gateway.close()
+    assert sim.stats.invalid_requests == 1
+    assert "longer than IB allows for 15 mins bars (at most 1 W)" in sim.stats.errors_sent[-1][2]
+
+
+def test_the_gateway_never_sends_a_span_longer_than_ib_allows(simulator_factory):
+    sim = simulator_factory()
+    gateway = IBGateway(host="127.0.0.1", port=sim.port, client_id=23, request_timeout=5)
+    try:
+        with pytest.raises(InvalidRequest, match="at most 1 W"):
+            gateway.fetch_bars(
+                parse_symbol("EURUSD"),
+                TIMEFRAMES["15m"],
+                pd.Timestamp("2024-01-08", tz="UTC"),
+                pd.Timestamp("2024-01-22", tz="UTC"),
+            )
+    finally:
+        gateway.close()
+    assert sim.stats.historical_requests == 0
 
 
 def test_pacing_violation_from_the_gateway_backs_off_and_the_load_finishes(
@@ -141,7 +208,7 @@ def test_progress_and_segment_metrics_are_readable_through_the_api_while_loading
     simulator_factory, api
 ):
     simulator_factory(response_delay=0.15)
-    op = load(start="2023-01-01", end="2024-01-01")  # 13 segments, ~2 s
+    op = load(start="2023-01-01", end="2024-01-01")  # 12 segments (one a month), ~2 s
     seen_running = []
     records: list[dict] = []
     cursor = 0
@@ -165,19 +232,19 @@ def test_progress_and_segment_metrics_are_readable_through_the_api_while_loading
     context = seen_running[-1]["context"]
     assert context["symbol"] == "EURUSD"
     assert context["timeframe"] == "1h"
-    assert context["segments_total"] == 13
-    assert [r["seq"] for r in records] == list(range(13))
+    assert context["segments_total"] == 12
+    assert [r["seq"] for r in records] == list(range(12))
     keys = {"seq", "kind", "recorded_at", "symbol", "timeframe", "segment_index",
             "segments_total", "start", "end", "bars_received", "attempts",
             "duration_seconds", "status"}  # fmt: skip
     assert all(set(r) == keys and r["kind"] == "segment" for r in records)
-    assert [r["segment_index"] for r in records] == list(range(13))
+    assert [r["segment_index"] for r in records] == list(range(12))
 
 
 def test_cancel_mid_load_ends_cancelled_and_keeps_what_was_fetched(simulator_factory, api, user):
     simulator_factory(response_delay=0.2)
     # Users cancel their own operations.
-    op = load(start="2022-01-01", end="2024-01-01", user=user)  # 25 segments, ~5 s
+    op = load(start="2022-01-01", end="2024-01-01", user=user)  # 24 segments, ~5 s
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         page = api.get(f"/api/v1/operations/{op.operation_id}/metrics/").json()

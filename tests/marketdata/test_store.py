@@ -1,8 +1,12 @@
-"""The bar store: validated, atomic, merging writes; reads from DATA_DIR at call time."""
+"""The bar store: validated, atomic, merging writes; reads from DATA_DIR at call time that decode
+only the row groups they need."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from marketdata import selectors, store
@@ -212,3 +216,101 @@ def test_provenance_is_bounded(stored_week, monkeypatch):
     provenance = BarSeries.objects.get(symbol="EURUSD", timeframe="1h").provenance
     assert len(provenance) == 3
     assert provenance[-1]["source"] == "ib"
+
+
+# --- reads decode only the row groups they need -----------------------------------------------
+@pytest.fixture
+def grouped(data_dir, monkeypatch) -> pd.DataFrame:
+    """A month of 1h bars in row groups of 50 (the store's are 4,096: the same rules, smaller)."""
+    monkeypatch.setattr(store, "ROW_GROUP_BARS", 50)
+    frame = synthetic("2024-01-01", "2024-02-01")
+    store.write_bars("EURUSD", "1h", frame, source="synthetic")
+    return frame
+
+
+def _decoded(monkeypatch) -> list[int]:
+    """Spy: the rows of every row group the store decodes."""
+    rows: list[int] = []
+    real = pq.ParquetFile.read_row_group
+
+    def spy(self, i, *args, **kwargs):
+        table = real(self, i, *args, **kwargs)
+        rows.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    return rows
+
+
+def test_files_are_written_in_row_groups_aligned_to_the_newest_bar(grouped):
+    footer = pq.ParquetFile(store.series_path("EURUSD", "1h")).metadata
+    sizes = [footer.row_group(g).num_rows for g in range(footer.num_row_groups)]
+    assert sum(sizes) == len(grouped)
+    assert sizes[1:] == [50] * (len(sizes) - 1)  # the remainder is the oldest group
+    assert 0 < sizes[0] <= 50
+
+
+def test_the_newest_window_decodes_one_row_group_and_counts_the_rest_from_the_footer(
+    grouped, monkeypatch
+):
+    decoded = _decoded(monkeypatch)
+    window = selectors.bars_window(symbol="EURUSD", timeframe="1h", limit=40)
+    assert decoded == [50]
+    pd.testing.assert_frame_equal(window.frame, grouped.iloc[-40:])
+    assert window.total_in_range == len(grouped)
+    assert window.truncated
+    assert window.next_end == grouped.index[-40]
+
+
+def test_windows_and_ranges_read_exactly_what_slicing_the_whole_series_gives(grouped):
+    rng = np.random.default_rng(11)
+    stamps = grouped.index
+    for _ in range(60):
+        a, b = sorted(int(x) for x in rng.integers(0, len(stamps), 2))
+        jitter = pd.Timedelta(minutes=int(rng.integers(-90, 90)))
+        start = None if a < 5 else stamps[a] + jitter
+        end = None if b > len(stamps) - 5 else stamps[b] - jitter
+        inside = grouped
+        if start is not None:
+            inside = inside[inside.index >= start]
+        if end is not None:
+            inside = inside[inside.index < end]
+        pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h", start, end), inside)
+        limit = int(rng.integers(1, 200))
+        frame, total = store.read_window("EURUSD", "1h", start, end, limit=limit)
+        assert total == len(inside)
+        pd.testing.assert_frame_equal(frame, inside.iloc[max(len(inside) - limit, 0) :])
+
+
+def test_paging_backwards_from_next_end_walks_the_whole_series_once(grouped):
+    seen = []
+    end = None
+    while True:
+        window = selectors.bars_window(symbol="EURUSD", timeframe="1h", end=end, limit=70)
+        seen.append(window.frame)
+        if not window.truncated:
+            break
+        end = window.next_end
+    pd.testing.assert_frame_equal(pd.concat(seen[::-1]), grouped)
+
+
+def test_a_rewritten_file_is_never_read_with_the_old_footer(grouped):
+    assert len(store.read_bars("EURUSD", "1h")) == len(grouped)  # its footer is now kept
+    more = synthetic("2024-02-01", "2024-02-03")
+    store.write_bars("EURUSD", "1h", more, source="synthetic")
+    pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), pd.concat([grouped, more]))
+    window, total = store.read_window("EURUSD", "1h", limit=3)
+    assert total == len(grouped) + len(more)
+    pd.testing.assert_frame_equal(window, more.iloc[-3:])
+
+
+def test_a_file_written_before_row_groups_reads_the_same(data_dir):
+    frame = synthetic("2024-01-01", "2024-01-10")
+    store.write_bars("EURUSD", "1h", frame, source="synthetic")
+    path = store.series_path("EURUSD", "1h")
+    # As earlier versions wrote it: one row group, statistics on every column.
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), path, compression="zstd")
+    pd.testing.assert_frame_equal(store.read_bars("EURUSD", "1h"), frame)
+    window, total = store.read_window("EURUSD", "1h", "2024-01-03", "2024-01-05", limit=5)
+    assert total == 48
+    pd.testing.assert_frame_equal(window, frame.loc["2024-01-04 19:00":"2024-01-04 23:00"])

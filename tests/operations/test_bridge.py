@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
 
 from operations.bridge import ProgressBridge
 
@@ -60,6 +62,40 @@ def test_metrics_since_cursor_is_incremental():
     assert cursor == 4
 
 
+def test_every_update_between_two_reads_is_applied_in_the_order_written():
+    bridge = ProgressBridge()
+    bridge.update(phase="loading", message="a", steps_total=3)
+    for i in range(1, 1001):
+        bridge.update(percentage=i / 10, steps_completed=i)
+    bridge.update(message="b")
+    snap = bridge.snapshot()
+    assert (snap["phase"], snap["message"], snap["steps_total"]) == ("loading", "b", 3)
+    assert (snap["percentage"], snap["steps_completed"]) == (100.0, 1000)
+    bridge.update(phase="saving")
+    assert bridge.snapshot()["message"] == "b"  # kept across reads too
+
+
+def test_a_record_is_stamped_when_first_read_and_keeps_that_stamp_for_every_reader():
+    bridge = ProgressBridge()
+    bridge.append_metric("step", {"i": 0})
+    before = time.time()
+    (first,), cursor = bridge.metrics_since(0)
+    (again,), _ = bridge.metrics_since(0)
+    assert before <= first["recorded_at"] <= time.time()
+    assert again == first
+    bridge.append_metric("step", {"i": 1})
+    (later,), _ = bridge.metrics_since(cursor)
+    assert later["recorded_at"] >= first["recorded_at"]
+
+
+def test_a_payload_mapping_is_copied_into_a_plain_record():
+    bridge = ProgressBridge()
+    bridge.append_metric("step", OrderedDict(i=1, detail="x"))
+    (record,), _ = bridge.metrics_since(0)
+    assert type(record) is dict
+    assert record == {"kind": "step", "recorded_at": record["recorded_at"], "i": 1, "detail": "x"}
+
+
 def test_linear_eta_appears_between_0_and_100_percent():
     bridge = ProgressBridge()
     assert bridge.snapshot()["eta_seconds"] is None
@@ -109,3 +145,24 @@ def test_one_writer_many_readers_see_consistent_states_and_every_metric_once():
     assert not problems, problems[:3]
     for seen in seen_by_reader:
         assert seen == list(range(1, total + 1))
+
+
+class Wrapping(ProgressBridge):
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def update(self, **fields) -> None:
+        super().update(**fields)
+        self.seen.append(fields.get("message", ""))
+
+
+def test_a_subclass_may_wrap_update_in_a_method():
+    bridge = Wrapping()
+    bridge.update(message="one", percentage=10.0)
+    bridge.update(message="two")
+    assert bridge.seen == ["one", "two"]
+    snap = bridge.snapshot()
+    assert (snap["message"], snap["percentage"]) == ("two", 10.0)

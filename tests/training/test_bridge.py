@@ -70,3 +70,25 @@ def test_a_nan_loss_is_reported_as_null_not_as_invalid_json():
     bridge = started_bridge()
     bridge.on_epoch(1, float("nan"), 0.4, 1.0, 0.4, 0.001, 0.5, 1, 3)
     assert bridge.metrics_since(0)[0][0]["train_loss"] is None
+
+
+def test_other_metrics_between_epochs_read_as_themselves_and_leave_the_epochs_alone():
+    bridge = started_bridge()
+    bridge.on_epoch(1, 1.1, 0.4, 1.05, 0.42, 0.001, 0.5, 1, 3)
+    bridge.append_metric("note", {"text": "lr lowered"})
+    bridge.on_epoch(2, 1.0, 0.45, 1.07, 0.41, 0.0005, 0.5, 1, 2)
+    bridge.append_metric("note", {"text": "checkpoint"})
+    bridge.on_batch(3, 1, 0.9)
+    records, cursor = bridge.metrics_since(0)
+    assert cursor == 4
+    assert [r["kind"] for r in records] == ["epoch", "note", "epoch", "note"]
+    assert records[1] == {
+        "kind": "note",
+        "recorded_at": records[1]["recorded_at"],
+        "text": "lr lowered",
+    }
+    assert [r["epoch"] for r in bridge.epochs()] == [1, 2]
+    assert bridge.epochs()[1]["learning_rate"] == 0.0005
+    context = bridge.snapshot()["context"]
+    assert context["last_epoch"] == records[2]
+    assert context["patience_left"] == 2

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from tests.training.conftest import small_config_with
-from training.dataset import build_dataset, segment_labels, split_boundaries
+from training.dataset import (
+    SPLITS,
+    build_dataset,
+    segment_labels,
+    split_boundaries,
+    timestamp_union,
+)
 from training.errors import TrainingDataError
 
 
@@ -82,3 +88,65 @@ def test_too_few_rows_for_the_split_is_refused(config):
     features, close = frame_and_close(n=60)
     with pytest.raises(TrainingDataError, match="not enough"):
         build_dataset(config, {"A": (features, close)})
+
+
+# --- index operations against a straightforward reference ---------------------------------------
+def reference_dataset(config, per_symbol):
+    """build_dataset written the plain way: a Python set of Timestamps, row-by-row segments."""
+    union = pd.DatetimeIndex(sorted(set().union(*(set(f.index) for f, _ in per_symbol.values()))))
+    val_start, test_start = split_boundaries(union, config["split"])
+    out = {s: {"x": [], "y": [], "symbols": [], "timestamps": []} for s in SPLITS}
+    for symbol, (frame, close) in per_symbol.items():
+        for split, rows in (
+            ("train", frame.index < val_start),
+            ("validation", (frame.index >= val_start) & (frame.index < test_start)),
+            ("test", frame.index >= test_start),
+        ):
+            labels = segment_labels(close[rows].to_numpy(), config["labels"])
+            for ts, x, label in zip(frame.index[rows], frame.to_numpy()[rows], labels, strict=True):
+                if not np.isnan(label):
+                    out[split]["x"].append(x)
+                    out[split]["y"].append(int(label))
+                    out[split]["symbols"].append(symbol)
+                    out[split]["timestamps"].append(ts)
+    return (val_start, test_start), out
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"type": "forward_return", "horizon": 5, "threshold": 0.002},
+        {"type": "zigzag", "threshold": 0.01},
+    ],
+)
+def test_splits_and_labels_equal_the_reference_on_overlapping_symbols(labels):
+    config = small_config_with(labels=labels)
+    a_features, a_close = frame_and_close(n=700, seed=1)
+    b_features, b_close = frame_and_close(n=500, seed=2, start="2020-01-09")
+    # B has holes (a weekend-like gap and scattered missing bars): the union is not either index.
+    keep = np.ones(500, dtype=bool)
+    keep[100:148] = False
+    keep[::37] = False
+    data = {"A": (a_features, a_close), "B": (b_features[keep], b_close[keep])}
+    ds = build_dataset(config, data)
+    (val_start, test_start), expected = reference_dataset(config, data)
+    assert ds.boundaries == {
+        "validation_start": val_start.isoformat(),
+        "test_start": test_start.isoformat(),
+    }
+    for split in SPLITS:
+        part, want = ds.splits[split], expected[split]
+        np.testing.assert_array_equal(part.x, np.array(want["x"]))
+        np.testing.assert_array_equal(part.y, np.array(want["y"], dtype=np.int64))
+        assert part.symbols == want["symbols"]
+        assert part.timestamps.equals(pd.DatetimeIndex(want["timestamps"]))
+        assert part.timestamps.tz is not None
+
+
+def test_timestamp_union_is_the_sorted_set_of_every_index():
+    a = pd.date_range("2020-01-01", periods=50, freq="h", tz="UTC")
+    b = pd.date_range("2020-01-02", periods=50, freq="2h", tz="UTC")
+    c = a[::3]
+    expected = pd.DatetimeIndex(sorted(set(a) | set(b) | set(c)))
+    assert timestamp_union([a, b, c]).equals(expected)
+    assert timestamp_union([b]).equals(b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from training.labels import (
     SIGNAL_NAMES,
@@ -44,3 +45,72 @@ def test_zigzag_labels_legs_and_leaves_the_unfinished_leg_undefined():
 
 def test_zigzag_of_a_flat_series_has_no_labels():
     assert np.isnan(zigzag_labels(np.full(50, 1.1), threshold=0.01)).all()
+
+
+# --- the vectorised labellers against a straightforward reference -----------------------------
+def reference_zigzag_pivots(close, threshold):
+    """The zigzag walk written the plain way, element by element on the array."""
+    pivots, direction, hi_i, lo_i = [], 0, 0, 0
+    for i in range(1, len(close)):
+        c = close[i]
+        if direction == 0:
+            if c > close[hi_i]:
+                hi_i = i
+            if c < close[lo_i]:
+                lo_i = i
+            if c >= close[lo_i] * (1.0 + threshold) and lo_i < i:
+                pivots.append((lo_i, -1))
+                direction, hi_i = 1, i
+            elif c <= close[hi_i] * (1.0 - threshold) and hi_i < i:
+                pivots.append((hi_i, 1))
+                direction, lo_i = -1, i
+        elif direction == 1:
+            if c > close[hi_i]:
+                hi_i = i
+            elif c <= close[hi_i] * (1.0 - threshold):
+                pivots.append((hi_i, 1))
+                direction, lo_i = -1, i
+        elif c < close[lo_i]:
+            lo_i = i
+        elif c >= close[lo_i] * (1.0 + threshold):
+            pivots.append((lo_i, -1))
+            direction, hi_i = 1, i
+    return pivots
+
+
+def reference_zigzag_labels(close, threshold):
+    """One leg at a time: the bars from one pivot up to the next, against that next pivot."""
+    out = np.full(len(close), np.nan)
+    start = 0
+    for index, kind in reference_zigzag_pivots(close, threshold):
+        for j in range(start, index):
+            if kind == 1:
+                out[j] = B if close[index] / close[j] - 1.0 >= threshold else H
+            else:
+                out[j] = S if close[j] / close[index] - 1.0 >= threshold else H
+        start = index
+    return out
+
+
+def random_walk(n, seed, step=0.004):
+    rng = np.random.default_rng(seed)
+    return 100 * np.exp(np.cumsum(rng.normal(0, step, n)))
+
+
+@pytest.mark.parametrize(("seed", "threshold"), [(0, 0.005), (1, 0.01), (2, 0.002), (3, 0.03)])
+def test_zigzag_pivots_and_labels_equal_the_reference_walk(seed, threshold):
+    close = random_walk(3000, seed)
+    assert zigzag_pivots(close, threshold) == reference_zigzag_pivots(close, threshold)
+    np.testing.assert_array_equal(
+        zigzag_labels(close, threshold=threshold), reference_zigzag_labels(close, threshold)
+    )
+
+
+def test_zigzag_labels_equal_the_reference_on_plateaus_and_exact_threshold_moves():
+    # Repeated prices and moves of exactly the threshold are where < and <= differ.
+    close = np.array([100, 100, 102, 102, 100, 99.96, 99.96, 101.9592, 103, 103, 100.94, 100.94])
+    for threshold in (0.02, 0.0196, 0.01):
+        assert zigzag_pivots(close, threshold) == reference_zigzag_pivots(close, threshold)
+        np.testing.assert_array_equal(
+            zigzag_labels(close, threshold=threshold), reference_zigzag_labels(close, threshold)
+        )
