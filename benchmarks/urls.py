@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from ktrdr_site.urls import urlpatterns as project_urlpatterns
 
@@ -19,4 +22,15 @@ def floor(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True, "user": request.user.pk})
 
 
-urlpatterns = [path("bench/floor/", floor, name="bench-floor"), *project_urlpatterns]
+@api_view(["GET"])
+def drf_floor(request: Request) -> Response:
+    """The same answer through DRF (its authentication, permission and rendering): what any API
+    view pays beyond the floor."""
+    return Response({"ok": True, "user": request.user.pk})
+
+
+urlpatterns = [
+    path("bench/floor/", floor, name="bench-floor"),
+    path("bench/drf-floor/", drf_floor, name="bench-drf-floor"),
+    *project_urlpatterns,
+]
