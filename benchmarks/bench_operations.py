@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in {None, ""}:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.setup import django_ready, fmt_ms, fmt_us, median_per_call
+from benchmarks.setup import django_ready, fmt_ms, fmt_us, median_per_call, write_cost
 
 Row = tuple[str, str, str]
 
@@ -20,27 +20,7 @@ def _bridge_rows() -> list[Row]:
     """Writer cost as the worker's thread pays it: thread CPU time (`time.thread_time`, blind to
     other processes and threads taking the core), minus an empty loop of the same shape, median
     over rounds; a fresh bridge per round. GC is off while timing, as `timeit` does."""
-    import gc
-
     from operations.bridge import ProgressBridge
-
-    clock = time.thread_time
-
-    def per_call(loop, floor, *, calls: int = 20_000, rounds: int = 41) -> float:
-        samples = []
-        for _ in range(rounds):
-            write = loop()
-            gc.disable()
-            try:
-                t0 = clock()
-                write(calls)
-                t1 = clock()
-                floor(calls)
-                t2 = clock()
-            finally:
-                gc.enable()
-            samples.append(((t1 - t0) - (t2 - t1)) / calls)
-        return statistics.median(samples)
 
     def update_loop():
         update = ProgressBridge().update
@@ -69,8 +49,8 @@ def _bridge_rows() -> list[Row]:
         for i in range(n):
             {"i": i}  # noqa: B018
 
-    update_s = per_call(update_loop, empty)
-    metric_s = per_call(metric_loop, payload_only)
+    update_s = write_cost(update_loop, empty)
+    metric_s = write_cost(metric_loop, payload_only)
     return [
         ("bridge.update() median per call (thread CPU)", fmt_us(update_s), "≤ 0.25 µs"),
         ("bridge.append_metric() median per call (thread CPU)", fmt_us(metric_s), "≤ 0.25 µs"),

@@ -12,7 +12,6 @@ device) and with a `loss.item()` sync per batch, to show what that sync costs.
 from __future__ import annotations
 
 import copy
-import gc
 import math
 import os
 import statistics
@@ -27,7 +26,7 @@ if __package__ in {None, ""}:
 import numpy as np
 import pandas as pd
 
-from benchmarks.setup import fmt_us
+from benchmarks.setup import fmt_us, write_cost
 
 Row = tuple[str, str, str]
 SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "EURUSD_1h.csv"
@@ -258,28 +257,6 @@ def _run_rows(bars: pd.DataFrame) -> list[Row]:
             f"on {result['training']['device']}",
         )
     ]
-
-
-def write_cost(make_loop, floor, *, calls: int = 20_000, rounds: int = 41) -> float:
-    """Median thread CPU seconds per call: `make_loop()` (a fresh bridge each round) run for
-    `calls` iterations, minus `floor`, an empty loop of the same shape. Thread CPU
-    (`time.thread_time`) is blind to other processes and threads taking the core; GC is off
-    while timing, as `timeit` does."""
-    clock = time.thread_time
-    samples = []
-    for _ in range(rounds):
-        loop = make_loop()
-        gc.disable()
-        try:
-            t0 = clock()
-            loop(calls)
-            t1 = clock()
-            floor(calls)
-            t2 = clock()
-        finally:
-            gc.enable()
-        samples.append(((t1 - t0) - (t2 - t1)) / calls)
-    return statistics.median(samples)
 
 
 def _empty_loop(n: int) -> None:

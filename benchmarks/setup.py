@@ -61,6 +61,31 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms"
 
 
+def write_cost(make_loop, floor, *, calls: int = 20_000, rounds: int = 41) -> float:
+    """Median thread CPU seconds per call: `make_loop()` (a fresh bridge each round) run for
+    `calls` iterations, minus `floor`, an empty loop of the same shape. Thread CPU
+    (`time.thread_time`) is blind to other processes and threads taking the core; GC is off
+    while timing, as `timeit` does."""
+    import gc
+    import time
+
+    clock = time.thread_time
+    samples = []
+    for _ in range(rounds):
+        loop = make_loop()
+        gc.disable()
+        try:
+            t0 = clock()
+            loop(calls)
+            t1 = clock()
+            floor(calls)
+            t2 = clock()
+        finally:
+            gc.enable()
+        samples.append(((t1 - t0) - (t2 - t1)) / calls)
+    return statistics.median(samples)
+
+
 # --- The same benchmark on PostgreSQL + Redis ---------------------------------------------------
 
 CHILD_ENV = "KTRDR_BENCH_CHILD"
