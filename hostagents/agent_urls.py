@@ -1,8 +1,8 @@
 """Root URLconf of a host agent (`KTRDR_URLCONF=hostagents.agent_urls`, set by run_agent).
 
-The same operations API views as the backend, plus the agent's start endpoint, health,
-artifacts and the deprecated training status. No pages and no admin: an agent serves the
-backend only, every endpoint behind the bearer token.
+The same operations API views as the backend, plus the agent's start endpoint, the backend's
+one-request refresh, health, artifacts and the deprecated training status. No pages and no admin:
+an agent serves the backend only, every endpoint behind the bearer token.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ def _counted_operations_api() -> list[URLPattern]:
     return patterns
 
 
+REFRESH_ROUTE = "operations/<str:operation_id>/refresh/"
+
 api_patterns = [
     *_counted_operations_api(),
+    path(
+        REFRESH_ROUTE,
+        counted(REFRESH_ROUTE, agent_views.operation_refresh),
+        name="agent-operation-refresh",
+    ),
     path(
         "operations/<str:operation_id>/artifacts/<str:name>",
         counted("artifacts", api_views.artifact_download),

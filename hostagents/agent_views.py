@@ -1,6 +1,6 @@
 """API views only an agent serves: the idempotent start of any registered operation kind, start
-lookup, the input-blob check and the deprecated `/training/status/{session_id}` that older
-clients of the upstream project still poll.
+lookup, the input-blob check, the backend's one-request refresh of an operation and the
+deprecated `/training/status/{session_id}` that older clients of the upstream project still poll.
 
 A start answers the same operation shape as every operations endpoint; it honours the
 `Idempotency-Key` header the backend sends (its own operation id).
@@ -17,21 +17,28 @@ from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from hostagents import agent_services
+from hostagents import agent_selectors, agent_services
 from hostagents.blobs import BlobError, blob_put_stream, blobs_missing
+from hostagents.contract import RefreshPageSerializer
 from hostagents.health import count_served
 from hostagents.serializers import (
     AgentStartSerializer,
     MissingBlobsAnswerSerializer,
     MissingBlobsRequestSerializer,
+    RefreshQuery,
 )
 from operations import selectors
 from operations.api.parsers import body_object
 from operations.exceptions import InvalidInput, NotFound, OperationNotFound
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
+
+_REFRESH_QUERY = RefreshQuery()
+_JSON = JSONRenderer()
 
 AGENT_ERRORS = {
     400: ErrorSerializer,
@@ -91,6 +98,56 @@ def start_lookup(request: Request, key: str) -> Response:
     if op is None:
         raise NotFound(f"no start with key {key!r}", details={"idempotency_key": key})
     return Response(serialize_operation(op))
+
+
+class _AnswerJSON(BaseContentNegotiation):
+    """The refresh answers JSON, the one renderer an agent has, whatever `Accept` says: it is
+    not worth parsing that header on every refresh (6 % of the request's time)."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+def _negotiated_by(negotiation: type[BaseContentNegotiation]) -> Callable[[Any], Any]:
+    def decorate(view: Any) -> Any:
+        view.content_negotiation_class = negotiation  # read by @api_view, like @renderer_classes
+        return view
+
+    return decorate
+
+
+@extend_schema(
+    tags=["agent"],
+    parameters=[RefreshQuery],
+    responses={200: RefreshPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
+               404: ErrorSerializer},
+    description=(
+        "One refresh for the backend: the operation (as `operations/{id}/` answers it) and its "
+        "metric records with seq ≥ cursor (as `operations/{id}/metrics/?cursor=&limit=` answers "
+        "them), in one request."
+    ),
+)  # fmt: skip
+@api_view(["GET"])
+@_negotiated_by(_AnswerJSON)
+def operation_refresh(request: Request, operation_id: str) -> HttpResponse:
+    # The request a backend sends on every refresh, so it is kept lean: the query is validated
+    # on one bound serializer (what `is_valid` runs; a new one deep-copies its fields) and the
+    # answer rendered here, with the renderer DRF would use, instead of through a `Response`.
+    query = _REFRESH_QUERY.run_validation(request.query_params)
+    page = agent_selectors.agent_refresh(
+        operation_id=operation_id, cursor=query["cursor"], limit=query["limit"]
+    )
+    body = {
+        "operation": serialize_operation(page.operation),
+        "metrics": page.records,
+        "new_cursor": page.new_cursor,
+    }
+    return HttpResponse(_JSON.render(body), content_type="application/json")
 
 
 @extend_schema(

@@ -3,6 +3,13 @@
 * One pooled `requests.Session` per agent, kept in a module-level registry (`client_for`), so
   refreshes reuse a keep-alive connection instead of paying a TCP (and Django request) setup
   each time — the upstream project lost ~30 % of its remote latency to a client per request.
+  The session reads the environment (proxies, CA bundle) once, when it is made, not on every
+  request (`trust_env` off: requests would scan the whole environment and look for a `.netrc`,
+  whose credentials would replace the bearer token, per call).
+* A refresh is one request (`refresh`: `GET operations/{id}/refresh/?cursor=`, the operation and
+  its new metric records together); an agent older than that endpoint answers its route with a
+  404 that names no operation, and is then refreshed with the operation GET and metrics pages as
+  before, and asked again after a while (it may have been upgraded).
 * Every call has one overall wall deadline (`read_timeout` for a JSON exchange: connect, headers
   and the whole body), enforced while the body is read — not a per-socket-read timeout, which a
   slow-drip answer defeats. JSON answers are capped (`max_answer_bytes`); artifacts keep their
@@ -42,6 +49,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from hostagents.conf import agent_setting
 from hostagents.contract import (
@@ -50,6 +58,7 @@ from hostagents.contract import (
     parse_missing_blobs,
     parse_operation,
     parse_operation_list,
+    parse_refresh_page,
     parse_results,
 )
 from hostagents.errors import (
@@ -87,14 +96,28 @@ ERROR_BODY_BYTES = 64 * 1024
 # Connection failures whose request certainly never reached the agent.
 _NOT_DELIVERED = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 _READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
+# Metric records per page: in the one-request refresh (its deadline is the short refresh one, so
+# a long backlog is not squeezed into it), and in the metrics pages that fetch the rest.
+REFRESH_PAGE = 1000
+METRICS_PAGE = 5000
+# An agent without the one-request refresh is asked for it again after this long.
+REFRESH_RECHECK_SECONDS = 300.0
 
 
 class _DeadlinePassed(Exception):
     """Raised inside a transfer when its wall deadline has passed (caught by the client)."""
 
 
-def new_session(token: str, *, pool_maxsize: int = 8) -> requests.Session:
+def new_session(token: str, *, pool_maxsize: int = 8, base_url: str = "") -> requests.Session:
     session = requests.Session()
+    # The environment is read here, once: with `trust_env` on, requests merges proxies from the
+    # whole environment and looks for a .netrc on every request (a third of a pooled refresh),
+    # and a .netrc entry for the agent's host would replace our bearer token.
+    session.trust_env = False
+    session.proxies.update(get_environ_proxies(base_url) if base_url else {})
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
     # Our own retry loop decides what may be retried; urllib3's must not retry POSTs behind it.
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("http://", adapter)
@@ -188,7 +211,9 @@ class AgentClient:
         self.base_url = base_url.rstrip("/") + "/"
         self.token = token
         self.pooled = pooled
-        self.session = session if session is not None else new_session(token)
+        self.session = (
+            session if session is not None else new_session(token, base_url=self.base_url)
+        )
         self.connect_timeout = connect_timeout
         # The overall deadline of one JSON exchange, and the longest a transfer may stall.
         self.read_timeout = read_timeout
@@ -207,6 +232,9 @@ class AgentClient:
         self._timeouts = 0
         # Until then (clock time) the agent is not contacted: it timed out recently.
         self.quiet_until = 0.0
+        # Until then (clock time) refreshes use the two older GETs: the agent lacked the
+        # one-request refresh when it was last asked.
+        self.refresh_legacy_until = 0.0
         # Requests sent, by (method, kind): tests and benchmarks count agent round trips here.
         self.requests_sent: Counter[tuple[str, str]] = Counter()
 
@@ -245,7 +273,7 @@ class AgentClient:
             return self.session.request(method, url, **kwargs)
         # Benchmark baseline: a fresh session (new TCP connection) for every request. The
         # answer keeps its session open until the response is closed and collected.
-        session = new_session(self.token)
+        session = new_session(self.token, base_url=self.base_url)
         return session.request(method, url, **kwargs)
 
     def _timed_out(self, kind: str, what: str) -> AgentUnreachable:
@@ -393,7 +421,9 @@ class AgentClient:
         code, message, details = error_envelope(status, response.reason, body)
         text = message or code
         if status == 404:
-            raise AgentNotFound(self.name, f"{what}: not found ({text})", status=status)
+            raise AgentNotFound(
+                self.name, f"{what}: not found ({text})", status=status, details=details
+            )
         if status in (401, 403):
             raise AgentAuthError(
                 self.name,
@@ -436,8 +466,64 @@ class AgentClient:
         )
         return parse_operation(self._json(answer, f"operation {remote_id}"), agent=self.name)
 
+    def refresh(
+        self, remote_id: str, *, cursor: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        """What one refresh of a remote operation pulls: (operation, every metric record with
+        seq ≥ cursor, the cursor after them), parsed through the contract.
+
+        One request (`GET operations/{id}/refresh/`); a longer backlog than `REFRESH_PAGE`
+        continues with metrics pages. An agent that lacks the endpoint (a 404 naming no
+        operation) is refreshed as before — the operation GET, then metrics pages — and asked
+        for it again after `REFRESH_RECHECK_SECONDS`."""
+        if self._clock() >= self.refresh_legacy_until:
+            try:
+                operation, records, new_cursor = self._refresh_page(remote_id, cursor)
+            except AgentNotFound as exc:
+                if "operation_id" in exc.details:
+                    raise  # the agent has the endpoint and does not know the operation
+                self.refresh_legacy_until = self._clock() + REFRESH_RECHECK_SECONDS
+                logger.info(
+                    "agent %s has no one-request refresh (%s); using the two GETs for %.0f s",
+                    self.name,
+                    exc.message,
+                    REFRESH_RECHECK_SECONDS,
+                )
+            else:
+                if len(records) == REFRESH_PAGE:
+                    more, new_cursor = self._metrics_from(remote_id, new_cursor)
+                    records = records + more
+                return operation, records, new_cursor
+        operation = self.get_operation(remote_id)
+        records, new_cursor = self._metrics_from(remote_id, cursor)
+        return operation, records, new_cursor
+
+    def _refresh_page(
+        self, remote_id: str, cursor: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        answer = self._request(
+            "GET",
+            f"operations/{quote(remote_id)}/refresh/",
+            kind="refresh",
+            idempotent=True,
+            params={"cursor": cursor, "limit": REFRESH_PAGE},
+            budget=self.refresh_timeout,
+        )
+        body = self._json(answer, f"refresh of {remote_id}")
+        return parse_refresh_page(body, cursor=cursor, agent=self.name)
+
+    def _metrics_from(self, remote_id: str, cursor: int) -> tuple[list[dict[str, Any]], int]:
+        """Every record with seq ≥ cursor, in as many metrics pages as it takes."""
+        records: list[dict[str, Any]] = []
+        while True:
+            page, new_cursor = self.get_metrics(remote_id, cursor=cursor, limit=METRICS_PAGE)
+            records.extend(page)
+            if len(page) < METRICS_PAGE or new_cursor == cursor:
+                return records, new_cursor
+            cursor = new_cursor
+
     def get_metrics(
-        self, remote_id: str, *, cursor: int, limit: int = 5000
+        self, remote_id: str, *, cursor: int, limit: int = METRICS_PAGE
     ) -> tuple[list[dict[str, Any]], int]:
         answer = self._request(
             "GET",

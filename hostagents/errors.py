@@ -42,7 +42,19 @@ class AgentUnreachable(AgentError):
 
 
 class AgentNotFound(AgentError):
-    """The agent answered 404: it does not know the operation or artifact."""
+    """The agent answered 404: it does not know the operation or artifact (`details` of its
+    error envelope name which), or the route (an agent older than the request)."""
+
+    def __init__(
+        self,
+        agent: str,
+        message: str,
+        *,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(agent, message, status=status)
+        self.details = details or {}
 
 
 class AgentAuthError(AgentError):

@@ -15,9 +15,11 @@ of work it runs — everything kind-specific comes from the kind's registry reco
   pending without a remote id and the next look finds it by its key (`GET starts/{key}`); only a
   clear rejection (4xx) or a request that certainly never reached the agent fails it.
 * Refreshing (only when a reader looks, the snapshot is older than the TTL and nobody else is
-  refreshing): GET the agent's operation (from the agent's own TTL cache → its bridge), GET
-  `metrics?cursor=` with the backend-owned cursor (`remote_metrics_cursor`, persisted, so a
-  backend restart resumes exactly), then record both through `services.operation_record_pull`.
+  refreshing): one request, `GET operations/{id}/refresh/?cursor=` with the backend-owned cursor
+  (`remote_metrics_cursor`, persisted, so a backend restart resumes exactly), answered from the
+  agent's own TTL cache and its bridge with the operation and its new metric records
+  (`AgentClient.refresh`; an older agent gets the operation GET and the metrics GET); then both
+  are recorded through `services.operation_record_pull`.
 * Completing: when the agent reports `completed`, the read that saw it records the phase
   `fetching results` and starts one background thread per operation (single flight; claimed on
   the row so another live backend process does not fetch too) that fetches the results and every
@@ -73,7 +75,6 @@ from operations.services import Pull
 logger = logging.getLogger(__name__)
 
 S = OperationStatus
-METRICS_PAGE = 5000
 # A start the agent never confirmed is given this long before the row is failed.
 UNCONFIRMED_START_SECONDS = 30.0
 # Immediate re-fetches of a corrupted artifact within one look (more wait for the next look).
@@ -293,8 +294,7 @@ class AgentPlace:
             return self._recover_start(op, agent, client)
         remote_id = op.remote_operation_id
         try:
-            remote = client.get_operation(remote_id)
-            records, new_cursor = self._metrics(client, remote_id, op.remote_metrics_cursor)
+            remote, records, new_cursor = client.refresh(remote_id, cursor=op.remote_metrics_cursor)
         except AgentNotFound as exc:
             message = (
                 f"agent {agent.name} no longer knows operation {remote_id} "
@@ -365,18 +365,6 @@ class AgentPlace:
             # 409 (already ended) and unreachable are both fine: the next refresh sees the end,
             # or re-forwards the cancel once the agent answers again.
             logger.info("forwarding cancel of %s: %s", remote_id, exc)
-
-    @staticmethod
-    def _metrics(
-        client: AgentClient, remote_id: str, cursor: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        records: list[dict[str, Any]] = []
-        while True:
-            page, new_cursor = client.get_metrics(remote_id, cursor=cursor, limit=METRICS_PAGE)
-            records.extend(page)
-            if len(page) < METRICS_PAGE or new_cursor == cursor:
-                return records, new_cursor
-            cursor = new_cursor
 
     @staticmethod
     def _safely(op: Operation, finish: Any) -> Operation:

@@ -1,4 +1,5 @@
-"""API shapes of the agent registry (backend `GET /api/v1/agents/…`)."""
+"""API shapes of the agent registry (backend `GET /api/v1/agents/…`) and of the requests only an
+agent serves (what comes back from an agent is in `hostagents.contract`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rest_framework import serializers
 
 from hostagents.models import Agent
 from hostagents.selectors import agent_health_age
+from operations.selectors import MAX_CURSOR, MAX_METRICS_LIMIT
 
 
 class AgentSerializer(serializers.Serializer):
@@ -74,3 +76,22 @@ class AgentStartSerializer(serializers.Serializer):
 
 class MissingBlobsAnswerSerializer(serializers.Serializer):
     missing = serializers.ListField(child=serializers.RegexField(r"^[0-9a-f]{64}$"))
+
+
+class RefreshQuery(serializers.Serializer):
+    """The query of an agent's `GET operations/{id}/refresh/` (bounded like `…/metrics/`)."""
+
+    cursor = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_CURSOR,
+        default=0,
+        help_text="the first metric seq wanted (the backend's stored source cursor)",
+    )
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_METRICS_LIMIT,
+        default=MAX_METRICS_LIMIT,
+        help_text="at most this many records",
+    )

@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 import requests
 
+from hostagents.agent_urls import REFRESH_ROUTE
 from hostagents.client import reset_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-agent-token-0123456789-abcdefghijklmn"
 AGENT_TTL = "0.2"
+# What an agent's health counts for each refresh the backend sends it.
+SERVED_REFRESH = f"GET {REFRESH_ROUTE}"
 
 
 def free_port() -> int:

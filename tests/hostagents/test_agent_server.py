@@ -19,6 +19,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/operations/"),
     ("GET", "/api/v1/operations/op_x/"),
     ("GET", "/api/v1/operations/op_x/metrics/"),
+    ("GET", "/api/v1/operations/op_x/refresh/"),
     ("POST", "/api/v1/operations/op_x/cancel/"),
     ("GET", "/api/v1/operations/op_x/results/"),
     ("GET", "/api/v1/operations/op_x/artifacts/model.pt"),

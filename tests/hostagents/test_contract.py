@@ -27,6 +27,7 @@ def test_real_agent_answers_parse_with_the_api_serializers(agent: AgentProcess):
     records, new_cursor = client.get_metrics(op_id, cursor=0)
     tail, tail_cursor = client.get_metrics(op_id, cursor=2)
     none, same = client.get_metrics(op_id, cursor=3)
+    refreshed, refreshed_records, refreshed_cursor = client.refresh(op_id, cursor=1)
     results = client.get_results(op_id)
     listing = client.list_operations(limit=5)
     health = client.health()
@@ -42,6 +43,11 @@ def test_real_agent_answers_parse_with_the_api_serializers(agent: AgentProcess):
     assert [r["step"] for r in records] == [1, 2, 3]  # kind-specific fields pass through
     assert ([r["seq"] for r in tail], tail_cursor) == ([2], 3)
     assert (none, same) == ([], 3)
+    # The one-request refresh joins the two answers above, in their shapes.
+    assert set(refreshed) == set(operation)
+    assert refreshed["progress"] == operation["progress"]
+    assert (refreshed_records, refreshed_cursor) == (records[1:], 3)
+    assert client.requests_sent[("GET", "refresh")] == 1
     assert results["result_summary"]["steps"] == 3
     assert manifest[0]["name"] == "countdown.bin"
     assert listing["total"] >= 1

@@ -290,9 +290,9 @@ def test_a_stopped_agent_is_asked_once_and_readers_get_the_last_snapshot(
     client = client_for(Agent.objects.get(name="s1"))
     stopped.signal(signal.SIGSTOP)
     try:
-        before = client.requests_sent[("GET", "operation")]
+        before = client.requests_sent[("GET", "refresh")]
         bodies = [get_op(api, op_id, force_refresh="true") for _ in range(3)]
-        assert client.requests_sent[("GET", "operation")] - before == 1
+        assert client.requests_sent[("GET", "refresh")] - before == 1
         assert all(b["status"] == "running" and b["freshness"]["stale"] for b in bodies)
     finally:
         stopped.signal(signal.SIGCONT)

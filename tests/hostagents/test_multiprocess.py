@@ -15,7 +15,7 @@ import pytest
 
 from operations import cache as op_cache
 from operations.models import Operation
-from tests.hostagents.conftest import TOKEN
+from tests.hostagents.conftest import SERVED_REFRESH, TOKEN
 from tests.hostagents.test_remote import register, start_remote_countdown
 from tests.processes import ROOT, process_env
 
@@ -51,7 +51,7 @@ def test_three_backend_processes_cause_one_agent_request_per_window(backend_sett
     # Nobody has pulled recently: the next reader must refresh.
     Operation.objects.filter(operation_id=op_id).update(refreshed_at=None)
     op_cache.invalidate(op_id)
-    before = agent.served().get("GET operations/<str:operation_id>/", 0)
+    before = agent.served().get(SERVED_REFRESH, 0)
 
     env = process_env(KTRDR_AGENT_TOKEN=TOKEN)
     start_at = time.time() + 3.0  # every process is imported and waiting by then
@@ -69,6 +69,6 @@ def test_three_backend_processes_cause_one_agent_request_per_window(backend_sett
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert all(out.split() == ["running", "True"] for out, _ in outputs), outputs
-    after = agent.served().get("GET operations/<str:operation_id>/", 0)
+    after = agent.served().get(SERVED_REFRESH, 0)
     assert after - before == 1
     api.post(f"/api/v1/operations/{op_id}/cancel/", {"reason": "done"}, format="json")

@@ -23,7 +23,7 @@ from hostagents.models import Agent, Artifact
 from hostagents.place import FETCH_PHASE, fetches_in_flight
 from operations.countdown import countdown_artifact_bytes
 from operations.models import Operation
-from tests.hostagents.conftest import AgentProcess, wait_for
+from tests.hostagents.conftest import SERVED_REFRESH, AgentProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -149,16 +149,16 @@ def test_three_clients_polling_within_one_ttl_window_cause_one_agent_request(
     op_id = started["operation_id"]
     backend_settings.KTRDR = {**backend_settings.KTRDR, "OPERATIONS_CACHE_TTL": 30.0}
     client = client_for(Agent.objects.get(name="a1"))
-    before_client = client.requests_sent[("GET", "operation")]
-    before_agent = agent.served().get("GET operations/<str:operation_id>/", 0)
+    before_client = client.requests_sent[("GET", "refresh")]
+    before_agent = agent.served().get(SERVED_REFRESH, 0)
 
     readers = [APIClient() for _ in range(3)]
     for reader in readers:
         reader.force_authenticate(api.user)
     bodies = [get_op(reader, op_id) for reader in readers for _ in range(2)]
 
-    assert client.requests_sent[("GET", "operation")] - before_client == 1
-    assert agent.served()["GET operations/<str:operation_id>/"] - before_agent == 1
+    assert client.requests_sent[("GET", "refresh")] - before_client == 1
+    assert agent.served()[SERVED_REFRESH] - before_agent == 1
     assert len({b["progress"]["percentage"] for b in bodies}) == 1
     api.post(f"/api/v1/operations/{op_id}/cancel/", {"reason": "done"}, format="json")
 
