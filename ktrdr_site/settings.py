@@ -144,6 +144,13 @@ WSGI_APPLICATION = "ktrdr_site.wsgi.application"
 ASGI_APPLICATION = "ktrdr_site.asgi.application"
 
 # --- Database -----------------------------------------------------------------------------
+def _reset_pooled_connection(conn) -> None:
+    # Back to the connection's start-up settings, then the time zone Django configured on it.
+    conn.execute("RESET ALL")
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+
 DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))
 _default_sqlite = f"sqlite:///{DATA_ROOT / 'ktrdr.sqlite3'}"
 DATABASES = {
@@ -178,11 +185,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pool per process (psycopg's, as Django recommends under ASGI) instead of a connection
     # per request; with CONN_HEALTH_CHECKS a connection is checked when it is taken, so one the
     # server dropped is replaced, not handed to a request.
+    # A connection handed back carries no session setting (a `SET` some code ran) to the next
+    # request that takes it.
     if env_bool("KTRDR_DB_POOL", True):
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("KTRDR_DB_POOL_MIN", 1, minimum=0),
             "max_size": env_int("KTRDR_DB_POOL_MAX", 8, minimum=1),
             "timeout": env_int("KTRDR_DB_CONNECT_TIMEOUT", 5),
+            "reset": _reset_pooled_connection,
         }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
