@@ -143,12 +143,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "ktrdr_site.wsgi.application"
 ASGI_APPLICATION = "ktrdr_site.asgi.application"
 
+
 # --- Database -----------------------------------------------------------------------------
 def _reset_pooled_connection(conn) -> None:
     # Back to the connection's start-up settings, then the time zone Django configured on it.
     conn.execute("RESET ALL")
     conn.execute("SET TIME ZONE 'UTC'")
-
 
 
 DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))
