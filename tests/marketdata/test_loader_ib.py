@@ -89,6 +89,20 @@ def test_plans_stay_within_ibs_durations_through_the_real_client(
     )
 
 
+def _fetch_two_weeks_of_15m(gateway: IBGateway, *, match: str) -> None:
+    """Ask for two weeks of 15 mins bars in one request; it must be refused (`match`)."""
+    try:
+        with pytest.raises(InvalidRequest, match=match):
+            gateway.fetch_bars(
+                parse_symbol("EURUSD"),
+                TIMEFRAMES["15m"],
+                pd.Timestamp("2024-01-08", tz="UTC"),
+                pd.Timestamp("2024-01-22", tz="UTC"),
+            )
+    finally:
+        gateway.close()
+
+
 def test_a_duration_longer_than_ib_allows_is_refused_with_321_through_the_real_client(
     simulator_factory, monkeypatch
 ):
@@ -96,16 +110,7 @@ def test_a_duration_longer_than_ib_allows_is_refused_with_321_through_the_real_c
     # What the old plans sent for 15 mins bars: two weeks.
     monkeypatch.setattr(ib_gateway, "ib_duration", lambda start, end, tf: IBDuration(14, "D"))
     gateway = IBGateway(host="127.0.0.1", port=sim.port, client_id=22, request_timeout=5)
-    try:
-        with pytest.raises(InvalidRequest, match="321"):
-            gateway.fetch_bars(
-                parse_symbol("EURUSD"),
-                TIMEFRAMES["15m"],
-                pd.Timestamp("2024-01-08", tz="UTC"),
-                pd.Timestamp("2024-01-22", tz="UTC"),
-            )
-    finally:
-        gateway.close()
+    _fetch_two_weeks_of_15m(gateway, match="321")
     assert sim.stats.invalid_requests == 1
     assert "longer than IB allows for 15 mins bars (at most 1 W)" in sim.stats.errors_sent[-1][2]
 
@@ -113,16 +118,7 @@ def test_a_duration_longer_than_ib_allows_is_refused_with_321_through_the_real_c
 def test_the_gateway_never_sends_a_span_longer_than_ib_allows(simulator_factory):
     sim = simulator_factory()
     gateway = IBGateway(host="127.0.0.1", port=sim.port, client_id=23, request_timeout=5)
-    try:
-        with pytest.raises(InvalidRequest, match="at most 1 W"):
-            gateway.fetch_bars(
-                parse_symbol("EURUSD"),
-                TIMEFRAMES["15m"],
-                pd.Timestamp("2024-01-08", tz="UTC"),
-                pd.Timestamp("2024-01-22", tz="UTC"),
-            )
-    finally:
-        gateway.close()
+    _fetch_two_weeks_of_15m(gateway, match="at most 1 W")
     assert sim.stats.historical_requests == 0
 
 
