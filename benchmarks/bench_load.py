@@ -20,6 +20,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,31 +89,31 @@ def _server(port: int, server: str):
         "KTRDR_LOG_LEVEL": "WARNING",
         "DJANGO_LOG_LEVEL": "ERROR",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "ktrdr_site.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
+    # The server's output goes to a file: a pipe nobody reads fills up (an access line per
+    # request) and blocks the server.
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *(arg.format(port=port) for arg in SERVERS[server])],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        proc.log = log
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _log_tail(proc: subprocess.Popen) -> str:
+    proc.log.seek(0)
+    return proc.log.read()[-2000:]
 
 
 class Connection:
@@ -208,19 +209,29 @@ def _wait_ready(port: int, proc: subprocess.Popen, headers: dict) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"the server exited: {_log_tail(proc)}")
         try:
             status, _, _ = asyncio.run(Connection(port).request("GET", "/bench/floor/", headers))
             if status == 200:
                 return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("the server did not answer within 120 s")
+    raise RuntimeError(f"the server did not answer within 120 s: {_log_tail(proc)}")
 
 
 def measure() -> list[Row]:
-    servers = os.environ.get("KTRDR_BENCH_SERVERS", "daphne").split(",")
-    return [row for server in servers for row in _measure(server.strip())]
+    import importlib.util
+
+    rows: list[Row] = []
+    for name in os.environ.get("KTRDR_BENCH_SERVERS", "daphne").split(","):
+        server = name.strip()
+        if server not in SERVERS:
+            raise SystemExit(f"KTRDR_BENCH_SERVERS: {server!r} is not one of {sorted(SERVERS)}")
+        if importlib.util.find_spec(server) is None:
+            rows.append((f"{bench_label()} load ({server})", "not measured: not installed", ""))
+            continue
+        rows += _measure(server)
+    return rows
 
 
 def _measure(server: str) -> list[Row]:

@@ -12,7 +12,8 @@ _READY = False
 
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "0",
-    "DJANGO_SECRET_KEY": "bench-" + os.urandom(24).hex(),
+    # One key for this run and the processes it starts (a server checks the sessions made here).
+    "DJANGO_SECRET_KEY": os.environ.setdefault("KTRDR_BENCH_SECRET_KEY", os.urandom(24).hex()),
     "DJANGO_ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
     "DJANGO_SECURE_COOKIES": "0",

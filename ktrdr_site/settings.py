@@ -190,7 +190,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     if env_bool("KTRDR_DB_POOL", True):
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("KTRDR_DB_POOL_MIN", 1, minimum=0),
-            "max_size": env_int("KTRDR_DB_POOL_MAX", 8, minimum=1),
+            # Every local worker may hold one while it writes, beside the requests' own.
+            "max_size": env_int(
+                "KTRDR_DB_POOL_MAX", env_int("KTRDR_LOCAL_WORKERS", 2, minimum=1) + 8, minimum=1
+            ),
             "timeout": env_int("KTRDR_DB_CONNECT_TIMEOUT", 5),
             "reset": _reset_pooled_connection,
         }

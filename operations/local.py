@@ -134,6 +134,10 @@ class LocalRuns:
         close_old_connections()
         try:
             started = self._start(run)
+            # Hand the start's connection back: a run lasts minutes to hours and may never touch
+            # the database again before its outcome (a pooled connection held that long starves
+            # requests once runs outnumber the pool).
+            connections.close_all()
             if started:
                 ctx = WorkContext(
                     operation_id=op_id,
