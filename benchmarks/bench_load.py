@@ -47,8 +47,22 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of the process and its children alive now (a gunicorn master's workers)."""
+    ticks, parents = 0, {pid}
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    while True:
+        more = {p for p, f in stats.items() if int(f[1]) in parents and p not in parents}
+        if not more:
+            break
+        parents |= more
+    for p in parents:
+        if p in stats:
+            ticks += int(stats[p][11]) + int(stats[p][12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 SERVERS = {

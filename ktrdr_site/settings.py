@@ -96,7 +96,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
-    "channels",
     "axes",
     "csp",
     "operations",
@@ -156,7 +155,10 @@ _default_sqlite = f"sqlite:///{DATA_ROOT / 'ktrdr.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", _default_sqlite),
-        conn_max_age=env_int("KTRDR_DB_CONN_MAX_AGE", 0),
+        # Requests run in a fixed pool of server threads (ktrdr_site.threaded_wsgi), so a thread's
+        # connection is kept between its requests instead of opened for each (SQLite's open and
+        # PRAGMAs cost more than a floor request); health-checked when a request takes it.
+        conn_max_age=env_int("KTRDR_DB_CONN_MAX_AGE", 600, minimum=0),
         conn_health_checks=True,
     )
 }
@@ -188,6 +190,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection handed back carries no session setting (a `SET` some code ran) to the next
     # request that takes it.
     if env_bool("KTRDR_DB_POOL", True):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("KTRDR_DB_POOL_MIN", 1, minimum=0),
             # Every local worker may hold one while it writes, beside the requests' own.
@@ -200,7 +203,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache and channel layer -------------------------------------------------------------
+# --- Cache -------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
@@ -215,12 +218,6 @@ if REDIS_URL:
             },
         }
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
 else:
     CACHES = {
         "default": {
@@ -228,7 +225,6 @@ else:
             "LOCATION": "ktrdr-default",
         }
     }
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Auth ----------------------------------------------------------------------------------
 # django-axes counts failed logins per username and address: after KTRDR_LOGIN_FAILURE_LIMIT
@@ -330,6 +326,16 @@ if KTRDR_ROLE not in {"backend", "agent"}:
 if KTRDR_ROLE == "agent":
     REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["hostagents.auth.AgentTokenAuthentication"]
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
+    # An agent answers the backend's bearer-token JSON calls only (hostagents.agent_urls): no
+    # pages, sessions, logins or forms, so none of the browser-facing middleware; each would run
+    # on every refresh the backend makes.
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "operations.middleware.OutageMiddleware",
+    ]
+    # The admin and django-axes stay installed (one schema for both roles) but are not served.
+    SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "axes.W002"]
 SPECTACULAR_SETTINGS = {
     "TITLE": "KTRDR Operations API",
     "DESCRIPTION": "Pull-based long-running operations: data loads, training, host agents.",
@@ -431,3 +437,6 @@ LOGGING = {
 KTRDR_MAX_REQUEST_BYTES = env_int(
     "KTRDR_MAX_REQUEST_BYTES", KTRDR["CSV_UPLOAD_MAX_BYTES"] + 1024 * 1024, minimum=1024
 )
+# Threads serving requests in one server process (ktrdr_site.threaded_wsgi): each holds at most one
+# database connection.
+KTRDR_HTTP_THREADS = env_int("KTRDR_HTTP_THREADS", 8, minimum=1)

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,10 +73,13 @@ def free_port() -> int:
 def backend_process(env: dict[str, str], *, ready_within: float = 120.0) -> Iterator[str]:
     """A real daphne backend on a free loopback port, yielding its URL once it answers."""
     port = free_port()
+    # Its output to a file: daphne logs a line per request, and a pipe nobody reads fills up and
+    # blocks the server.
+    log = tempfile.TemporaryFile("w+")
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
          "ktrdr_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,9 +90,8 @@ def backend_process(env: dict[str, str], *, ready_within: float = 120.0) -> Iter
                 break
             except requests.ConnectionError:
                 if server.poll() is not None:
-                    raise RuntimeError(
-                        f"the backend exited: {server.stderr.read()[-2000:]}"
-                    ) from None
+                    log.seek(0)
+                    raise RuntimeError(f"the backend exited: {log.read()[-2000:]}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError("the backend did not start listening") from None
                 time.sleep(0.2)
@@ -96,3 +99,4 @@ def backend_process(env: dict[str, str], *, ready_within: float = 120.0) -> Iter
     finally:
         server.terminate()
         server.wait(timeout=60)
+        log.close()

@@ -25,12 +25,14 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.wsgi import get_wsgi_application
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from hostagents.agent_asgi import get_agent_application
 from hostagents.auth import _service_user
+from hostagents.blobs import MAX_BLOB_BYTES
 from hostagents.health import start_gpu_probe
+from ktrdr_site.threaded_wsgi import ThreadedWSGI
 from operations.execution import operation_cancel
 from operations.local import local_runs
 
@@ -162,7 +164,10 @@ class Command(BaseCommand):
         if _needs_migrations():
             call_command("migrate", interactive=False, verbosity=0)
         _service_user()
-        application = get_agent_application()
+        # Input blobs arrive as raw bodies: the largest one plus room for its headers.
+        application = ThreadedWSGI(
+            get_wsgi_application(), max_body_bytes=MAX_BLOB_BYTES + (1 << 20), name="agent-http"
+        )
 
         def ready() -> None:
             self.stdout.write(

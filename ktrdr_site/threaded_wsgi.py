@@ -1,13 +1,15 @@
-"""The ASGI application an agent serves through daphne: Django's WSGI handler, one thread hop
-per request.
+"""The ASGI application daphne serves, for the backend and for agents: Django's WSGI handler
+run in a small pool of threads, one thread hop per request.
 
-Django's own ASGI handler runs every sync middleware through `sync_to_async` — about sixteen
-thread hops per request here, ~3 ms of the agent's ~5 ms answer (measured). An agent serves only
-sync JSON views and file downloads, so it runs the plain WSGI handler in a worker thread instead:
-the same views, middleware and URLconf, a third of the latency. Unlike `asgiref.wsgi.WsgiToAsgi`
-it calls the response's `close()` (the WSGI contract: request_finished fires, database
-connections and artifact files are closed) and runs requests in a small pool, so a long artifact
-download does not hold up health or refresh requests.
+Django's own ASGI handler runs every sync middleware through `sync_to_async` — a dozen or more
+thread hops per request, and each hop costs more than the floor view itself (bench_load: 3.3 ms
+of server CPU per floor request through Django's ASGI handler, 1.2 ms through this, 0.6 ms for
+the same request in-process). Every view here is sync, so the whole request runs in one worker
+thread instead: the same views, middleware and URLconf. Unlike `asgiref.wsgi.WsgiToAsgi` it
+calls the response's `close()` (the WSGI contract: request_finished fires, database connections
+and files are closed) and runs requests in a bounded pool, so a long download does not hold up
+the polls beside it — and a thread's database connection can persist between requests
+(`KTRDR_DB_CONN_MAX_AGE`) without leaking, since the threads live as long as the server.
 """
 
 from __future__ import annotations
@@ -20,23 +22,27 @@ from tempfile import SpooledTemporaryFile
 from typing import Any
 
 from asgiref.wsgi import WsgiToAsgiInstance
-from django.core.wsgi import get_wsgi_application
-
-from hostagents.blobs import MAX_BLOB_BYTES
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-# Larger request bodies are spooled to disk (input blobs are uploaded as raw bodies).
+# Larger request bodies are spooled to disk (CSV uploads, an agent's input blobs).
 SPOOL_BYTES = 1 << 20
-MAX_BODY_BYTES = MAX_BLOB_BYTES + (1 << 20)
 
 
-class AgentASGI:
-    def __init__(self, wsgi_application: Callable[..., Iterable[bytes]], workers: int = 8) -> None:
+class ThreadedWSGI:
+    def __init__(
+        self,
+        wsgi_application: Callable[..., Iterable[bytes]],
+        *,
+        max_body_bytes: int,
+        workers: int = 8,
+        name: str = "http",
+    ) -> None:
         self.wsgi_application = wsgi_application
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-http")
+        self.max_body_bytes = max_body_bytes
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -58,7 +64,7 @@ class AgentASGI:
                     return
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
+                if size > self.max_body_bytes:
                     await _plain(send, 413, b"request body too large")
                     return
                 body.write(chunk)
@@ -132,7 +138,3 @@ def _plain_messages(status: int, text: bytes) -> list[dict[str, Any]]:
          "headers": [(b"content-type", b"text/plain")]},
         {"type": "http.response.body", "body": text},
     ]  # fmt: skip
-
-
-def get_agent_application() -> AgentASGI:
-    return AgentASGI(get_wsgi_application())
