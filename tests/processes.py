@@ -75,28 +75,27 @@ def backend_process(env: dict[str, str], *, ready_within: float = 120.0) -> Iter
     port = free_port()
     # Its output to a file: daphne logs a line per request, and a pipe nobody reads fills up and
     # blocks the server.
-    log = tempfile.TemporaryFile("w+")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ktrdr_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + ready_within
-        while True:
-            try:
-                requests.get(f"{url}/login/", timeout=5)
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"the backend exited: {log.read()[-2000:]}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the backend did not start listening") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "ktrdr_site.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + ready_within
+            while True:
+                try:
+                    requests.get(f"{url}/login/", timeout=5)
+                    break
+                except requests.ConnectionError:
+                    if server.poll() is not None:
+                        log.seek(0)
+                        raise RuntimeError(f"the backend exited: {log.read()[-2000:]}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the backend did not start listening") from None
+                    time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=60)

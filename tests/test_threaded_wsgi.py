@@ -122,4 +122,5 @@ def test_django_answers_through_it_and_finishes_each_request():
         request_finished.disconnect(on_finished)
     assert sent[0]["status"] == 200
     assert b"<form" in b"".join(m.get("body", b"") for m in sent)
-    assert len(finished) == 1 and finished[0].startswith("dj-http")
+    assert len(finished) == 1
+    assert finished[0].startswith("dj-http")
