@@ -145,9 +145,9 @@ ASGI_APPLICATION = "ktrdr_site.asgi.application"
 
 # --- Database -----------------------------------------------------------------------------
 def _reset_pooled_connection(conn) -> None:
-    # Back to the connection's start-up settings, then the time zone Django configured on it.
-    conn.execute("RESET ALL")
-    conn.execute("SET TIME ZONE 'UTC'")
+    # Back to the connection's start-up settings, then the time zone Django configured on it: one
+    # round trip (no parameters, so psycopg sends both statements as one simple query).
+    conn.execute("RESET ALL; SET TIME ZONE 'UTC'")
 
 
 DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))

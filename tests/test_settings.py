@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,3 +51,18 @@ def test_a_malformed_knob_is_reported_by_name():
     result = _manage("check", KTRDR_OPERATIONS_CACHE_TTL="soon")
     assert result.returncode != 0
     assert "KTRDR_OPERATIONS_CACHE_TTL must be a number" in result.stderr
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_pooled_connection_handed_back_carries_no_session_setting_to_the_next():
+    assert "pool" in connection.settings_dict["OPTIONS"]
+    with connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+        cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+    connection.close()  # back to the pool, as at the end of a request
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW default_transaction_read_only")
+        assert cursor.fetchone()[0] == "off"
+        cursor.execute("SHOW TIME ZONE")
+        assert cursor.fetchone()[0] == "UTC"
