@@ -58,11 +58,21 @@ def test_a_malformed_knob_is_reported_by_name():
 def test_a_pooled_connection_handed_back_carries_no_session_setting_to_the_next():
     assert "pool" in connection.settings_dict["OPTIONS"]
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        leaky = cursor.fetchone()[0]
         cursor.execute("SET default_transaction_read_only = on")
         cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
-    connection.close()  # back to the pool, as at the end of a request
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW default_transaction_read_only")
-        assert cursor.fetchone()[0] == "off"
-        cursor.execute("SHOW TIME ZONE")
-        assert cursor.fetchone()[0] == "UTC"
+    seen = []
+    for _ in range(20):  # the pool hands its connections out in turn: until that one comes back
+        connection.close()  # back to the pool, as at the end of a request
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_backend_pid(), current_setting('default_transaction_read_only'), "
+                "current_setting('TimeZone')"
+            )
+            pid, read_only, zone = cursor.fetchone()
+        seen.append(pid)
+        if pid == leaky:
+            assert (read_only, zone) == ("off", "UTC")
+            return
+    pytest.fail(f"connection {leaky} never came back from the pool: {seen}")
