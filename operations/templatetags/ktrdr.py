@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from django import template
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import format_html, format_html_join, json_script
 from django.utils.safestring import SafeString
 
@@ -38,6 +40,23 @@ def fixed(value: Any, places: int = 1) -> str:
         return f"{float(value):.{int(places)}f}"
     except (TypeError, ValueError):
         return ""
+
+
+@register.simple_tag
+def when(value: dt.datetime | None, relative: bool = False) -> SafeString | str:
+    """A moment as `<time>`: UTC in the page (and on hover), the viewer's own zone once
+    static/ktrdr/live.js has read it; `relative=True` shows "3 minutes ago", kept current."""
+    if value is None:
+        return ""
+    utc = value.astimezone(dt.UTC)
+    label = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_html(
+        '<time datetime="{}" title="{}" data-{}>{}</time>',
+        utc.isoformat().replace("+00:00", "Z"),
+        label,
+        "relative" if relative else "local",
+        naturaltime(value) if relative else label,
+    )
 
 
 @register.filter

@@ -194,7 +194,35 @@
     if (none && rows && rows.rows.length) none.hidden = true;
   }
 
+  // --- Times: the viewer's zone, relative ones kept current ---------------------------------
+
+  const LOCAL = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const STEPS = [[60, "second"], [60, "minute"], [24, "hour"], [7, "day"], [4.35, "week"], [12, "month"], [Infinity, "year"]];
+
+  function relative(date) {
+    let amount = (date.getTime() - Date.now()) / 1000;
+    for (const [size, unit] of STEPS) {
+      if (Math.abs(amount) < size) return RELATIVE.format(Math.round(amount), unit);
+      amount /= size;
+    }
+    return "";
+  }
+
+  function showTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      const date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      // The page's text is UTC; the hover keeps it there.
+      if ("local" in el.dataset) el.textContent = LOCAL.format(date);
+      if ("relative" in el.dataset) el.textContent = relative(date);
+    });
+  }
+
+  setInterval(function () { if (!document.hidden) showTimes(document); }, 15000);
+
   function setUp(root) {
+    showTimes(root.querySelectorAll ? root : document);
     (root.querySelectorAll ? root : document).querySelectorAll("figure.chart[data-chart]").forEach(makeChart);
     appendRecords(root.querySelectorAll ? root : document);
     trimAndReveal();

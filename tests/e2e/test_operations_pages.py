@@ -1,5 +1,5 @@
 """What needs a browser: live polling updates pages and stops when work ends; one poll per viewer
-whatever the page shows, none while the tab is hidden; charts that grow; cancel by click."""
+whatever the page shows, none while the tab is hidden; charts that grow; cancel after a confirmation."""
 
 from __future__ import annotations
 
@@ -45,7 +45,14 @@ def test_cancel_button_cancels_a_running_countdown(logged_in_page):
     page.wait_for_url(re.compile(r".*/operations/op_countdown_.*/"))
     live = page.locator("#operation-live")
     expect(live.locator(".badge")).to_have_text("running")
-    live.locator("button.danger").click()
+    live.locator("summary", has_text="Cancel…").click()
+    confirm = live.get_by_role("button", name="Yes, cancel it")
+    expect(confirm).to_be_visible()
+    # Polls swap the live section every second: the open confirmation survives them.
+    page.wait_for_timeout(2500)
+    expect(live).to_contain_text(re.compile(r"step \d+/200"))
+    assert live.locator(".badge").inner_text() == "running"
+    confirm.click()
     expect(live.locator(".badge")).to_have_text("cancelled", timeout=15_000)
     expect(live).to_contain_text("Cancel requested")
     assert local_runs.wait_idle(10)
