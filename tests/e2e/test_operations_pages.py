@@ -1,5 +1,5 @@
 """What needs a browser: live polling updates pages and stops when work ends; one poll per viewer
-whatever the page shows, none while the tab is hidden; charts that grow; cancel after a confirmation."""
+whatever the page shows, none while the tab is hidden; charts that grow; cancel, confirmed."""
 
 from __future__ import annotations
 
