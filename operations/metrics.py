@@ -266,8 +266,9 @@ def prune_dead_processes(path: str | Path | None = None) -> list[str]:
             continue
         dead.add(pid)
     for pid in dead:
+        files = list(folder.glob(f"*_{pid}.db"))
         multiprocess.mark_process_dead(pid, str(folder))
-        for file in folder.glob(f"*_{pid}.db"):
+        for file in files:
             file.unlink(missing_ok=True)
             removed.append(file.name)
     return removed

@@ -128,11 +128,11 @@
     const opts = {
       width: Math.max(plot.clientWidth, 240),
       height: 220,
-      scales: { x: { time: false } },
+      scales: { x: { time: !!config.time } },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       axes: [
-        { label: config.x, stroke: axisColor, grid: { stroke: gridColor } },
+        { label: config.time ? null : config.x, stroke: axisColor, grid: { stroke: gridColor } },
         { stroke: axisColor, grid: { stroke: gridColor }, values: function (u, vals) { return vals.map(fmt); }, size: 64 },
       ],
       series: [{ label: config.x }].concat(config.series.map(function (s, i) {
