@@ -329,10 +329,10 @@ def _since_param(request: HttpRequest) -> float | None:
         value = float(raw)
     except ValueError:
         raise InvalidInput(
-            "since must be a number of seconds (a sample time)", field="since"
+            "must be a number of seconds (a sample time)", field="since"
         ) from None
-    if not math.isfinite(value) or not 0 <= value <= time.time() + system.HOUR:
-        raise InvalidInput("since must be a sample time: 0 up to now", field="since")
+    if not math.isfinite(value) or not 0 <= value <= system.history.clock() + system.HOUR:
+        raise InvalidInput("must be a sample time, from 0 up to now", field="since")
     return value
 
 
