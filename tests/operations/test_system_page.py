@@ -193,4 +193,5 @@ def test_no_bridge_or_batch_path_records_a_metric():
     for path in ("operations/bridge.py", "training/bridge.py", "marketdata/progress.py"):
         text = (ROOT / path).read_text()
         assert "prometheus_client" not in text, path
-        assert "metrics import" not in text and "import metrics" not in text, path
+        assert "metrics import" not in text, path
+        assert "import metrics" not in text, path
