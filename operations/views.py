@@ -328,9 +328,7 @@ def _since_param(request: HttpRequest) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidInput(
-            "must be a number of seconds (a sample time)", field="since"
-        ) from None
+        raise InvalidInput("must be a number of seconds (a sample time)", field="since") from None
     if not math.isfinite(value) or not 0 <= value <= system.history.clock() + system.HOUR:
         raise InvalidInput("must be a sample time, from 0 up to now", field="since")
     return value
