@@ -63,6 +63,9 @@ READ_CACHE = Counter(
     "Reads through the one read path, by whether the TTL cache answered (hit) or not (miss).",
     ["result"],
 )
+# Bound once: a cached read is the read path's hot case, and `labels()` costs as much as `inc()`.
+READ_HITS = READ_CACHE.labels("hit")
+READ_MISSES = READ_CACHE.labels("miss")
 REFRESHES = Counter(
     "ktrdr_refreshes",
     "Refreshes of an operation from its place (local: a bridge pull; agent: an agent request), "

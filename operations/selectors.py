@@ -146,9 +146,9 @@ def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operatio
         if entry is not None:
             stamp, cached = entry
             if cached.is_terminal or time.time() - stamp < ttl:
-                metrics.READ_CACHE.labels("hit").inc()
+                metrics.READ_HITS.inc()
                 return cached
-    metrics.READ_CACHE.labels("miss").inc()
+    metrics.READ_MISSES.inc()
     op = _load(operation_id)
     pulled = True
     if not op.is_terminal:
