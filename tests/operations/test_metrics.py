@@ -254,3 +254,58 @@ def test_files_of_dead_processes_are_pruned_and_live_ones_kept(tmp_path):
     removed = prune_dead_processes(tmp_path)
     assert sorted(removed) == dead
     assert sorted(p.name for p in tmp_path.glob("*.db")) == [mine.name]
+
+
+# --- the Grafana dashboard names real metrics ---------------------------------------------------
+def _defined_names() -> set[str]:
+    """Every sample name the project's metrics and collectors can produce."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from hostagents import metrics as agent_metrics
+    from marketdata import metrics as md_metrics
+    from training import metrics as training_metrics
+
+    names: set[str] = set()
+    for module in (metrics, agent_metrics, md_metrics, training_metrics):
+        for item in vars(module).values():
+            if isinstance(item, Counter | Gauge | Histogram):
+                for family in item.describe():
+                    base = family.name
+                    names |= {base, f"{base}_total", f"{base}_bucket", f"{base}_sum"}
+                    names.add(f"{base}_count")
+    collectors = [
+        metrics.OperationsCollector(),
+        agent_metrics.AgentsCollector(),
+        md_metrics.IBPacingCollector(lambda: ("127.0.0.1:4002", 1, 60)),
+        metrics._Guarded({}),
+    ]
+    for collector in collectors:
+        names |= {family.name for family in collector.collect()}
+    return names
+
+
+def test_the_grafana_dashboard_is_json_naming_only_real_metrics():
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "ktrdr.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    used = {name for e in exprs for name in re.findall(r"\bktrdr_[a-z_]+", e)}
+    defined = _defined_names()
+    assert used - defined == set()
+    # The core figures are all on it.
+    for name in (
+        "ktrdr_operations",
+        "ktrdr_read_cache_lookups_total",
+        "ktrdr_refresh_duration_seconds_bucket",
+        "ktrdr_agent_requests_total",
+        "ktrdr_agent_up",
+        "ktrdr_ib_pacing_violations_total",
+        "ktrdr_worker_pool_busy",
+        "ktrdr_training_samples_per_second",
+        "ktrdr_artifact_bytes_total",
+    ):
+        assert name in used, name
