@@ -156,7 +156,25 @@ def register_collector(name: str, collector: Collector) -> None:
 
 class OperationsCollector:
     """`ktrdr_operations{kind, status}` from the database at scrape time: right across
-    processes, and nothing to keep up to date on any write."""
+    processes, and nothing to keep up to date on any write.
+
+    The count scans the table. A scrape of /metrics counts afresh (`max_age` 0); the System
+    page's polls accept a count up to a second old, so however many viewers poll, they cost one
+    query per second per process."""
+
+    def __init__(self, *, max_age: float = 0.0, clock: Callable[[], float] = time.monotonic):
+        self.max_age = max_age
+        self.clock = clock
+        self._counted: tuple[float, list[tuple[str, str, int]]] | None = None
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        now = self.clock()
+        if self._counted is not None and now - self._counted[0] < self.max_age:
+            return self._counted[1]
+        rows = Operation.objects.values_list("operation_type", "status").annotate(n=Count("id"))
+        counted = [(kind, status, int(n)) for kind, status, n in rows.order_by()]
+        self._counted = (now, counted)
+        return counted
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -164,10 +182,14 @@ class OperationsCollector:
             "Operations in the database, by kind and status.",
             labels=["kind", "status"],
         )
-        rows = Operation.objects.values_list("operation_type", "status").annotate(n=Count("id"))
-        for kind, status, n in rows.order_by():
+        for kind, status, n in self.counts():
             family.add_metric([kind, status], n)
         yield family
+
+
+# Fresh at every scrape of /metrics; up to a second old for the System page (its polls).
+_operations = OperationsCollector()
+_operations_memo = OperationsCollector(max_age=1.0)
 
 
 class _Guarded:
@@ -195,11 +217,13 @@ class _Guarded:
         yield up
 
 
-def scrape_registry() -> CollectorRegistry:
-    """Every process's samples (the multiprocess files) and the registered collectors."""
+def scrape_registry(*, memo: bool = False) -> CollectorRegistry:
+    """Every process's samples (the multiprocess files) and the registered collectors; `memo`:
+    operation counts up to a second old will do (the System page)."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=metrics_dir())
-    registry.register(_Guarded({"operations": OperationsCollector(), **_collectors}))
+    counts = _operations_memo if memo else _operations
+    registry.register(_Guarded({"operations": counts, **_collectors}))
     return registry
 
 
@@ -207,12 +231,12 @@ class Scrape:
     """One collection of `scrape_registry`: its text (for /metrics) and its values (for the
     System page), from the same read."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, memo: bool = False) -> None:
         try:
-            self.families = list(scrape_registry().collect())
+            self.families = list(scrape_registry(memo=memo).collect())
         except FileNotFoundError:
             # A starting process pruned a dead one's file between the listing and the read.
-            self.families = list(scrape_registry().collect())
+            self.families = list(scrape_registry(memo=memo).collect())
 
     def collect(self) -> list[Metric]:
         return self.families

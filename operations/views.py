@@ -369,7 +369,7 @@ def system_page(request: HttpRequest) -> HttpResponse:
         since = _since_param(request)
     except InvalidInput as exc:
         return HttpResponseBadRequest(f"{exc.field}: {exc.message}", content_type="text/plain")
-    figures = system.figures(metrics.Scrape().values())
+    figures = system.figures(metrics.Scrape(memo=True).values())
     etag = _etag(*_system_state(figures, since))
     poll = _is_poll(request, "system-live")
     if poll and (unchanged := _not_modified(request, etag)) is not None:

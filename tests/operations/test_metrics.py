@@ -309,3 +309,22 @@ def test_the_grafana_dashboard_is_json_naming_only_real_metrics():
         "ktrdr_artifact_bytes_total",
     ):
         assert name in used, name
+
+
+def test_operation_counts_are_one_query_per_max_age(django_assert_num_queries):
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    collector = metrics.OperationsCollector(max_age=1.0, clock=clock)
+    services.operation_create(operation_type="test", executor=Executor.LOCAL)
+    with django_assert_num_queries(1):
+        for _ in range(5):
+            assert collector.counts() == [("test", "pending", 1)]
+    services.operation_create(operation_type="test", executor=Executor.LOCAL)
+    clock.now += 1.0
+    with django_assert_num_queries(1):
+        assert collector.counts() == [("test", "pending", 2)]
