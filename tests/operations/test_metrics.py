@@ -328,3 +328,18 @@ def test_operation_counts_are_one_query_per_max_age(django_assert_num_queries):
     clock.now += 1.0
     with django_assert_num_queries(1):
         assert collector.counts() == [("test", "pending", 2)]
+
+
+def test_a_short_metrics_token_or_a_bad_budget_is_refused_at_start(tmp_path):
+    from tests.test_settings import _manage
+
+    short = _manage("check", KTRDR_HOME=str(tmp_path), KTRDR_METRICS_TOKEN="short")
+    assert short.returncode != 0
+    assert "KTRDR_METRICS_TOKEN must be at least 16 characters" in short.stderr
+    budget = _manage("check", KTRDR_HOME=str(tmp_path), KTRDR_REFRESH_BUDGET_AGENT="fast")
+    assert budget.returncode != 0
+    assert "KTRDR_REFRESH_BUDGET_AGENT must be a number" in budget.stderr
+    # The metrics folder follows the home.
+    ok = _manage("check", KTRDR_HOME=str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "metrics" / "backend").is_dir()
