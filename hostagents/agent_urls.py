@@ -14,6 +14,7 @@ from hostagents import agent_views, api_views
 from hostagents.agent_views import counted
 from operations.api import urls as operations_api_urls
 from operations.api.fallback import api_not_found
+from operations.views import metrics_endpoint
 
 
 def _counted_operations_api() -> list[URLPattern]:
@@ -49,6 +50,8 @@ api_patterns = [
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),
+    # Prometheus: the metrics token or the agent token (docs/monitoring.md).
+    path("metrics", metrics_endpoint, name="metrics"),
     # The agent's own OpenAPI schema (behind the token like everything else).
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api-schema"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),

@@ -26,6 +26,7 @@ from hostagents import agent_selectors, agent_services
 from hostagents.blobs import BlobError, blob_put_stream, blobs_missing
 from hostagents.contract import RefreshPageSerializer
 from hostagents.health import count_served
+from hostagents.metrics import INPUT_BYTES
 from hostagents.serializers import (
     AgentStartSerializer,
     MissingBlobsAnswerSerializer,
@@ -183,6 +184,8 @@ def blob_put_view(request: Request, sha256: str) -> Response:
         _path, created = blob_put_stream(sha256, request.stream or io.BytesIO(), length)
     except BlobError as exc:
         raise InvalidInput(str(exc), field="blob") from None
+    if created:
+        INPUT_BYTES.labels("received").inc(max(length, 0))
     return Response(
         {"sha256": sha256, "size": length},
         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

@@ -22,6 +22,7 @@ from hostagents.artifacts import NAME_RE, artifact_get
 from hostagents.conf import is_agent
 from hostagents.contract import HealthSerializer
 from hostagents.health import health_payload
+from hostagents.metrics import ARTIFACT_BYTES
 from hostagents.serializers import (
     AgentCountdownSerializer,
     AgentListSerializer,
@@ -94,6 +95,7 @@ def artifact_download(request: Request, operation_id: str, name: str) -> FileRes
     response.block_size = 1 << 20  # 1 MiB chunks: the default 4 KiB costs a hop per 4 KiB
     response["X-Content-SHA256"] = artifact.sha256
     response["Content-Length"] = str(artifact.size)
+    ARTIFACT_BYTES.labels("sent").inc(artifact.size)
     return response
 
 

@@ -13,8 +13,12 @@ class HostagentsConfig(AppConfig):
         # The operations core does not import this app: it asks its places registry where an
         # operation runs, and the agent place is registered here (docs/architecture.md §6).
         # Models load before ready(); these modules import them.
+        from hostagents.metrics import AgentsCollector
         from hostagents.place import AgentPlace
+        from operations.metrics import register_collector
         from operations.models import Executor
         from operations.places import register_place
 
         register_place(Executor.AGENT, AgentPlace())
+        # Agent reachability, read from the registry at every scrape (docs/monitoring.md).
+        register_collector("agents", AgentsCollector())

@@ -70,6 +70,13 @@ from hostagents.errors import (
     AgentUnreachable,
     ArtifactIntegrityError,
 )
+from hostagents.metrics import (
+    AGENT_REQUEST_SECONDS,
+    AGENT_REQUESTS,
+    ARTIFACT_BYTES,
+    INPUT_BYTES,
+    outcome_of_status,
+)
 from operations.conf import ktrdr_setting
 from operations.kinds import FetchedArtifact
 
@@ -245,6 +252,7 @@ class AgentClient:
     def _check_quiet(self, kind: str) -> None:
         wait = self.quiet_until - self._clock()
         if wait > 0:
+            AGENT_REQUESTS.labels(self.name, kind, "skipped").inc()
             raise AgentUnreachable(
                 self.name,
                 f"not contacted ({kind}): it timed out {self._timeouts} time(s) in a row; "
@@ -305,6 +313,7 @@ class AgentClient:
             if remaining <= 0:
                 break
             self.requests_sent[(method, kind)] += 1
+            sent_at = self._clock()
             try:
                 response = self._send(
                     method,
@@ -323,15 +332,18 @@ class AgentClient:
                     allow_redirects=False,
                 )
             except (requests.Timeout, _DeadlinePassed) as exc:
+                self._observe(kind, "timeout", sent_at)
                 # A timeout is not retried: it spent the budget, and the agent may be hung.
                 error = self._timed_out(kind, str(exc) or "no answer within the deadline")
                 error.delivered = not isinstance(exc, requests.ConnectTimeout)
                 raise error from None
             except requests.RequestException as exc:
+                self._observe(kind, "unreachable", sent_at)
                 last = AgentUnreachable(
                     self.name, f"unreachable ({kind}): {exc}", delivered=_delivered(exc)
                 )
             else:
+                self._observe(kind, outcome_of_status(response.status_code), sent_at)
                 if response.status_code < 500:
                     self._note_answer()
                     return response, deadline
@@ -349,6 +361,10 @@ class AgentClient:
         if last is None:
             raise self._timed_out(kind, f"no answer within {budget:.1f} s")
         raise last
+
+    def _observe(self, kind: str, outcome: str, sent_at: float) -> None:
+        AGENT_REQUESTS.labels(self.name, kind, outcome).inc()
+        AGENT_REQUEST_SECONDS.labels(self.name, kind).observe(max(self._clock() - sent_at, 0.0))
 
     def _chunks(self, response: requests.Response, deadline: float, kind: str) -> Iterator[bytes]:
         """The body as it arrives, one socket read at a time, each bounded by what is left of
@@ -606,6 +622,7 @@ class AgentClient:
         body = self._json(answer, f"blob {sha256[:12]}")
         if not isinstance(body, dict) or body.get("sha256") != sha256:
             raise AgentProtocolError(self.name, f"blob {sha256[:12]}: unexpected answer")
+        INPUT_BYTES.labels("sent").inc(len(data))
         return body
 
     def download_artifact(
@@ -691,6 +708,7 @@ class AgentClient:
                         f"artifact {name}: sha256 {actual} does not match {expected_sha256}",
                     )
             os.replace(tmp, dest)
+            ARTIFACT_BYTES.labels("received").inc(received)
         finally:
             tmp.unlink(missing_ok=True)
         return FetchedArtifact(name=name, path=dest, size=received, sha256=actual)

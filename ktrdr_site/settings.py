@@ -151,6 +151,19 @@ def _reset_pooled_connection(conn) -> None:
 
 
 DATA_ROOT = Path(os.environ.get("KTRDR_HOME", BASE_DIR / "var"))
+
+# --- Metrics (docs/monitoring.md) ------------------------------------------------------------
+# prometheus_client's multiprocess mode: every process of this home and role keeps its counters
+# in memory-mapped files in one folder, and a scrape of any of them sums them all. The folder is
+# chosen here, before anything imports prometheus_client (it decides on import), and always from
+# this process's own home: an agent started by a backend inherits the backend's environment and
+# must not write into the backend's folder (hence KTRDR_METRICS_DIR, not the variable itself).
+METRICS_DIR = Path(
+    os.environ.get("KTRDR_METRICS_DIR")
+    or DATA_ROOT / "metrics" / os.environ.get("KTRDR_ROLE", "backend")
+)
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 _default_sqlite = f"sqlite:///{DATA_ROOT / 'ktrdr.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(
@@ -408,11 +421,21 @@ KTRDR = {
     "AGENT_MAX_ARTIFACT_ATTEMPTS": env_int("KTRDR_AGENT_MAX_ARTIFACT_ATTEMPTS", 5, minimum=1),
     "AGENT_NAME": os.environ.get("KTRDR_AGENT_NAME", ""),
     "AGENT_ROLES": os.environ.get("KTRDR_AGENT_ROLES", ""),
+    # Metrics: the bearer token a Prometheus scrape of /metrics presents (empty: staff sessions
+    # only, and on agents the agent token); a refresh slower than its budget (seconds, per place)
+    # is logged as a WARNING; the System page keeps one sample per SYSTEM_SAMPLE_SECONDS.
+    "METRICS_TOKEN": os.environ.get("KTRDR_METRICS_TOKEN", ""),
+    "REFRESH_BUDGET_LOCAL": env_float("KTRDR_REFRESH_BUDGET_LOCAL", 0.05),
+    "REFRESH_BUDGET_AGENT": env_float("KTRDR_REFRESH_BUDGET_AGENT", 0.5),
+    "SYSTEM_SAMPLE_SECONDS": env_float("KTRDR_SYSTEM_SAMPLE_SECONDS", 10.0, minimum=1.0),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
     # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
     "ROLE": KTRDR_ROLE,
 }
+
+if KTRDR["METRICS_TOKEN"] and len(KTRDR["METRICS_TOKEN"]) < 16:
+    raise ImproperlyConfigured("KTRDR_METRICS_TOKEN must be at least 16 characters long")
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from operations import views as operations_views
 from operations.api.fallback import api_not_found
 
 urlpatterns = [
@@ -20,6 +21,9 @@ urlpatterns = [
     path("data/", include("marketdata.urls")),
     path("training/", include("training.urls")),
     path("agents/", include("hostagents.urls")),
+    path("system/", operations_views.system_page, name="system"),
+    # Prometheus: a scrape token or a staff session (docs/monitoring.md).
+    path("metrics", operations_views.metrics_endpoint, name="metrics"),
     path("api/v1/", include("ktrdr_site.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start script as a file, so the page needs no inline

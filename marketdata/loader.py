@@ -48,6 +48,7 @@ from marketdata.gateways.base import (
 )
 from marketdata.gateways.ib import IBGateway, shared_connection
 from marketdata.gateways.synthetic import SyntheticGateway
+from marketdata.metrics import IB_PACING_WAIT_SECONDS, IB_PACING_WAITS
 from marketdata.pacing import (
     FileLedger,
     PacingBudgetUnavailable,
@@ -159,6 +160,22 @@ def _pacing_for(gateway: BarGateway) -> PacingLimiter:
     if key is None:
         return PacingLimiter(parsed)
     return shared_limiter(key, parsed, ledger=lambda: pacing_ledger(key))
+
+
+def ib_pacing_budget() -> tuple[str, int, int] | None:
+    """("host:port", requests in the current window, its limit) of this process's IB endpoint
+    (`KTRDR_IB_HOST`), from its shared ledger; None without one or with pacing off. For the
+    metrics (`marketdata.metrics.IBPacingCollector`)."""
+    host = str(ktrdr_setting("IB_HOST") or "")
+    rules = md_setting("IB_PACING")
+    if not host or rules is False:
+        return None
+    key = (host, int(ktrdr_setting("IB_PORT")))
+    limiter = shared_limiter(
+        key, PacingRules.from_mapping(rules or None), ledger=lambda: pacing_ledger(key)
+    )
+    budget = limiter.budget()
+    return f"{host}:{key[1]}", int(budget["used"]), int(budget["limit"])
 
 
 def _budget(limiter: PacingLimiter) -> dict[str, int]:
@@ -579,6 +596,8 @@ class DataLoader:
                 self.bridge.on_pacing_wait(
                     hhmmss, self.state.eta(remaining, delay), _budget(limiter)
                 )
+            IB_PACING_WAITS.inc()
+            IB_PACING_WAIT_SECONDS.inc(delay)
             self._wait(delay, f"{stop_point} (waiting for IB pacing window)")
             self.state.pacing_wait_seconds += delay
             limiter.add_waited(delay)

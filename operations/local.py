@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from operations import services
+from operations import metrics, services
 from operations.bridge import ProgressBridge
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.conf import ktrdr_setting
@@ -90,6 +90,7 @@ class LocalRuns:
                     self._pool.shutdown(wait=False)
                 self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ktrdr-worker")
                 self._pool_size = size
+                metrics.POOL_SIZE.set(size)
             return self._pool
 
     def get(self, operation_id: str) -> LocalRun | None:
@@ -110,7 +111,21 @@ class LocalRuns:
 
     def start(self, run: LocalRun) -> None:
         """Queue a registered run on the pool (after its row committed)."""
-        self._get_pool().submit(self._execute, run)
+        pool = self._get_pool()
+        metrics.POOL_QUEUED.inc()
+        try:
+            pool.submit(self._execute, run)
+        except BaseException:
+            metrics.POOL_QUEUED.dec()
+            raise
+
+    def _execute(self, run: LocalRun) -> None:
+        metrics.POOL_QUEUED.dec()
+        metrics.POOL_BUSY.inc()
+        try:
+            self._execute_run(run)
+        finally:
+            metrics.POOL_BUSY.dec()
 
     def cancel(self, operation_id: str, reason: str) -> bool:
         run = self._runs.get(operation_id)
@@ -128,7 +143,7 @@ class LocalRuns:
             time.sleep(0.01)
         return True
 
-    def _execute(self, run: LocalRun) -> None:
+    def _execute_run(self, run: LocalRun) -> None:
         op_id = run.operation_id
         run.thread_name = threading.current_thread().name
         close_old_connections()

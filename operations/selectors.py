@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from operations import cache as op_cache
-from operations import places, services
+from operations import metrics, places, services
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, OperationNotFound
 from operations.models import (
@@ -78,8 +78,13 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool
         # Single flight: another reader (maybe in another process) is pulling right now. Wait
         # briefly for what it pulls rather than pull again; if it takes long, serve the row.
         return _await_inflight(op, since=asked_at), False
+    observer = metrics.refresh_observer
+    started = observer.start()
+    ok = False
     try:
-        return place.refresh(op), True
+        refreshed = place.refresh(op)
+        ok = True
+        return refreshed, True
     except OperationNotFound:
         raise
     except Exception as exc:
@@ -87,6 +92,21 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool
         return _mark_stale(op, f"refreshing it failed: {type(exc).__name__}: {exc}"), False
     finally:
         op_cache.unlock(op.operation_id, token)
+        # A place that answers without error may still say the agent did not answer (it marks
+        # the row unreachable rather than raising): that is an error for the figures too.
+        ok = ok and refreshed.unreachable_since is None
+        observer.done(
+            operation_id=op.operation_id, place=_place_label(op, place), started=started, ok=ok
+        )
+
+
+def _place_label(op: Operation, place: places.ExecutionPlace) -> str:
+    """A bounded label for the metrics: local (a bridge), gone, or the remote executor."""
+    if place is places.THIS_PROCESS:
+        return "local"
+    if place is places.GONE:
+        return "gone"
+    return str(op.executor)
 
 
 def _mark_stale(op: Operation, error: str) -> Operation:
@@ -126,7 +146,9 @@ def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operatio
         if entry is not None:
             stamp, cached = entry
             if cached.is_terminal or time.time() - stamp < ttl:
+                metrics.READ_HITS.inc()
                 return cached
+    metrics.READ_MISSES.inc()
     op = _load(operation_id)
     pulled = True
     if not op.is_terminal:

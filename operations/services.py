@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from operations import cache as op_cache
+from operations import metrics
 from operations.bridge import ProgressBridge
 from operations.exceptions import IllegalTransition, OperationNotFound
 from operations.instance import current_instance_id
@@ -186,6 +187,8 @@ def operation_start(*, operation_id: str) -> Operation:
     op.started_at = timezone.now()
     op.save()
     _after_commit_invalidate(operation_id)
+    kind = op.operation_type
+    transaction.on_commit(lambda: metrics.OPERATION_STARTS.labels(kind).inc())
     logger.info("operation %s started", operation_id)
     return op
 
@@ -228,6 +231,8 @@ def _finish(
     op.unreachable_since = None
     op.save()
     _after_commit_invalidate(op.operation_id)
+    kind = op.operation_type
+    transaction.on_commit(lambda: metrics.OPERATION_ENDS.labels(kind, target).inc())
     return op
 
 
@@ -289,6 +294,10 @@ def operation_request_cancel(*, operation_id: str, reason: str = "") -> Operatio
         _transition(op, S.CANCELLING)
     op.save()
     _after_commit_invalidate(operation_id)
+    kind = op.operation_type
+    transaction.on_commit(lambda: metrics.CANCEL_REQUESTS.labels(kind).inc())
+    if op.status == S.CANCELLED:
+        transaction.on_commit(lambda: metrics.OPERATION_ENDS.labels(kind, S.CANCELLED).inc())
     logger.info("operation %s: cancel requested (%s)", operation_id, reason)
     return op
 

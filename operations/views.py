@@ -15,20 +15,24 @@ swapped fragment. A viewer costs one request per poll whatever the page shows
 from __future__ import annotations
 
 import hashlib
+import hmac
+import math
 import time
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
 from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from operations import selectors
+from operations import metrics, selectors, system
+from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
 from operations.execution import may_cancel
@@ -258,3 +262,130 @@ def countdown_create(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"{exc.field}: {exc.message}" if exc.field else exc.message)
         return redirect("operations:list")
     return redirect("operations:detail", operation_id=op.operation_id)
+
+
+# --- Metrics and the System page (docs/monitoring.md) -----------------------------------------
+
+# How often the System page polls (its figures move once per sample, KTRDR_SYSTEM_SAMPLE_SECONDS).
+SYSTEM_POLL_SECONDS = 2
+
+
+def _bearer_matches(request: HttpRequest) -> bool | None:
+    """None without an Authorization header; else whether it carries a scrape token: the
+    metrics token, or on an agent its agent token (whoever holds that may do anything there)."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, presented = header.partition(" ")
+    if scheme != "Bearer" or not presented.strip():
+        return False
+    tokens = [str(ktrdr_setting("METRICS_TOKEN", "") or "")]
+    if ktrdr_setting("ROLE") == "agent":
+        tokens.append(str(ktrdr_setting("AGENT_TOKEN") or ""))
+    given = presented.strip().encode("utf-8", "replace")
+    # Constant time, and every token compared: the timing says nothing about which one matched.
+    matched = [hmac.compare_digest(given, t.encode()) for t in tokens if t]
+    return any(matched)
+
+
+def _unauthorized(message: str) -> HttpResponse:
+    response = HttpResponse(message, status=401, content_type="text/plain; charset=utf-8")
+    response["WWW-Authenticate"] = 'Bearer realm="ktrdr-metrics"'
+    return response
+
+
+@require_GET
+def metrics_endpoint(request: HttpRequest) -> HttpResponse:
+    """`/metrics` in the Prometheus text format, summed over this home's processes, for a
+    scrape token (`Authorization: Bearer …`) or a staff session; 401 without, 403 for others."""
+    bearer = _bearer_matches(request)
+    if bearer is False:
+        return _unauthorized("Authorization: the scrape token is not valid")
+    if bearer is None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return _unauthorized(
+                "Authorization: send 'Bearer <KTRDR_METRICS_TOKEN>', or log in as staff"
+            )
+        if not user.is_staff:
+            return HttpResponse(
+                "user: the metrics are for staff and scrape tokens only",
+                status=403,
+                content_type="text/plain; charset=utf-8",
+            )
+    scrape = metrics.Scrape()
+    # A scrape is someone looking: the System page's history gets a sample of it.
+    system.history.observe(scrape.values())
+    response = HttpResponse(scrape.text(), content_type=CONTENT_TYPE_LATEST)
+    patch_cache_control(response, private=True, no_store=True)
+    return response
+
+
+def _since_param(request: HttpRequest) -> float | None:
+    raw = request.GET.get("since")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput("must be a number of seconds (a sample time)", field="since") from None
+    if not math.isfinite(value) or not 0 <= value <= system.history.clock() + system.HOUR:
+        raise InvalidInput("must be a sample time, from 0 up to now", field="since")
+    return value
+
+
+def _system_state(figures: system.SystemFigures, since: float | None) -> tuple:
+    def r(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return (
+        r(figures.hit_rate),
+        figures.lookups,
+        r(figures.refresh_rate),
+        r(figures.refreshes_per_op_per_ttl),
+        repr(
+            [
+                (x["place"], x["count"], r(x["p50_ms"], 1), r(x["p95_ms"], 1))
+                for x in figures.latency
+            ]
+        ),
+        repr(
+            [
+                (a["name"], a["up"], a["requests"], a["errors"], r(a["mean_ms"], 1))
+                for a in figures.agents
+            ]
+        ),
+        repr(sorted((k, v) for k, v in figures.levels.items() if k != "agents")),
+        figures.points[-1]["t"] if figures.points else None,
+        since,
+    )
+
+
+@require_GET
+@login_required
+def system_page(request: HttpRequest) -> HttpResponse:
+    """The System page: the engine's figures for people without Prometheus, polled live."""
+    try:
+        since = _since_param(request)
+    except InvalidInput as exc:
+        return HttpResponseBadRequest(f"{exc.field}: {exc.message}", content_type="text/plain")
+    figures = system.figures(metrics.Scrape(memo=True).values())
+    etag = _etag(*_system_state(figures, since))
+    poll = _is_poll(request, "system-live")
+    if poll and (unchanged := _not_modified(request, etag)) is not None:
+        return unchanged
+    last = figures.points[-1]["t"] if figures.points else (since or 0)
+    new_points = [p for p in figures.points if since is None or p["t"] > since]
+    context = {
+        "f": figures,
+        "levels": figures.levels,
+        "points": figures.points,
+        "new_points": new_points if poll else [],
+        "since": last,
+        "etag": etag,
+        "poll_seconds": SYSTEM_POLL_SECONDS,
+        "sample_seconds": system.history.interval(),
+    }
+    if poll:
+        return _fragment(render(request, "operations/system.html#system-live", context), etag)
+    return render(request, "operations/system.html", context)

@@ -55,6 +55,7 @@ from training.dataset import SPLITS, Dataset, build_dataset
 from training.device import describe_device, enable_cuda_determinism, resolve_device
 from training.errors import TrainingDataError
 from training.labels import NUM_CLASSES, SIGNAL_NAMES
+from training.metrics import TrainingThroughput
 from training.model import build_mlp, parameter_count, torch_threads
 from training.strategy import TIMEFRAME_MINUTES, config_hash
 from training.warmup import torch_ready
@@ -130,6 +131,8 @@ class TrainingExecutor:
         self.model: Any = None
         self.test_predictions: np.ndarray | None = None
         self.history: list[dict[str, Any]] = []
+        # This run's share of the samples/s metric, recorded once per epoch (never per batch).
+        self.throughput = TrainingThroughput()
 
     # --- small helpers ----------------------------------------------------------------------
     def _step(self, number: int, text: str, phase: str, *, context: dict | None = None) -> None:
@@ -187,7 +190,10 @@ class TrainingExecutor:
         per_symbol, warmups = self._features(bars, inputs)
         dataset = self._split(per_symbol)
         prepared = self._prepare(dataset)
-        train_info = self._train(prepared)
+        try:
+            train_info = self._train(prepared)
+        finally:
+            self.throughput.end()
         evaluation = self._evaluate(prepared)
         artifact = self._save(prepared, train_info, evaluation, dataset, warmups)
         duration = round(time.monotonic() - started, 3)
@@ -529,6 +535,7 @@ class TrainingExecutor:
             elif patience_left is not None:
                 patience_left -= 1
             duration = time.perf_counter() - epoch_started
+            self.throughput.epoch(n, duration)
             lr = float(optimizer.param_groups[0]["lr"])
             self.bridge.on_epoch(
                 epoch,

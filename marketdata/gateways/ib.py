@@ -47,12 +47,15 @@ from marketdata.gateways.base import (
     ConnectionLost,
     ContractInfo,
     InvalidRequest,
+    NoData,
+    PacingViolation,
     RequestCancelled,
     RequestTimeout,
     TransientError,
     UnknownSymbol,
     classify_ib_error,
 )
+from marketdata.metrics import IB_PACING_VIOLATIONS, IB_REQUESTS
 from marketdata.pacing import PacingTicket
 from marketdata.symbols import SymbolSpec
 from marketdata.timeframes import Timeframe, ib_duration
@@ -509,8 +512,30 @@ class IBGateway:
         self,
         make: Callable[[Any], Awaitable[Any]],
         abandon: Callable[[Any, int], None] | None = None,
+        *,
+        request: str,
     ) -> Any:
-        return self.connection.request(make, self.request_timeout, self.cancel_token, abandon)
+        """One request to IB, counted by how it ended (`ktrdr_ib_requests`)."""
+        try:
+            result = self.connection.request(make, self.request_timeout, self.cancel_token, abandon)
+        except PacingViolation:
+            IB_REQUESTS.labels(request, "pacing_violation").inc()
+            IB_PACING_VIOLATIONS.labels(request).inc()
+            raise
+        except NoData:
+            IB_REQUESTS.labels(request, "no_data").inc()
+            raise
+        except RequestTimeout:
+            IB_REQUESTS.labels(request, "timeout").inc()
+            raise
+        except RequestCancelled:
+            IB_REQUESTS.labels(request, "cancelled").inc()
+            raise
+        except Exception:
+            IB_REQUESTS.labels(request, "error").inc()
+            raise
+        IB_REQUESTS.labels(request, "ok").inc()
+        return result
 
     def _contract(self, spec: SymbolSpec) -> Any:
         from ib_async import Forex, Stock
@@ -526,7 +551,7 @@ class IBGateway:
             return await ib.qualifyContractsAsync(contract)
 
         try:
-            result = self._request(go)
+            result = self._request(go, request="qualify")
         except UnknownSymbol as exc:
             raise UnknownSymbol(f"{spec.symbol}: {exc.message}", code=exc.code) from None
         if not result or result[0] is None:
@@ -553,7 +578,9 @@ class IBGateway:
         async def go(ib: Any) -> Any:
             return await ib.reqHeadTimeStampAsync(contract, spec.what_to_show, False, 2)
 
-        value = self._request(go, lambda ib, req_id: ib.client.cancelHeadTimeStamp(req_id))
+        value = self._request(
+            go, lambda ib, req_id: ib.client.cancelHeadTimeStamp(req_id), request="head_timestamp"
+        )
         if isinstance(value, datetime):
             stamp = pd.Timestamp(value)
             return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -606,7 +633,9 @@ class IBGateway:
             return await request
 
         started = time.monotonic()
-        bars = self._request(go, lambda ib, req_id: ib.client.cancelHistoricalData(req_id))
+        bars = self._request(
+            go, lambda ib, req_id: ib.client.cancelHistoricalData(req_id), request="historical_data"
+        )
         logger.debug(
             "%s %s: %s bars in %.2fs", spec.symbol, duration, len(bars), time.monotonic() - started
         )

@@ -60,6 +60,15 @@ def when(value: dt.datetime | None, relative: bool = False) -> SafeString | str:
 
 
 @register.filter
+def percent(value: Any, places: int = 1) -> str:
+    """A ratio (0.953) as a percentage ("95.3 %"); "" for none."""
+    try:
+        return f"{100 * float(value):.{int(places)}f} %"
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.filter
 def stale(op: Operation) -> bool:
     """Whether an active operation's snapshot can no longer be called live (the API's rule)."""
     return is_stale(op)
@@ -116,15 +125,24 @@ def _series(spec: str) -> list[dict[str, str]]:
 
 @register.simple_tag
 def chart(
-    name: str, title: str, records: list[dict], *, x: str, series: str, kind: str, percent=False
+    name: str,
+    title: str,
+    records: list[dict],
+    *,
+    x: str,
+    series: str,
+    kind: str,
+    percent=False,
+    time=False,
 ) -> SafeString:
     """An interactive line chart (uPlot, drawn by static/ktrdr/live.js) of `records` of `kind`:
-    `series` is "key:label,key:label"; later polls append points (`chart_append`). Without
-    JavaScript the figure says where the numbers are."""
+    `series` is "key:label,key:label"; later polls append points (`chart_append`); `time`: `x`
+    is a Unix time in seconds, shown as a clock time. Without JavaScript the figure says where
+    the numbers are."""
     spec = _series(series)
     keys = {x, *(s["key"] for s in spec)}
     points = [{k: r.get(k) for k in keys} for r in records if r.get("kind", kind) == kind]
-    config = {"x": x, "kind": kind, "series": spec, "percent": bool(percent)}
+    config = {"x": x, "kind": kind, "series": spec, "percent": bool(percent), "time": bool(time)}
     return format_html(
         '<figure class="chart" id="chart-{}" data-chart="{}"><figcaption>{}</figcaption>'
         '<div class="chart-plot" role="img" aria-label="{} by {}"></div>{}'

@@ -128,14 +128,15 @@
     const opts = {
       width: Math.max(plot.clientWidth, 240),
       height: 220,
-      scales: { x: { time: false } },
+      // A share is drawn on its whole range: a flat 0 % or 100 % line stays readable.
+      scales: config.percent ? { x: { time: !!config.time }, y: { range: [0, 1] } } : { x: { time: !!config.time } },
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       axes: [
-        { label: config.x, stroke: axisColor, grid: { stroke: gridColor } },
+        { label: config.time ? null : config.x, stroke: axisColor, grid: { stroke: gridColor } },
         { stroke: axisColor, grid: { stroke: gridColor }, values: function (u, vals) { return vals.map(fmt); }, size: 64 },
       ],
-      series: [{ label: config.x }].concat(config.series.map(function (s, i) {
+      series: [{ label: config.time ? "time" : config.x }].concat(config.series.map(function (s, i) {
         return { label: s.label, stroke: cssVar(PALETTE[i % PALETTE.length], "#2f6fdf"), width: 2, value: function (u, v) { return fmt(v); }, spanGaps: true };
       })),
     };
