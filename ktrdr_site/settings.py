@@ -345,6 +345,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"TimeframeEnum": ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]},
 }
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+if os.environ.get("KTRDR_OPERATION_LOG_LEVEL", "INFO").upper() not in _LOG_LEVELS:
+    raise ImproperlyConfigured(f"KTRDR_OPERATION_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+
 # --- KTRDR knobs (read through operations.conf.ktrdr_setting) -------------------------------
 KTRDR = {
     # Seconds a pulled snapshot is served before the next read refreshes it.
@@ -402,6 +406,12 @@ KTRDR = {
     "AGENT_MAX_ARTIFACT_ATTEMPTS": env_int("KTRDR_AGENT_MAX_ARTIFACT_ATTEMPTS", 5, minimum=1),
     "AGENT_NAME": os.environ.get("KTRDR_AGENT_NAME", ""),
     "AGENT_ROLES": os.environ.get("KTRDR_AGENT_ROLES", ""),
+    # Operation logs (docs/logs-and-retention.md): the newest lines kept per operation, and the
+    # lowest level an operation's own log takes (the console keeps KTRDR_LOG_LEVEL).
+    "OPERATION_LOG_MAX_LINES": env_int("KTRDR_OPERATION_LOG_MAX_LINES", 5000, minimum=10),
+    "OPERATION_LOG_LEVEL": os.environ.get("KTRDR_OPERATION_LOG_LEVEL", "INFO").upper(),
+    # `ops prune`'s default --older-than (a number and d, h or m; validated by the command).
+    "PRUNE_OLDER_THAN": os.environ.get("KTRDR_PRUNE_OLDER_THAN", "30d"),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
     # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
@@ -414,8 +424,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Lines that belong to an operation, kept for its page, API and `ops logs` (memory only
+        # until the next write of the operation's row stores them: operations.oplog).
+        "operation": {
+            "class": "operations.oplog.OperationLogHandler",
+            "level": KTRDR["OPERATION_LOG_LEVEL"],
+        },
+    },
+    "root": {"handlers": ["console", "operation"], "level": "WARNING"},
     "loggers": {
         "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
         "ktrdr": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO"), "propagate": True},
