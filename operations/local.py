@@ -117,6 +117,10 @@ class LocalRuns:
         run = self._runs.get(operation_id)
         if run is None:
             return False
+        if not run.token.is_cancelled:
+            log_event(
+                logger, logging.INFO, operation_id, "cancel_delivered", "to its worker (%s)", reason
+            )
         run.token.cancel(reason)
         return True
 
@@ -188,8 +192,9 @@ class LocalRuns:
         try:
             result = run.work(ctx)
         except OperationCancelled as exc:
-            log_event(logger, logging.INFO, op_id, "cancel_seen", "the work stopped at %s",
-                      exc.stop_point)  # fmt: skip
+            log_event(
+                logger, logging.INFO, op_id, "cancel_seen", "the work stopped at %s", exc.stop_point
+            )
             partial = exc.partial_result or run.bridge.final_result
             stop_point = exc.stop_point
             return lambda: services.operation_acknowledge_cancel(
@@ -200,8 +205,17 @@ class LocalRuns:
             )
         except Exception as exc:
             # The traceback for the console; the operation's log gets the "failed" line.
-            log_event(logger, logging.ERROR, op_id, "work_raised", "%s: %s", type(exc).__name__,
-                      exc, capture=False, exc_info=True)  # fmt: skip
+            log_event(
+                logger,
+                logging.ERROR,
+                op_id,
+                "work_raised",
+                "%s: %s",
+                type(exc).__name__,
+                exc,
+                capture=False,
+                exc_info=True,
+            )
             message = f"{type(exc).__name__}: {exc}"
             return lambda: services.operation_fail(
                 operation_id=op_id,

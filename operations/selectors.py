@@ -84,17 +84,24 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool
     try:
         refreshed = place.refresh(op)
         log_event(
-            logger, logging.DEBUG, op.operation_id, "refresh", "pulled from %s in %.1f ms",
-            place.name, (time.time() - asked_at) * 1000, capture=False,
-        )  # fmt: skip
+            logger,
+            logging.DEBUG,
+            op.operation_id,
+            "refresh",
+            "pulled from %s in %.1f ms",
+            place.name,
+            (time.time() - asked_at) * 1000,
+            capture=False,
+        )
         return refreshed, True
     except OperationNotFound:
         raise
     except Exception as exc:
         logger.exception(
-            "%s refresh_failed: serving the last snapshot", op.operation_id,
+            "%s refresh_failed: serving the last snapshot",
+            op.operation_id,
             extra={"operation_id": op.operation_id, "event": "refresh_failed"},
-        )  # fmt: skip
+        )
         return _mark_stale(op, f"refreshing it failed: {type(exc).__name__}: {exc}"), False
     finally:
         op_cache.unlock(op.operation_id, token)
@@ -138,14 +145,27 @@ def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operatio
             stamp, cached = entry
             age = time.time() - stamp
             if cached.is_terminal or age < ttl:
-                log_event(logger, logging.DEBUG, operation_id, "cache_hit", "entry %.3f s old",
-                          age, capture=False)  # fmt: skip
+                log_event(
+                    logger,
+                    logging.DEBUG,
+                    operation_id,
+                    "cache_hit",
+                    "entry %.3f s old",
+                    age,
+                    capture=False,
+                )
                 return cached
-            log_event(logger, logging.DEBUG, operation_id, "cache_miss", "entry %.3f s old",
-                      age, capture=False)  # fmt: skip
+            log_event(
+                logger,
+                logging.DEBUG,
+                operation_id,
+                "cache_miss",
+                "entry %.3f s old",
+                age,
+                capture=False,
+            )
         else:
-            log_event(logger, logging.DEBUG, operation_id, "cache_miss", "no entry",
-                      capture=False)  # fmt: skip
+            log_event(logger, logging.DEBUG, operation_id, "cache_miss", "no entry", capture=False)
     op = _load(operation_id)
     pulled = True
     if not op.is_terminal:

@@ -191,7 +191,7 @@ def _store_lines(op: Operation, lines: list[dict[str, Any]], *, source: str = ""
                 seq=seq,
                 logged_at=_ts(line.get("logged_at")),
                 level=str(line.get("level") or "INFO")[:8],
-                source=str(line.get("source", source) or "")[:MAX_SOURCE_CHARS],
+                source=str(line.get("source") or source)[:MAX_SOURCE_CHARS],
                 event=str(line.get("event") or "")[:MAX_EVENT_CHARS],
                 message=cut(str(line.get("message") or ""), MAX_LINE_CHARS),
             )
@@ -462,7 +462,8 @@ def operation_set_produced_model(*, operation_id: str, model_label: str) -> None
 def operation_update_metadata(*, operation_id: str, **changes: Any) -> Operation:
     op = _locked(operation_id)
     op.metadata = {**(op.metadata or {}), **changes}
-    op.save(update_fields=["metadata", "updated_at"])
+    _store_own_lines(op)
+    op.save(update_fields=["metadata", "logs_cursor", "updated_at"])
     _after_commit_invalidate(operation_id)
     return op
 
@@ -485,9 +486,14 @@ def operation_attach_remote(
     op.agent = agent
     op.remote_operation_id = remote_operation_id
     log_event(
-        logger, logging.INFO, operation_id, "attached", "agent %s runs it as %s",
-        agent, remote_operation_id,
-    )  # fmt: skip
+        logger,
+        logging.INFO,
+        operation_id,
+        "attached",
+        "agent %s runs it as %s",
+        agent,
+        remote_operation_id,
+    )
     _store_own_lines(op)
     op.save(update_fields=["executor", "agent", "remote_operation_id", "logs_cursor", "updated_at"])
     _after_commit_invalidate(operation_id)
