@@ -209,13 +209,16 @@ class OperationLogHandler(logging.Handler):
             operation_id = getattr(record, "operation_id", None) or current_operation.get()
             if not operation_id or getattr(record, "op_capture", True) is False:
                 return
+            operation_id = str(operation_id)
             message = record.getMessage()
+            # The line lives in the operation's own log: its id in front says nothing there.
+            message = message.removeprefix(operation_id + " ")
             exc = record.exc_info[1] if record.exc_info else None
             if exc is not None and str(exc) not in message:
                 # The line names the exception; the traceback stays in the console log.
                 message = f"{message} ({type(exc).__name__}: {exc})"
             self.buffer.append(
-                str(operation_id),
+                operation_id,
                 {
                     "logged_at": record.created,
                     "level": record.levelname[:8],

@@ -1,12 +1,14 @@
-"""`manage.py ops list|show|cancel|follow|countdown` — operations from the terminal.
+"""`manage.py ops list|show|cancel|follow|logs|countdown|prune` — operations from the terminal.
 
 Thin wrappers over the selectors and services: the same read path as the API and the pages.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,9 +16,35 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from operations import execution, selectors
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
-from operations.follow import describe_freshness, follow_operation
+from operations.follow import describe_freshness, follow_logs, follow_operation
 from operations.placement import EXECUTION_MODES
 from operations.serializers import serialize_operation
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -40,6 +68,17 @@ class Command(BaseCommand):
         follow = sub.add_parser("follow", help="live progress bar until it ends")
         follow.add_argument("operation_id")
         follow.add_argument("--interval", type=float, default=0.5)
+        logs = sub.add_parser(
+            "logs", help="its log lines, wherever it runs (an agent's are pulled from it)"
+        )
+        logs.add_argument("operation_id")
+        logs.add_argument(
+            "--follow", action="store_true", help="print new lines until the operation ends"
+        )
+        logs.add_argument(
+            "--lines", type=_bounded_int(0, 5000), default=100, help="the last N first (100)"
+        )
+        logs.add_argument("--interval", type=_bounded_float(0.05, 60.0), default=0.5)
         countdown = sub.add_parser("countdown", help="start the built-in countdown")
         countdown.add_argument("--steps", type=int, default=10)
         countdown.add_argument("--step-seconds", type=float, default=0.5)
@@ -138,6 +177,17 @@ class Command(BaseCommand):
             interval=options["interval"],
         )
         self._report_end(op)
+
+    def _logs(self, options: dict[str, Any]) -> None:
+        op = follow_logs(
+            operation_id=options["operation_id"],
+            write=self.stdout.write,
+            last=options["lines"],
+            follow=options["follow"],
+            interval=options["interval"],
+        )
+        if options["follow"]:
+            self._report_end(op)
 
     def _countdown(self, options: dict[str, Any]) -> None:
         op = countdown_start(
