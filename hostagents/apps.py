@@ -14,7 +14,11 @@ class HostagentsConfig(AppConfig):
         # operation runs, and the agent place is registered here (docs/architecture.md §6).
         # Models load before ready(); these modules import them.
         from hostagents.place import AgentPlace
+        from hostagents.retention import AGENT_ARTIFACTS
         from operations.models import Executor
         from operations.places import register_place
+        from operations.retention import register_owner
 
         register_place(Executor.AGENT, AgentPlace())
+        # `ops prune` deletes the artifacts of the operations it deletes (operations.retention).
+        register_owner(AGENT_ARTIFACTS)

@@ -14,10 +14,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from operations import execution, selectors
+from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
 from operations.follow import describe_freshness, follow_logs, follow_operation
 from operations.placement import EXECUTION_MODES
+from operations.retention import operations_prune, parse_age
 from operations.serializers import serialize_operation
 
 
@@ -79,6 +81,23 @@ class Command(BaseCommand):
             "--lines", type=_bounded_int(0, 5000), default=100, help="the last N first (100)"
         )
         logs.add_argument("--interval", type=_bounded_float(0.05, 60.0), default=0.5)
+        prune = sub.add_parser(
+            "prune",
+            help="delete finished operations older than an age, with their metrics, logs and "
+            "owned files (models still referenced are kept)",
+        )
+        prune.add_argument(
+            "--older-than",
+            default=None,
+            help="age since it ended: a whole number and d, h or m (days, hours, minutes), "
+            "e.g. 30d; default KTRDR_PRUNE_OLDER_THAN",
+        )
+        prune.add_argument(
+            "--status", default="", help="comma-separated: completed, failed, cancelled (all)"
+        )
+        prune.add_argument(
+            "--dry-run", action="store_true", help="say what would go, delete nothing"
+        )
         countdown = sub.add_parser("countdown", help="start the built-in countdown")
         countdown.add_argument("--steps", type=int, default=10)
         countdown.add_argument("--step-seconds", type=float, default=0.5)
@@ -188,6 +207,42 @@ class Command(BaseCommand):
         )
         if options["follow"]:
             self._report_end(op)
+
+    def _prune(self, options: dict[str, Any]) -> None:
+        raw = options["older_than"]
+        if raw is None:
+            raw = str(ktrdr_setting("PRUNE_OLDER_THAN"))
+            age = parse_age(raw, field_name="KTRDR_PRUNE_OLDER_THAN")
+        else:
+            age = parse_age(raw, field_name="--older-than")
+        statuses = [s.strip() for s in options["status"].split(",") if s.strip()]
+        report = operations_prune(older_than=age, statuses=statuses, dry_run=options["dry_run"])
+        verb = "would delete" if report.dry_run else "deleted"
+        write = self.stdout.write
+        write(f"Finished operations that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC ({raw}):")
+        for d in report.decisions:
+            if d.delete:
+                owned = ", ".join(h.what for h in d.holdings)
+                write(
+                    f"  {verb:12} {d.operation_id} ({d.reason}): {d.metrics} metric records, "
+                    f"{d.log_lines} log lines{', ' + owned if owned else ''}"
+                )
+            else:
+                write(f"  {'kept':12} {d.operation_id}: {d.reason}")
+        for operation_id, status in report.active_kept:
+            write(f"  {'kept':12} {operation_id}: {status} (only finished operations are pruned)")
+        files = f"{report.files_removed} files, {report.bytes_removed} bytes"
+        summary = (
+            f"{len(report.deleted)} {verb}"
+            + ("" if report.dry_run else f" ({files})")
+            + f"; {len(report.kept) + len(report.active_kept)} kept; "
+            f"{report.younger} ended more recently (not considered)"
+        )
+        write(
+            self.style.SUCCESS(summary) if not report.file_errors else self.style.WARNING(summary)
+        )
+        for error in report.file_errors:
+            self.stderr.write(f"  could not remove {error}")
 
     def _countdown(self, options: dict[str, Any]) -> None:
         op = countdown_start(
