@@ -474,6 +474,14 @@ class AgentClient:
         return parse_operation(self._json(answer, f"operation {remote_id}"), agent=self.name)
 
     def refresh(
+        self, remote_id: str, *, cursor: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        """(operation, every metric record with seq ≥ cursor, the cursor after them): a refresh
+        without log lines (`refresh_with_logs` says the rest)."""
+        answer = self.refresh_with_logs(remote_id, cursor=cursor)
+        return answer.operation, answer.records, answer.new_cursor
+
+    def refresh_with_logs(
         self, remote_id: str, *, cursor: int, log_cursor: int | None = None
     ) -> RefreshAnswer:
         """What one refresh of a remote operation pulls: the operation, every metric record with

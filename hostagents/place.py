@@ -292,7 +292,7 @@ class AgentPlace:
             return self._recover_start(op, agent, client)
         remote_id = op.remote_operation_id
         try:
-            answer = client.refresh(
+            answer = client.refresh_with_logs(
                 remote_id, cursor=op.remote_metrics_cursor, log_cursor=op.remote_logs_cursor
             )
         except AgentNotFound as exc:

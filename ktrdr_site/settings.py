@@ -8,6 +8,7 @@ and `REDIS_URL`. Every knob is listed in the README.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -418,14 +419,32 @@ KTRDR = {
     "ROLE": KTRDR_ROLE,
 }
 
+_APP_LOGGERS = ("ktrdr", "operations", "marketdata", "training", "hostagents")
+_APP_CONSOLE_LEVEL = os.environ.get("KTRDR_LOG_LEVEL", "INFO").upper()
+# The apps log at the lower of the two levels; the console filter keeps the console at its own.
+_APP_LOGGER_LEVEL = min(
+    logging.getLevelName(_APP_CONSOLE_LEVEL) if _APP_CONSOLE_LEVEL in _LOG_LEVELS else logging.INFO,
+    logging.getLevelName(KTRDR["OPERATION_LOG_LEVEL"]),
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
+    "filters": {
+        "console_level": {
+            "()": "operations.oplog.ConsoleLevel",
+            "level": _APP_CONSOLE_LEVEL,
+            "loggers": _APP_LOGGERS,
+        },
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["console_level"],
+        },
         # Lines that belong to an operation, kept for its page, API and `ops logs` (memory only
         # until the next write of the operation's row stores them: operations.oplog).
         "operation": {
@@ -436,11 +455,7 @@ LOGGING = {
     "root": {"handlers": ["console", "operation"], "level": "WARNING"},
     "loggers": {
         "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
-        "ktrdr": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO"), "propagate": True},
-        "operations": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "marketdata": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "training": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "hostagents": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+        **{name: {"level": _APP_LOGGER_LEVEL} for name in _APP_LOGGERS},
     },
 }
 

@@ -229,3 +229,23 @@ class OperationLogHandler(logging.Handler):
             )
         except Exception:
             self.handleError(record)
+
+
+class ConsoleLevel(logging.Filter):
+    """Drops records of the named loggers (and their children) below `level`.
+
+    The apps' loggers run at the lower of the console's level (`KTRDR_LOG_LEVEL`) and the
+    operation log's (`KTRDR_OPERATION_LOG_LEVEL`), so an operation's INFO lines are caught even
+    when the console shows warnings only; this filter, on the console handler, keeps the console
+    at its own level."""
+
+    def __init__(self, level: int | str = logging.INFO, loggers: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.level = logging.getLevelName(level) if isinstance(level, str) else int(level)
+        self.prefixes = tuple(loggers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        name = record.name
+        return not any(name == p or name.startswith(p + ".") for p in self.prefixes)
