@@ -231,7 +231,7 @@ class Command(BaseCommand):
                 write(f"  {'kept':12} {d.operation_id}: {d.reason}")
         for operation_id, status in report.active_kept:
             write(f"  {'kept':12} {operation_id}: {status} (only finished operations are pruned)")
-        files = f"{report.files_removed} files, {report.bytes_removed} bytes"
+        files = f"{report.files_removed} files and folders, {report.bytes_removed} bytes"
         summary = (
             f"{len(report.deleted)} {verb}"
             + ("" if report.dry_run else f" ({files})")
