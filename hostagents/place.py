@@ -537,7 +537,7 @@ class AgentPlace:
                     logger,
                     logging.ERROR,
                     op.operation_id,
-                    "completion_hook_failed",
+                    "remote_completed_failed",
                     "%s: %s",
                     type(exc).__name__,
                     exc,
