@@ -308,9 +308,7 @@ class AgentPlace:
             )
         except AgentError as exc:
             # The service logs the first failure of an outage as `unreachable` (once).
-            return services.operation_mark_unreachable(
-                operation_id=op.operation_id, error=f"agent {agent.name}: {exc}"
-            )
+            return services.operation_mark_unreachable(operation_id=op.operation_id, error=str(exc))
 
         remote = answer.operation
         pull = Pull(
