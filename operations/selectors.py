@@ -114,13 +114,13 @@ def _mark_stale(op: Operation, error: str) -> Operation:
     except OperationNotFound:
         raise
     except Exception:
-        logger.warning("could not record that %s is stale; saying so in this answer only", op)
+        logger.warning("%s stale_not_recorded: saying so in this answer only", op.operation_id)
         try:
             op = _load(op.operation_id)
         except OperationNotFound:
             raise
         except Exception:
-            logger.warning("could not reload %s; serving what this read loaded", op)
+            logger.warning("%s reload_failed: serving what this read loaded", op.operation_id)
         if op.unreachable_since is None:
             op.unreachable_since = timezone.now()
         return op
