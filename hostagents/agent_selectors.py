@@ -28,18 +28,30 @@ from operations.models import Operation, OperationMetric
 _RECORD_KEYS = frozenset({"seq", "kind", "recorded_at"})
 
 
+# Log lines one refresh answer carries at most (the backend asks again from where it got to).
+REFRESH_LOG_PAGE = 500
+
+
 @dataclass(frozen=True)
 class RefreshPage:
     operation: Operation
     records: list[dict[str, Any]]
     new_cursor: int
+    # None when the backend did not ask for log lines (it sent no `log_cursor`).
+    logs: selectors.LogsPage | None = None
 
 
 def agent_refresh(
-    *, operation_id: str, cursor: int = 0, limit: int = selectors.MAX_METRICS_LIMIT
+    *,
+    operation_id: str,
+    cursor: int = 0,
+    limit: int = selectors.MAX_METRICS_LIMIT,
+    log_cursor: int | None = None,
 ) -> RefreshPage:
     """The operation (at most one TTL old) and at most `limit` of its records with seq ≥ cursor,
-    oldest first; `new_cursor` is the last seq + 1, or `cursor` when nothing is new."""
+    oldest first; `new_cursor` is the last seq + 1, or `cursor` when nothing is new. With a
+    `log_cursor`, also its stored log lines from there (at most `REFRESH_LOG_PAGE`, bounded by
+    the answered operation's own `logs_cursor`)."""
     if not 0 <= cursor <= selectors.MAX_CURSOR:
         raise InvalidInput(f"cursor must be between 0 and {selectors.MAX_CURSOR}", field="cursor")
     if not 1 <= limit <= selectors.MAX_METRICS_LIMIT:
@@ -52,7 +64,14 @@ def agent_refresh(
         rows = OperationMetric.objects.filter(operation_id=op.pk, seq__gte=cursor).order_by("seq")
         records = [m.as_record() for m in rows[:limit]]
     new_cursor = records[-1]["seq"] + 1 if records else cursor
-    return RefreshPage(operation=op, records=records, new_cursor=new_cursor)
+    logs = None
+    if log_cursor is not None:
+        if not 0 <= log_cursor <= selectors.MAX_CURSOR:
+            raise InvalidInput(
+                f"log_cursor must be between 0 and {selectors.MAX_CURSOR}", field="log_cursor"
+            )
+        logs = selectors.operation_new_logs(operation=op, cursor=log_cursor, limit=REFRESH_LOG_PAGE)
+    return RefreshPage(operation=op, records=records, new_cursor=new_cursor, logs=logs)
 
 
 def _bridge_records(op: Operation, cursor: int, limit: int) -> list[dict[str, Any]] | None:

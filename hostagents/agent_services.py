@@ -21,6 +21,7 @@ from operations.execution import operation_launch
 from operations.kinds import kind_get
 from operations.local import local_runs
 from operations.models import Operation
+from operations.oplog import log_event
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,14 @@ def agent_start(
     if idempotency_key:
         existing = _existing(idempotency_key, operation_type)
         if existing is not None:
-            logger.info("start %s repeated: returning %s", idempotency_key, existing.operation_id)
+            log_event(
+                logger,
+                logging.INFO,
+                existing.operation_id,
+                "start_repeated",
+                "key %s",
+                idempotency_key,
+            )
             return existing, False
     role = kind.capability(params)
     if role and role not in agent_roles():
@@ -107,8 +115,13 @@ def agent_start(
         if launched is not None:
             local_runs.discard(launched.operation_id)
         raise
-    logger.info(
-        "started %s %s for key %s", operation_type, launched.operation_id, idempotency_key or "-"
+    log_event(
+        logger,
+        logging.INFO,
+        launched.operation_id,
+        "accepted",
+        "for the backend's %s",
+        idempotency_key or "-",
     )
     return launched, True
 

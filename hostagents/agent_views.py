@@ -130,7 +130,8 @@ def _negotiated_by(negotiation: type[BaseContentNegotiation]) -> Callable[[Any],
     description=(
         "One refresh for the backend: the operation (as `operations/{id}/` answers it) and its "
         "metric records with seq ≥ cursor (as `operations/{id}/metrics/?cursor=&limit=` answers "
-        "them), in one request."
+        "them), in one request; with `log_cursor`, also its log lines from there (`logs`, "
+        "`logs_new_cursor`, as `operations/{id}/logs/` answers them)."
     ),
 )  # fmt: skip
 @api_view(["GET"])
@@ -141,13 +142,19 @@ def operation_refresh(request: Request, operation_id: str) -> HttpResponse:
     # answer rendered here, with the renderer DRF would use, instead of through a `Response`.
     query = _REFRESH_QUERY.run_validation(request.query_params)
     page = agent_selectors.agent_refresh(
-        operation_id=operation_id, cursor=query["cursor"], limit=query["limit"]
+        operation_id=operation_id,
+        cursor=query["cursor"],
+        limit=query["limit"],
+        log_cursor=query.get("log_cursor"),
     )
-    body = {
+    body: dict[str, Any] = {
         "operation": serialize_operation(page.operation),
         "metrics": page.records,
         "new_cursor": page.new_cursor,
     }
+    if page.logs is not None:
+        body["logs"] = page.logs.lines
+        body["logs_new_cursor"] = page.logs.new_cursor
     return HttpResponse(_JSON.render(body), content_type="application/json")
 
 

@@ -15,10 +15,14 @@ class HostagentsConfig(AppConfig):
         # Models load before ready(); these modules import them.
         from hostagents.metrics import AgentsCollector
         from hostagents.place import AgentPlace
+        from hostagents.retention import AGENT_ARTIFACTS
         from operations.metrics import register_collector
         from operations.models import Executor
         from operations.places import register_place
+        from operations.retention import register_owner
 
         register_place(Executor.AGENT, AgentPlace())
         # Agent reachability, read from the registry at every scrape (docs/monitoring.md).
         register_collector("agents", AgentsCollector())
+        # `ops prune` deletes the artifacts of the operations it deletes (operations.retention).
+        register_owner(AGENT_ARTIFACTS)

@@ -53,7 +53,9 @@ from requests.utils import get_environ_proxies
 
 from hostagents.conf import agent_setting
 from hostagents.contract import (
+    RefreshAnswer,
     parse_health,
+    parse_logs_page,
     parse_metrics_page,
     parse_missing_blobs,
     parse_operation,
@@ -107,6 +109,11 @@ _READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError
 # a long backlog is not squeezed into it), and in the metrics pages that fetch the rest.
 REFRESH_PAGE = 1000
 METRICS_PAGE = 5000
+# Log lines per logs page; the backlog of an ended operation is read to at most this many pages
+# (KTRDR_OPERATION_LOG_MAX_LINES bounds what is kept anyway).
+LOGS_PAGE = 1000
+MAX_LOG_PAGES = 20
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # An agent without the one-request refresh is asked for it again after this long.
 REFRESH_RECHECK_SECONDS = 300.0
 
@@ -485,16 +492,26 @@ class AgentClient:
     def refresh(
         self, remote_id: str, *, cursor: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-        """What one refresh of a remote operation pulls: (operation, every metric record with
-        seq ≥ cursor, the cursor after them), parsed through the contract.
+        """(operation, every metric record with seq ≥ cursor, the cursor after them): a refresh
+        without log lines (`refresh_with_logs` says the rest)."""
+        answer = self.refresh_with_logs(remote_id, cursor=cursor)
+        return answer.operation, answer.records, answer.new_cursor
+
+    def refresh_with_logs(
+        self, remote_id: str, *, cursor: int, log_cursor: int | None = None
+    ) -> RefreshAnswer:
+        """What one refresh of a remote operation pulls: the operation, every metric record with
+        seq ≥ cursor and the cursor after them, parsed through the contract; with `log_cursor`,
+        also the agent's log lines from there (a page per refresh while it runs; once it has
+        ended, the rest of its log, in pages, since nobody refreshes it again).
 
         One request (`GET operations/{id}/refresh/`); a longer backlog than `REFRESH_PAGE`
         continues with metrics pages. An agent that lacks the endpoint (a 404 naming no
-        operation) is refreshed as before — the operation GET, then metrics pages — and asked
-        for it again after `REFRESH_RECHECK_SECONDS`."""
+        operation) is refreshed as before — the operation GET, then metrics pages, no log lines —
+        and asked for it again after `REFRESH_RECHECK_SECONDS`."""
         if self._clock() >= self.refresh_legacy_until:
             try:
-                operation, records, new_cursor = self._refresh_page(remote_id, cursor)
+                answer = self._refresh_page(remote_id, cursor, log_cursor)
             except AgentNotFound as exc:
                 if "operation_id" in exc.details:
                     raise  # the agent has the endpoint and does not know the operation
@@ -506,27 +523,59 @@ class AgentClient:
                     REFRESH_RECHECK_SECONDS,
                 )
             else:
+                records, new_cursor = answer.records, answer.new_cursor
                 if len(records) == REFRESH_PAGE:
                     more, new_cursor = self._metrics_from(remote_id, new_cursor)
                     records = records + more
-                return operation, records, new_cursor
+                logs, logs_cursor = answer.logs, answer.logs_cursor
+                ended = answer.operation.get("status") in _TERMINAL
+                if logs is not None and ended and logs:
+                    more_logs, logs_cursor = self._logs_from(remote_id, logs_cursor)
+                    logs = logs + more_logs
+                return RefreshAnswer(answer.operation, records, new_cursor, logs, logs_cursor)
         operation = self.get_operation(remote_id)
         records, new_cursor = self._metrics_from(remote_id, cursor)
-        return operation, records, new_cursor
+        return RefreshAnswer(operation, records, new_cursor)
 
-    def _refresh_page(
-        self, remote_id: str, cursor: int
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    def _refresh_page(self, remote_id: str, cursor: int, log_cursor: int | None) -> RefreshAnswer:
+        params: dict[str, Any] = {"cursor": cursor, "limit": REFRESH_PAGE}
+        if log_cursor is not None:
+            params["log_cursor"] = log_cursor
         answer = self._request(
             "GET",
             f"operations/{quote(remote_id)}/refresh/",
             kind="refresh",
             idempotent=True,
-            params={"cursor": cursor, "limit": REFRESH_PAGE},
+            params=params,
             budget=self.refresh_timeout,
         )
         body = self._json(answer, f"refresh of {remote_id}")
-        return parse_refresh_page(body, cursor=cursor, agent=self.name)
+        return parse_refresh_page(body, cursor=cursor, agent=self.name, log_cursor=log_cursor)
+
+    def _logs_from(self, remote_id: str, cursor: int) -> tuple[list[dict[str, Any]], int]:
+        """The log lines with seq ≥ cursor of an ended operation, at most `MAX_LOG_PAGES` pages."""
+        lines: list[dict[str, Any]] = []
+        for _page in range(MAX_LOG_PAGES):
+            page, new_cursor = self.get_logs(remote_id, cursor=cursor, limit=LOGS_PAGE)
+            lines.extend(page)
+            done = len(page) < LOGS_PAGE or new_cursor == cursor
+            cursor = new_cursor
+            if done:
+                break
+        return lines, cursor
+
+    def get_logs(
+        self, remote_id: str, *, cursor: int, limit: int = LOGS_PAGE
+    ) -> tuple[list[dict[str, Any]], int]:
+        answer = self._request(
+            "GET",
+            f"operations/{quote(remote_id)}/logs/",
+            kind="logs",
+            idempotent=True,
+            params={"cursor": cursor, "limit": limit},
+        )
+        body = self._json(answer, f"logs of {remote_id}")
+        return parse_logs_page(body, cursor=cursor, agent=self.name)
 
     def _metrics_from(self, remote_id: str, cursor: int) -> tuple[list[dict[str, Any]], int]:
         """Every record with seq ≥ cursor, in as many metrics pages as it takes."""

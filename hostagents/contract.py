@@ -15,12 +15,15 @@ state on the instance, so the instances are shared across threads.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from rest_framework import serializers
 
 from hostagents.errors import AgentProtocolError
 from operations.serializers import (
+    LogLineSerializer,
+    LogsPageSerializer,
     MetricRecordSerializer,
     MetricsPageSerializer,
     OperationListSerializer,
@@ -98,23 +101,75 @@ def parse_metrics_page(data: Any, *, cursor: int, agent: str) -> tuple[list[dict
     return page["metrics"], page["new_cursor"]
 
 
+# Log lines one answer may carry: an agent's refresh sends at most REFRESH_LOG_PAGE (500), a logs
+# page at most selectors.MAX_LOGS_LIMIT (1000); a longer list is a broken agent, refused whole.
+MAX_LOG_LINES_PER_ANSWER = 1000
+
+
 class RefreshPageSerializer(serializers.Serializer):
     """An agent's `GET operations/{id}/refresh/`: the operation and its metrics page in one
-    answer, each in the shape of its own endpoint (`operations/{id}/`, `…/metrics/`)."""
+    answer, each in the shape of its own endpoint (`operations/{id}/`, `…/metrics/`), and, when
+    asked with `log_cursor`, its log lines (`…/logs/`). Agents older than the logs answer
+    without them."""
 
     operation = OperationSerializer()
     metrics = MetricRecordSerializer(many=True)
     new_cursor = serializers.IntegerField(min_value=0)
+    logs = LogLineSerializer(many=True, required=False, max_length=MAX_LOG_LINES_PER_ANSWER)
+    logs_new_cursor = serializers.IntegerField(min_value=0, required=False)
+
+
+@dataclass(frozen=True)
+class RefreshAnswer:
+    """A parsed refresh: the operation, its new records and, if the agent sent them, log lines
+    (`logs` None: an agent without logs in its refresh)."""
+
+    operation: dict[str, Any]
+    records: list[dict[str, Any]]
+    new_cursor: int
+    logs: list[dict[str, Any]] | None = None
+    logs_cursor: int = 0
+
+
+def _check_log_cursor(
+    lines: list[dict[str, Any]], new_cursor: int, cursor: int, agent: str
+) -> None:
+    seqs = [line["seq"] for line in lines]
+    if any(s < cursor for s in seqs) or seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
+        raise AgentProtocolError(agent, f"log page seqs {seqs[:10]} break the cursor {cursor}")
+    if new_cursor < cursor or (seqs and new_cursor <= seqs[-1]):
+        raise AgentProtocolError(
+            agent, f"log page new_cursor {new_cursor} is behind its lines/cursor {cursor}"
+        )
 
 
 def parse_refresh_page(
-    data: Any, *, cursor: int, agent: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """(operation, records, new_cursor) of a refresh answer, checked like the two it joins."""
+    data: Any, *, cursor: int, agent: str, log_cursor: int | None = None
+) -> RefreshAnswer:
+    """A refresh answer, checked like the endpoints it joins."""
     data = _require_dict(data, "refresh", agent)
     page = _validate(RefreshPageSerializer, data, "refresh", agent)
     _check_cursor(page["metrics"], page["new_cursor"], cursor, agent)
-    return page["operation"], page["metrics"], page["new_cursor"]
+    logs = page.get("logs")
+    if logs is None or log_cursor is None:
+        return RefreshAnswer(page["operation"], page["metrics"], page["new_cursor"])
+    logs_cursor = page.get("logs_new_cursor")
+    if logs_cursor is None:
+        raise AgentProtocolError(agent, "refresh: logs without logs_new_cursor")
+    _check_log_cursor(logs, logs_cursor, log_cursor, agent)
+    return RefreshAnswer(page["operation"], page["metrics"], page["new_cursor"], logs, logs_cursor)
+
+
+class _LogsAnswerSerializer(LogsPageSerializer):
+    logs = LogLineSerializer(many=True, max_length=MAX_LOG_LINES_PER_ANSWER)
+
+
+def parse_logs_page(data: Any, *, cursor: int, agent: str) -> tuple[list[dict[str, Any]], int]:
+    """An agent's `GET operations/{id}/logs/` answer: (lines, new_cursor), checked."""
+    data = _require_dict(data, "logs page", agent)
+    page = _validate(_LogsAnswerSerializer, data, "logs page", agent)
+    _check_log_cursor(page["logs"], page["new_cursor"], cursor, agent)
+    return page["logs"], page["new_cursor"]
 
 
 class ArtifactManifestSerializer(serializers.Serializer):

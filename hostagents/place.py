@@ -34,6 +34,7 @@ of work it runs — everything kind-specific comes from the kind's registry reco
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -69,6 +70,7 @@ from operations.exceptions import (
 from operations.instance import current_instance_id, owner_is_alive
 from operations.kinds import FetchedArtifact, OperationKind, RemoteInput, kind_get
 from operations.models import Executor, Operation, OperationStatus
+from operations.oplog import log_event
 from operations.places import Candidate
 from operations.services import Pull
 
@@ -225,9 +227,12 @@ class AgentPlace:
                 remote = self._post_start(client, body, op.operation_id)
         except _StartLost as lost:
             # Never failed while it may run there: the next look finds it by its key.
-            logger.warning(
-                "start of %s on agent %s: no answer (%s); adopting it by its key",
+            log_event(
+                logger,
+                logging.WARNING,
                 op.operation_id,
+                "start_unconfirmed",
+                "agent %s sent no answer (%s); adopting it by its key",
                 agent.name,
                 lost.error,
             )
@@ -269,13 +274,6 @@ class AgentPlace:
         op = services.operation_attach_remote(
             operation_id=op.operation_id, agent=agent.name, remote_operation_id=remote_id
         )
-        logger.info(
-            "operation %s → agent %s operation %s (%s)",
-            op.operation_id,
-            agent.name,
-            remote_id,
-            agent.base_url,
-        )
         if op.status == S.PENDING and remote["status"] != S.PENDING:
             op = services.operation_start(operation_id=op.operation_id)
         return op
@@ -294,7 +292,9 @@ class AgentPlace:
             return self._recover_start(op, agent, client)
         remote_id = op.remote_operation_id
         try:
-            remote, records, new_cursor = client.refresh(remote_id, cursor=op.remote_metrics_cursor)
+            answer = client.refresh_with_logs(
+                remote_id, cursor=op.remote_metrics_cursor, log_cursor=op.remote_logs_cursor
+            )
         except AgentNotFound as exc:
             message = (
                 f"agent {agent.name} no longer knows operation {remote_id} "
@@ -307,13 +307,17 @@ class AgentPlace:
                 ),
             )
         except AgentError as exc:
-            logger.warning("refresh of %s from agent %s: %s", op.operation_id, agent.name, exc)
+            # The service logs the first failure of an outage as `unreachable` (once).
             return services.operation_mark_unreachable(operation_id=op.operation_id, error=str(exc))
 
+        remote = answer.operation
         pull = Pull(
             snapshot=remote["progress"],
-            records=[(int(r["seq"]), r) for r in records],
-            source_cursor=new_cursor,
+            records=[(int(r["seq"]), r) for r in answer.records],
+            source_cursor=answer.new_cursor,
+            logs=[(int(line["seq"]), line) for line in answer.logs or []],
+            logs_cursor=answer.logs_cursor if answer.logs is not None else op.remote_logs_cursor,
+            logs_source=agent.name,
         )
         status = remote["status"]
         if op.status == S.PENDING and status != S.PENDING:
@@ -322,7 +326,7 @@ class AgentPlace:
             if op.status == S.CANCELLING and status in (S.PENDING, S.RUNNING):
                 # The cancel never reached the agent (it was down, or the start's answer was
                 # lost before we knew the agent's id): forward it again.
-                self._forward(client, remote_id, op.cancel_reason or "cancelled by user")
+                self._forward(client, op, op.cancel_reason or "cancelled by user")
             return services.operation_record_pull(operation_id=op.operation_id, pull=pull)
         if status == S.COMPLETED:
             return self._completion(op, agent, pull)
@@ -354,17 +358,34 @@ class AgentPlace:
         agent = Agent.objects.filter(name=operation.agent).first()
         if agent is None:
             return
-        self._forward(client_for(agent), operation.remote_operation_id, reason)
+        self._forward(client_for(agent), operation, reason)
 
     # --- helpers -------------------------------------------------------------------------------
     @staticmethod
-    def _forward(client: AgentClient, remote_id: str, reason: str) -> None:
+    def _forward(client: AgentClient, op: Operation, reason: str) -> None:
         try:
-            client.cancel(remote_id, reason)
+            client.cancel(op.remote_operation_id, reason)
         except AgentError as exc:
             # 409 (already ended) and unreachable are both fine: the next refresh sees the end,
             # or re-forwards the cancel once the agent answers again.
-            logger.info("forwarding cancel of %s: %s", remote_id, exc)
+            log_event(
+                logger,
+                logging.INFO,
+                op.operation_id,
+                "cancel_not_forwarded",
+                "agent %s: %s",
+                client.name,
+                exc,
+            )
+        else:
+            log_event(
+                logger,
+                logging.INFO,
+                op.operation_id,
+                "cancel_forwarded",
+                "to agent %s",
+                client.name,
+            )
 
     @staticmethod
     def _safely(op: Operation, finish: Any) -> Operation:
@@ -412,8 +433,7 @@ class AgentPlace:
         snapshot = dict(pull.snapshot or {})
         snapshot.update(phase=FETCH_PHASE, message=f"fetching results from agent {agent.name}")
         op = services.operation_record_pull(
-            operation_id=op.operation_id,
-            pull=Pull(snapshot=snapshot, records=pull.records, source_cursor=pull.source_cursor),
+            operation_id=op.operation_id, pull=dataclasses.replace(pull, snapshot=snapshot)
         )
         if op.is_terminal:
             return op
@@ -422,11 +442,20 @@ class AgentPlace:
         if claimed_by and claimed_by != current_instance_id() and owner_is_alive(claimed_by):
             return op  # another live backend process on this host is fetching it
         if claimed_by != current_instance_id():
+            log_event(
+                logger,
+                logging.INFO,
+                op.operation_id,
+                "fetching_results",
+                "agent %s reports it completed",
+                agent.name,
+            )
             op = services.operation_update_metadata(
                 operation_id=op.operation_id,
                 result_fetch={"by": current_instance_id(), "since": self.clock()},
             )
-        final = Pull(snapshot=pull.snapshot, records=[], source_cursor=pull.source_cursor)
+        # What this look stored is not stored again by the completion (the cursors only advance).
+        final = dataclasses.replace(pull, records=[], logs=[])
         with _fetches_lock:
             thread = _fetches.get(op.operation_id)
             if thread is None or not thread.is_alive():
@@ -450,8 +479,19 @@ class AgentPlace:
             self._complete(op, agent, client_for(agent), pull)
         except Exception:
             # The row stays running with the claim ours: a later look starts the fetch again.
-            logger.exception("fetching the results of %s failed", operation_id)
+            log_event(
+                logger,
+                logging.ERROR,
+                operation_id,
+                "fetch_failed",
+                "fetching the results failed; a later look tries again",
+                exc_info=True,
+            )
         finally:
+            try:
+                services.operation_store_log_lines(operation_id=operation_id)
+            except Exception:
+                logger.exception("%s log_not_stored", operation_id)
             with _fetches_lock:
                 if _fetches.get(operation_id) is threading.current_thread():
                     del _fetches[operation_id]
@@ -491,7 +531,17 @@ class AgentPlace:
             try:
                 summary = hook(op, summary, fetched) or summary
             except Exception as exc:
-                logger.exception("completion hook for %s failed", op.operation_id)
+                log_event(
+                    logger,
+                    logging.ERROR,
+                    op.operation_id,
+                    "remote_completed_failed",
+                    "%s: %s",
+                    type(exc).__name__,
+                    exc,
+                    capture=False,
+                    exc_info=True,
+                )
                 message = (
                     f"storing the results of agent {agent.name} failed: {type(exc).__name__}: {exc}"
                 )
@@ -505,11 +555,14 @@ class AgentPlace:
                         pull=pull,
                     ),
                 )
-        logger.info(
-            "operation %s completed on agent %s (%d artifacts fetched)",
+        log_event(
+            logger,
+            logging.INFO,
             op.operation_id,
-            agent.name,
+            "results_fetched",
+            "%d artifacts from agent %s",
             len(fetched),
+            agent.name,
         )
         return self._safely(
             op,
@@ -549,10 +602,13 @@ class AgentPlace:
                         max_bytes=max_bytes,
                     )
                 except ArtifactIntegrityError as exc:
-                    logger.warning(
-                        "artifact %s of %s failed verification (try %d): %s",
-                        name,
+                    log_event(
+                        logger,
+                        logging.WARNING,
                         op.operation_id,
+                        "artifact_rejected",
+                        "%s failed verification (try %d): %s",
+                        name,
                         attempt + 1,
                         exc,
                     )

@@ -95,3 +95,14 @@ class RefreshQuery(serializers.Serializer):
         default=MAX_METRICS_LIMIT,
         help_text="at most this many records",
     )
+    log_cursor = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_CURSOR,
+        default=None,
+        allow_null=True,
+        help_text=(
+            "the first log seq wanted (the backend's stored source cursor of the operation's log); "
+            "without it the answer carries no log lines"
+        ),
+    )

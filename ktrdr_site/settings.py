@@ -8,6 +8,7 @@ and `REDIS_URL`. Every knob is listed in the README.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -364,6 +365,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"TimeframeEnum": ["1m", "5m", "15m", "30m", "1h", "4h", "1d"]},
 }
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+if os.environ.get("KTRDR_OPERATION_LOG_LEVEL", "INFO").upper() not in _LOG_LEVELS:
+    raise ImproperlyConfigured(f"KTRDR_OPERATION_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+
 # --- KTRDR knobs (read through operations.conf.ktrdr_setting) -------------------------------
 KTRDR = {
     # Seconds a pulled snapshot is served before the next read refreshes it.
@@ -428,6 +433,12 @@ KTRDR = {
     "REFRESH_BUDGET_LOCAL": env_float("KTRDR_REFRESH_BUDGET_LOCAL", 0.05),
     "REFRESH_BUDGET_AGENT": env_float("KTRDR_REFRESH_BUDGET_AGENT", 0.5),
     "SYSTEM_SAMPLE_SECONDS": env_float("KTRDR_SYSTEM_SAMPLE_SECONDS", 10.0, minimum=1.0),
+    # Operation logs (docs/logs-and-retention.md): the newest lines kept per operation, and the
+    # lowest level an operation's own log takes (the console keeps KTRDR_LOG_LEVEL).
+    "OPERATION_LOG_MAX_LINES": env_int("KTRDR_OPERATION_LOG_MAX_LINES", 5000, minimum=10),
+    "OPERATION_LOG_LEVEL": os.environ.get("KTRDR_OPERATION_LOG_LEVEL", "INFO").upper(),
+    # `ops prune`'s default --older-than (a number and d, h or m; validated by the command).
+    "PRUNE_OLDER_THAN": os.environ.get("KTRDR_PRUNE_OLDER_THAN", "30d"),
     # The demo user `make run` creates.
     "DEMO_USERNAME": os.environ.get("KTRDR_DEMO_USERNAME", "demo"),
     # "backend" or "agent" (set by run_agent); agents run work locally and serve it to a backend.
@@ -437,21 +448,43 @@ KTRDR = {
 if KTRDR["METRICS_TOKEN"] and len(KTRDR["METRICS_TOKEN"]) < 16:
     raise ImproperlyConfigured("KTRDR_METRICS_TOKEN must be at least 16 characters long")
 
+_APP_LOGGERS = ("ktrdr", "operations", "marketdata", "training", "hostagents")
+_APP_CONSOLE_LEVEL = os.environ.get("KTRDR_LOG_LEVEL", "INFO").upper()
+# The apps log at the lower of the two levels; the console filter keeps the console at its own.
+_APP_LOGGER_LEVEL = min(
+    logging.getLevelName(_APP_CONSOLE_LEVEL) if _APP_CONSOLE_LEVEL in _LOG_LEVELS else logging.INFO,
+    logging.getLevelName(KTRDR["OPERATION_LOG_LEVEL"]),
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "filters": {
+        "console_level": {
+            "()": "operations.oplog.ConsoleLevel",
+            "level": _APP_CONSOLE_LEVEL,
+            "loggers": _APP_LOGGERS,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["console_level"],
+        },
+        # Lines that belong to an operation, kept for its page, API and `ops logs` (memory only
+        # until the next write of the operation's row stores them: operations.oplog).
+        "operation": {
+            "class": "operations.oplog.OperationLogHandler",
+            "level": KTRDR["OPERATION_LOG_LEVEL"],
+        },
+    },
+    "root": {"handlers": ["console", "operation"], "level": "WARNING"},
     "loggers": {
         "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
-        "ktrdr": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO"), "propagate": True},
-        "operations": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "marketdata": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "training": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
-        "hostagents": {"level": os.environ.get("KTRDR_LOG_LEVEL", "INFO")},
+        **{name: {"level": _APP_LOGGER_LEVEL} for name in _APP_LOGGERS},
     },
 }
 

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_TOKEN": "",
     "TRAINING_DEFAULT_MODE": "auto",
     "DEMO_USERNAME": "demo",
+    "OPERATION_LOG_MAX_LINES": 5000,
+    "PRUNE_OLDER_THAN": "30d",
 }
 
 

@@ -74,6 +74,8 @@ def run_countdown(ctx: WorkContext) -> dict[str, Any]:
     bridge = ctx.bridge
     started = time.monotonic()
     bridge.update(phase="counting", steps_total=steps, items_total=steps, message="starting")
+    # A worker's own logging, through any logger, lands in its operation's log (operations.oplog).
+    ctx.logger.info("counting down %d steps of %.2f s", steps, step_seconds)
     for step in range(1, steps + 1):
         ctx.token.raise_if_cancelled(
             f"step {step}/{steps}", partial_result={"steps_done": step - 1, "steps": steps}

@@ -30,6 +30,7 @@ from operations.exceptions import InvalidInput, NotAllowed, ServiceUnavailable
 from operations.kinds import Launch, kind_get
 from operations.local import LocalRun, local_runs
 from operations.models import Executor, Operation, OperationStatus, new_operation_id
+from operations.oplog import log_event
 from operations.placement import choose_place
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,15 @@ class OwnerRefresh:
                 selectors.operation_get(operation_id=operation_id)
                 refreshed += 1
             except Exception:
-                logger.exception("owner refresh of %s failed", operation_id)
+                log_event(
+                    logger,
+                    logging.ERROR,
+                    operation_id,
+                    "owner_refresh_failed",
+                    "",
+                    capture=False,
+                    exc_info=True,
+                )
         return refreshed
 
     def stop_when_idle(self, timeout: float = 30.0) -> bool:
@@ -230,13 +239,34 @@ def operation_cancel(*, operation_id: str, reason: str = "", user: Any = None) -
 def _deliver_cancel(op: Operation, reason: str) -> None:
     place = places.place_for(op)
     if place is None:
-        logger.warning("no place for executor %s of %s", op.executor, op.operation_id)
+        log_event(
+            logger,
+            logging.WARNING,
+            op.operation_id,
+            "no_place",
+            "no place for executor %s",
+            op.executor,
+        )
         return
     try:
         place.cancel(op, reason)
     except Exception:
         # The request is on the row: the place's next refresh delivers it again.
-        logger.exception("handing the cancel of %s to %s failed", op.operation_id, place.name)
+        log_event(
+            logger,
+            logging.ERROR,
+            op.operation_id,
+            "cancel_not_delivered",
+            "to %s",
+            place.name,
+            exc_info=True,
+        )
+    try:
+        # What handing it over logged (e.g. forwarded to an agent) joins the operation's log now:
+        # nothing else may write this row for a while.
+        services.operation_store_log_lines(operation_id=op.operation_id)
+    except Exception:
+        logger.exception("%s log_not_stored", op.operation_id)
 
 
 def wait_for_end(

@@ -104,3 +104,45 @@ def follow_operation(
     finally:
         bar.close()
     return op
+
+
+def format_log_line(line: dict[str, Any]) -> str:
+    """One stored log line for a terminal: `HH:MM:SS.mmm LEVEL [where] message`."""
+    at = str(line.get("logged_at") or "")
+    stamp = f"{at[:10]} {at[11:23]}" if len(at) >= 19 else at
+    where = line.get("source") or "here"
+    return f"{stamp} {line.get('level') or ''!s:7} [{where}] {line.get('message') or ''}"
+
+
+def follow_logs(
+    *,
+    operation_id: str,
+    write: Callable[[str], Any],
+    last: int = 100,
+    follow: bool = False,
+    interval: float = 0.5,
+    sleep: Callable[[float], Any] = time.sleep,
+    max_polls: int | None = None,
+) -> Operation:
+    """Write the operation's last `last` log lines; with `follow`, then every line it logs
+    until it ends (the lines stored by the read that saw the end included). Every read goes
+    through the read path, so a remote operation's lines are pulled from its agent. `sleep` and
+    `max_polls` (the most reads; None: until the end) are for tests and callers that bound it."""
+    op = selectors.operation_get(operation_id=operation_id)
+    first = selectors.operation_new_logs(operation=op, cursor=op.logs_cursor, limit=1).first_seq
+    cursor = max(op.logs_cursor - max(last, 0), first)
+    polls = 0
+    while True:
+        page = selectors.operation_new_logs(
+            operation=op, cursor=cursor, limit=selectors.MAX_LOGS_LIMIT
+        )
+        for line in page.lines:
+            write(format_log_line(line))
+        cursor = page.new_cursor
+        polls += 1
+        if cursor < op.logs_cursor:
+            continue  # more stored than one page: keep printing before waiting
+        if not follow or op.is_terminal or (max_polls is not None and polls >= max_polls):
+            return op
+        sleep(interval)
+        op = selectors.operation_get(operation_id=operation_id)

@@ -31,6 +31,7 @@ from operations.bridge import ProgressBridge
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.conf import ktrdr_setting
 from operations.exceptions import IllegalTransition
+from operations.oplog import log_event, operation_context
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,10 @@ class LocalRuns:
         run = self._runs.get(operation_id)
         if run is None:
             return False
+        if not run.token.is_cancelled:
+            log_event(
+                logger, logging.INFO, operation_id, "cancel_delivered", "to its worker (%s)", reason
+            )
         run.token.cancel(reason)
         return True
 
@@ -161,9 +166,11 @@ class LocalRuns:
                     token=run.token,
                     user_id=run.user_id,
                 )
-                run.outcome = self._run_work(run, ctx)
+                # Whatever the work logs, from any logger, is a line of this operation's log.
+                with operation_context(op_id):
+                    run.outcome = self._run_work(run, ctx)
         except Exception:
-            logger.exception("operation %s: running it failed", op_id)
+            logger.exception("%s run_failed: the runner itself failed", op_id)
             started = False
         try:
             if not started or self.record_outcome(run):
@@ -184,10 +191,12 @@ class LocalRuns:
             services.operation_start(operation_id=op_id)
         except IllegalTransition:
             # Cancelled while queued, from another process (the row ended; no token here).
-            logger.info("operation %s ended before a worker took it", op_id)
+            log_event(
+                logger, logging.INFO, op_id, "not_started", "it ended before a worker took it"
+            )
             return False
         except Exception:
-            logger.exception("operation %s could not start", op_id)
+            logger.exception("%s start_failed: could not mark it running", op_id)
             return False
         return True
 
@@ -198,7 +207,9 @@ class LocalRuns:
         try:
             result = run.work(ctx)
         except OperationCancelled as exc:
-            logger.info("operation %s cancelled at %s", op_id, exc.stop_point)
+            log_event(
+                logger, logging.INFO, op_id, "cancel_seen", "the work stopped at %s", exc.stop_point
+            )
             partial = exc.partial_result or run.bridge.final_result
             stop_point = exc.stop_point
             return lambda: services.operation_acknowledge_cancel(
@@ -208,7 +219,18 @@ class LocalRuns:
                 pull=services.pull_from_bridge(run.bridge),
             )
         except Exception as exc:
-            logger.exception("operation %s failed", op_id)
+            # The traceback for the console; the operation's log gets the "failed" line.
+            log_event(
+                logger,
+                logging.ERROR,
+                op_id,
+                "work_raised",
+                "%s: %s",
+                type(exc).__name__,
+                exc,
+                capture=False,
+                exc_info=True,
+            )
             message = f"{type(exc).__name__}: {exc}"
             return lambda: services.operation_fail(
                 operation_id=op_id,
@@ -232,7 +254,7 @@ class LocalRuns:
             pass  # already ended (another reader, a retry that did go through): it stands
         except Exception:
             logger.exception(
-                "operation %s: recording its outcome failed; kept, retried at its next refresh",
+                "%s outcome_not_saved: kept in memory, retried at its next refresh",
                 run.operation_id,
             )
             return False

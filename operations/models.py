@@ -89,6 +89,9 @@ class Operation(models.Model):
     metrics_cursor = models.PositiveIntegerField(default=0)
     # The source's own cursor (an agent's metric seq), which can differ from ours.
     remote_metrics_cursor = models.PositiveIntegerField(default=0)
+    # The same two cursors for the operation's log lines (OperationLog.seq, the source's seq).
+    logs_cursor = models.PositiveIntegerField(default=0)
+    remote_logs_cursor = models.PositiveIntegerField(default=0)
 
     # Lineage: plain references so the apps stay decoupled; the metadata says more.
     strategy_name = models.CharField(max_length=120, blank=True, default="")
@@ -163,3 +166,28 @@ class OperationMetric(models.Model):
             "kind": self.kind,
             "recorded_at": self.recorded_at.isoformat(),
         }
+
+
+class OperationLog(models.Model):
+    """One log line of an operation (docs/logs-and-retention.md): caught by
+    `operations.oplog.OperationLogHandler` where it was logged, stored with the next write of the
+    row in that process, or pulled from the agent that ran it. Append-only, numbered per
+    operation by `seq` (the cursor); only the newest `KTRDR_OPERATION_LOG_MAX_LINES` are kept."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="logs")
+    seq = models.PositiveIntegerField()
+    logged_at = models.DateTimeField()
+    level = models.CharField(max_length=8)
+    # Where it was logged: "" for this process, else the agent's name.
+    source = models.CharField(max_length=64, blank=True, default="")
+    event = models.CharField(max_length=32, blank=True, default="")
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["operation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "seq"], name="uniq_operation_log_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation_id}#{self.seq} {self.level} {self.message[:60]}"

@@ -30,6 +30,7 @@ from operations import services
 from operations.instance import current_instance_id, owner_is_alive
 from operations.local import local_runs
 from operations.models import Executor, Operation, OperationStatus
+from operations.oplog import log_event
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -121,9 +122,12 @@ class OtherProcess:
 
     def cancel(self, operation: Operation, reason: str) -> None:
         # Nothing to send: the owner reads the request from the row at its next refresh.
-        logger.info(
-            "operation %s: cancel left on the row for its owner %s",
+        log_event(
+            logger,
+            logging.INFO,
             operation.operation_id,
+            "cancel_left_on_row",
+            "for its owner %s",
             operation.owner,
         )
 

@@ -31,9 +31,11 @@ from operations.models import (
     ACTIVE_STATUSES,
     Executor,
     Operation,
+    OperationLog,
     OperationMetric,
     OperationStatus,
 )
+from operations.oplog import log_event
 from operations.outages import describe
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ MAX_METRICS_LIMIT = 5000
 # Far past any real list, and well inside the database's 64-bit integers.
 MAX_OFFSET = 1_000_000_000
 MAX_CURSOR = 2**31 - 1
+MAX_LOGS_LIMIT = 1000
 # How long a reader that finds a refresh in flight waits for its result before serving the row.
 INFLIGHT_WAIT_SECONDS = 1.0
 
@@ -84,11 +87,25 @@ def _refresh(op: Operation, *, ttl: float, force: bool) -> tuple[Operation, bool
     try:
         refreshed = place.refresh(op)
         ok = True
+        log_event(
+            logger,
+            logging.DEBUG,
+            op.operation_id,
+            "refresh",
+            "pulled from %s in %.1f ms",
+            place.name,
+            (time.time() - asked_at) * 1000,
+            capture=False,
+        )
         return refreshed, True
     except OperationNotFound:
         raise
     except Exception as exc:
-        logger.exception("refreshing %s failed; serving the last snapshot", op.operation_id)
+        logger.exception(
+            "%s refresh_failed: serving the last snapshot",
+            op.operation_id,
+            extra={"operation_id": op.operation_id, "event": "refresh_failed"},
+        )
         return _mark_stale(op, f"refreshing it failed: {type(exc).__name__}: {exc}"), False
     finally:
         op_cache.unlock(op.operation_id, token)
@@ -116,13 +133,13 @@ def _mark_stale(op: Operation, error: str) -> Operation:
     except OperationNotFound:
         raise
     except Exception:
-        logger.warning("could not record that %s is stale; saying so in this answer only", op)
+        logger.warning("%s stale_not_recorded: saying so in this answer only", op.operation_id)
         try:
             op = _load(op.operation_id)
         except OperationNotFound:
             raise
         except Exception:
-            logger.warning("could not reload %s; serving what this read loaded", op)
+            logger.warning("%s reload_failed: serving what this read loaded", op.operation_id)
         if op.unreachable_since is None:
             op.unreachable_since = timezone.now()
         return op
@@ -145,9 +162,30 @@ def operation_get(*, operation_id: str, force_refresh: bool = False) -> Operatio
         entry = op_cache.get_entry(operation_id)
         if entry is not None:
             stamp, cached = entry
-            if cached.is_terminal or time.time() - stamp < ttl:
+            age = time.time() - stamp
+            if cached.is_terminal or age < ttl:
                 metrics.READ_HITS.inc()
+                log_event(
+                    logger,
+                    logging.DEBUG,
+                    operation_id,
+                    "cache_hit",
+                    "entry %.3f s old",
+                    age,
+                    capture=False,
+                )
                 return cached
+            log_event(
+                logger,
+                logging.DEBUG,
+                operation_id,
+                "cache_miss",
+                "entry %.3f s old",
+                age,
+                capture=False,
+            )
+        else:
+            log_event(logger, logging.DEBUG, operation_id, "cache_miss", "no entry", capture=False)
     metrics.READ_MISSES.inc()
     op = _load(operation_id)
     pulled = True
@@ -339,3 +377,65 @@ def dependency_checks() -> dict[str, dict[str, Any]]:
     except Exception as exc:
         checks["cache"] = {"ok": False, "error": describe(exc)}
     return checks
+
+
+# --- log lines --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogsPage:
+    lines: list[dict]
+    new_cursor: int
+    # The lowest seq still stored (older ones were dropped past KTRDR_OPERATION_LOG_MAX_LINES).
+    first_seq: int = 0
+
+
+def _lines(qs) -> list[dict]:
+    return [
+        {
+            "seq": seq,
+            "logged_at": logged_at.isoformat(),
+            "level": level,
+            "source": source,
+            "event": event,
+            "message": message,
+        }
+        for seq, logged_at, level, source, event, message in qs.values_list(
+            "seq", "logged_at", "level", "source", "event", "message"
+        )
+    ]
+
+
+def operation_logs(*, operation_id: str, cursor: int = 0, limit: int = 200) -> LogsPage:
+    """Log lines with seq ≥ cursor, oldest first, at most `limit`; refreshes through
+    `operation_get` first, so a remote operation's new lines are pulled from its agent."""
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise InvalidInput(f"cursor must be between 0 and {MAX_CURSOR}", field="cursor")
+    if not 1 <= limit <= MAX_LOGS_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LOGS_LIMIT}", field="limit")
+    op = operation_get(operation_id=operation_id)
+    return operation_new_logs(operation=op, cursor=cursor, limit=limit)
+
+
+def operation_new_logs(*, operation: Operation, cursor: int, limit: int) -> LogsPage:
+    """What a reader at `cursor` lacks, from the database, bounded by the row's own
+    `logs_cursor` (no refresh: the caller read the operation)."""
+    first = max(operation.logs_cursor - int(ktrdr_setting("OPERATION_LOG_MAX_LINES")), 0)
+    # Lines before `first` were dropped (the newest N are kept): a reader that far behind
+    # continues from the oldest kept one.
+    cursor = max(cursor, first) if cursor < operation.logs_cursor else cursor
+    end = min(operation.logs_cursor, cursor + limit)
+    if cursor >= end:
+        return LogsPage(lines=[], new_cursor=min(cursor, operation.logs_cursor), first_seq=first)
+    qs = OperationLog.objects.filter(
+        operation_id=operation.pk, seq__gte=cursor, seq__lt=end
+    ).order_by("seq")
+    lines = _lines(qs[:limit])
+    new_cursor = lines[-1]["seq"] + 1 if lines else end
+    return LogsPage(lines=lines, new_cursor=new_cursor, first_seq=first)
+
+
+def operation_recent_logs(*, operation: Operation, before: int, last: int) -> list[dict]:
+    """The last `last` lines with seq < `before`, oldest first (a page's history)."""
+    qs = OperationLog.objects.filter(operation_id=operation.pk, seq__lt=before).order_by("-seq")
+    rows = _lines(qs[:last])
+    rows.reverse()
+    return rows

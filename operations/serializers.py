@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from operations.conf import ktrdr_setting
 from operations.models import Operation, OperationStatus, empty_progress
+from operations.oplog import MAX_EVENT_CHARS, MAX_LINE_CHARS, MAX_SOURCE_CHARS
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -87,6 +88,33 @@ class MetricRecordSerializer(serializers.Serializer):
 class MetricsPageSerializer(serializers.Serializer):
     metrics = MetricRecordSerializer(many=True)
     new_cursor = serializers.IntegerField(min_value=0)
+
+
+class LogLineSerializer(serializers.Serializer):
+    """One line of an operation's log (docs/logs-and-retention.md)."""
+
+    seq = serializers.IntegerField(min_value=0)
+    logged_at = serializers.DateTimeField()
+    level = serializers.ChoiceField(choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    source = serializers.CharField(
+        allow_blank=True,
+        max_length=MAX_SOURCE_CHARS,
+        help_text="where it was logged: empty for the answering process, else the agent's name",
+    )
+    event = serializers.CharField(allow_blank=True, max_length=MAX_EVENT_CHARS)
+    message = serializers.CharField(
+        allow_blank=True, max_length=MAX_LINE_CHARS, trim_whitespace=False
+    )
+
+
+class LogsPageSerializer(serializers.Serializer):
+    logs = LogLineSerializer(many=True)
+    new_cursor = serializers.IntegerField(
+        min_value=0, help_text="the cursor to ask with next (last seq + 1, or the same)"
+    )
+    first_seq = serializers.IntegerField(
+        min_value=0, help_text="the oldest seq still stored (older lines were dropped)"
+    )
 
 
 class CancelRequestSerializer(serializers.Serializer):

@@ -21,15 +21,25 @@ from django.utils import timezone
 from operations import cache as op_cache
 from operations import metrics
 from operations.bridge import ProgressBridge
+from operations.conf import ktrdr_setting
 from operations.exceptions import IllegalTransition, OperationNotFound
 from operations.instance import current_instance_id
 from operations.models import (
     Executor,
     Operation,
+    OperationLog,
     OperationMetric,
     OperationStatus,
     empty_progress,
     new_operation_id,
+)
+from operations.oplog import (
+    MAX_EVENT_CHARS,
+    MAX_LINE_CHARS,
+    MAX_SOURCE_CHARS,
+    cut,
+    log_event,
+    pending_lines,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,6 +71,12 @@ class Pull:
     snapshot: dict[str, Any] | None
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     source_cursor: int = 0
+    # Log lines pulled from a remote source (an agent's stored lines): `(source_seq, line)`
+    # pairs, applied like the records against the row's `remote_logs_cursor`. Lines logged in
+    # this process are not carried here: every write of the row stores them (`_store_lines`).
+    logs: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    logs_cursor: int = 0
+    logs_source: str = ""
 
 
 def pull_from_bridge(bridge: ProgressBridge, cursor: int = 0) -> Pull:
@@ -105,6 +121,12 @@ def _ts(value: Any) -> datetime:
     return timezone.now()
 
 
+def _took(op: Operation) -> str:
+    if op.started_at is None:
+        return "no time"
+    return f"{(timezone.now() - op.started_at).total_seconds():.1f} s"
+
+
 def _apply_pull(op: Operation, pull: Pull | None) -> None:
     """Store a pulled snapshot and the records the row has not seen (caller holds the lock)."""
     if pull is None:
@@ -144,11 +166,63 @@ def _apply_pull(op: Operation, pull: Pull | None) -> None:
         )
         op.metrics_cursor = seq
     op.remote_metrics_cursor = max(start, pull.source_cursor)
+    log_start = op.remote_logs_cursor
+    remote_lines = [line for src, line in sorted(pull.logs, key=lambda p: p[0]) if src >= log_start]
+    if remote_lines:
+        _store_lines(op, remote_lines, source=pull.logs_source)
+    op.remote_logs_cursor = max(log_start, pull.logs_cursor)
     if pull.snapshot is not None:
         progress = empty_progress()
         progress.update({k: v for k, v in pull.snapshot.items() if k in progress})
         op.progress = progress
     op.refreshed_at = timezone.now()
+
+
+def _store_lines(op: Operation, lines: list[dict[str, Any]], *, source: str = "") -> None:
+    """Append lines to the operation's log (caller holds the row lock and saves the row), keeping
+    the newest `KTRDR_OPERATION_LOG_MAX_LINES`. Every field is cut to its column."""
+    if not lines:
+        return
+    seq = op.logs_cursor
+    rows = []
+    for line in lines:
+        rows.append(
+            OperationLog(
+                operation=op,
+                seq=seq,
+                logged_at=_ts(line.get("logged_at")),
+                level=str(line.get("level") or "INFO")[:8],
+                source=str(line.get("source") or source)[:MAX_SOURCE_CHARS],
+                event=str(line.get("event") or "")[:MAX_EVENT_CHARS],
+                message=cut(str(line.get("message") or ""), MAX_LINE_CHARS),
+            )
+        )
+        seq += 1
+    OperationLog.objects.bulk_create(rows)
+    op.logs_cursor = seq
+    keep = int(ktrdr_setting("OPERATION_LOG_MAX_LINES"))
+    if seq > keep:
+        # A ring in the table: the oldest lines go (one indexed range delete, only past the cap).
+        OperationLog.objects.filter(operation_id=op.pk, seq__lt=seq - keep).delete()
+
+
+def _store_own_lines(op: Operation) -> bool:
+    """Store the lines this process logged for the operation since its last write."""
+    lines = pending_lines.drain(op.operation_id)
+    _store_lines(op, lines)
+    return bool(lines)
+
+
+@transaction.atomic
+def operation_store_log_lines(*, operation_id: str) -> None:
+    """Store this process's unstored lines of an operation now (after a step that logs but
+    does not write the row, e.g. handing a cancel to its place). Terminal rows take lines too:
+    a log is history, not state."""
+    if not pending_lines.has(operation_id):
+        return
+    op = _locked(operation_id)
+    if _store_own_lines(op):
+        op.save(update_fields=["logs_cursor", "updated_at"])
 
 
 # --- creation ---------------------------------------------------------------------------------
@@ -175,7 +249,9 @@ def operation_create(
         strategy_name=strategy_name,
         input_series=list(input_series),
     )
-    logger.info("operation %s created (%s, %s)", op.operation_id, operation_type, executor)
+    log_event(logger, logging.INFO, op.operation_id, "created", "%s, %s", operation_type, executor)
+    if _store_own_lines(op):
+        op.save(update_fields=["logs_cursor"])
     return op
 
 
@@ -185,11 +261,13 @@ def operation_start(*, operation_id: str) -> Operation:
     op = _locked(operation_id)
     _transition(op, S.RUNNING)
     op.started_at = timezone.now()
+    where = f"agent {op.agent}" if op.executor == Executor.AGENT else "this host"
+    log_event(logger, logging.INFO, operation_id, "started", "running on %s", where)
+    _store_own_lines(op)
     op.save()
     _after_commit_invalidate(operation_id)
     kind = op.operation_type
     transaction.on_commit(lambda: metrics.OPERATION_STARTS.labels(kind).inc())
-    logger.info("operation %s started", operation_id)
     return op
 
 
@@ -201,7 +279,12 @@ def operation_record_pull(*, operation_id: str, pull: Pull) -> Operation:
         return op
     _apply_pull(op, pull)
     if op.unreachable_since is not None:
+        away = (timezone.now() - op.unreachable_since).total_seconds()
+        log_event(
+            logger, logging.INFO, operation_id, "reachable", "answers again after %.1f s", away
+        )
         op.unreachable_since = None
+    _store_own_lines(op)
     op.save()
     return op
 
@@ -213,9 +296,16 @@ def _finish(
     pull: Pull | None,
     result_summary: dict[str, Any] | None = None,
     error_message: str = "",
+    event: tuple[int, str, str, tuple[Any, ...]] | None = None,
 ) -> Operation:
+    """End the operation; `event` is the line that says so (level, event, detail, args), logged
+    once the transition is known to be legal and stored with the row."""
     _apply_pull(op, pull)
     _transition(op, target)
+    if event is not None:
+        level, name, detail, args = event
+        log_event(logger, level, op.operation_id, name, detail, *args)
+    _store_own_lines(op)
     op.completed_at = timezone.now()
     if op.started_at is None:
         op.started_at = op.completed_at
@@ -244,9 +334,14 @@ def operation_complete(
     if op.status == S.CANCELLING:
         # The work ended before it saw the cancel: it completed, and says so.
         result_summary = {**result_summary, "cancel_not_needed": True}
-    op = _finish(op, S.COMPLETED, pull=pull, result_summary=result_summary)
-    logger.info("operation %s completed", operation_id)
-    return op
+    note = " (the cancel came after its last stop point)" if op.status == S.CANCELLING else ""
+    return _finish(
+        op,
+        S.COMPLETED,
+        pull=pull,
+        result_summary=result_summary,
+        event=(logging.INFO, "completed", "%s", (f"in {_took(op)}{note}",)),
+    )
 
 
 @transaction.atomic
@@ -258,11 +353,14 @@ def operation_fail(
     pull: Pull | None = None,
 ) -> Operation:
     op = _locked(operation_id)
-    op = _finish(
-        op, S.FAILED, pull=pull, result_summary=partial_result, error_message=error_message
+    return _finish(
+        op,
+        S.FAILED,
+        pull=pull,
+        result_summary=partial_result,
+        error_message=error_message,
+        event=(logging.WARNING, "failed", "%s", (cut(error_message, 500),)),
     )
-    logger.warning("operation %s failed: %s", operation_id, error_message)
-    return op
 
 
 @transaction.atomic
@@ -292,13 +390,16 @@ def operation_request_cancel(*, operation_id: str, reason: str = "") -> Operatio
         op.result_summary = {"stopped_at": "before start"}
     else:
         _transition(op, S.CANCELLING)
+    log_event(logger, logging.INFO, operation_id, "cancel_requested", "%s", reason)
+    if op.status == S.CANCELLED:
+        log_event(logger, logging.INFO, operation_id, "cancelled", "before start")
+    _store_own_lines(op)
     op.save()
     _after_commit_invalidate(operation_id)
     kind = op.operation_type
     transaction.on_commit(lambda: metrics.CANCEL_REQUESTS.labels(kind).inc())
     if op.status == S.CANCELLED:
         transaction.on_commit(lambda: metrics.OPERATION_ENDS.labels(kind, S.CANCELLED).inc())
-    logger.info("operation %s: cancel requested (%s)", operation_id, reason)
     return op
 
 
@@ -315,9 +416,13 @@ def operation_acknowledge_cancel(
         op.cancel_requested_at = timezone.now()
     op.cancel_acknowledged_at = timezone.now()
     summary = {**(partial_result or {}), "stopped_at": stop_point}
-    op = _finish(op, S.CANCELLED, pull=pull, result_summary=summary)
-    logger.info("operation %s cancelled at %s", operation_id, stop_point)
-    return op
+    return _finish(
+        op,
+        S.CANCELLED,
+        pull=pull,
+        result_summary=summary,
+        event=(logging.INFO, "cancel_acknowledged", "stopped at %s", (stop_point,)),
+    )
 
 
 @transaction.atomic
@@ -326,9 +431,13 @@ def operation_mark_interrupted(*, operation_id: str, reason: str) -> Operation:
     op = _locked(operation_id)
     if op.is_terminal:
         return op
-    op = _finish(op, S.FAILED, pull=None, error_message=f"interrupted: {reason}")
-    logger.warning("operation %s interrupted: %s", operation_id, reason)
-    return op
+    return _finish(
+        op,
+        S.FAILED,
+        pull=None,
+        error_message=f"interrupted: {reason}",
+        event=(logging.WARNING, "interrupted", "%s", (reason,)),
+    )
 
 
 @transaction.atomic
@@ -339,10 +448,15 @@ def operation_mark_unreachable(*, operation_id: str, error: str) -> Operation:
         return op
     if op.unreachable_since is None:
         op.unreachable_since = timezone.now()
+        # Once per outage: the first failure says it; the ones after it are DEBUG, off the log.
+        log_event(logger, logging.WARNING, operation_id, "unreachable", "%s", error[:500])
+    else:
+        log_event(logger, logging.DEBUG, operation_id, "still_unreachable", "%s", error[:200])
     metadata = dict(op.metadata or {})
     metadata["last_refresh_error"] = error[:500]
     op.metadata = metadata
-    op.save(update_fields=["unreachable_since", "metadata", "updated_at"])
+    _store_own_lines(op)
+    op.save(update_fields=["unreachable_since", "metadata", "logs_cursor", "updated_at"])
     return op
 
 
@@ -357,7 +471,8 @@ def operation_set_produced_model(*, operation_id: str, model_label: str) -> None
 def operation_update_metadata(*, operation_id: str, **changes: Any) -> Operation:
     op = _locked(operation_id)
     op.metadata = {**(op.metadata or {}), **changes}
-    op.save(update_fields=["metadata", "updated_at"])
+    _store_own_lines(op)
+    op.save(update_fields=["metadata", "logs_cursor", "updated_at"])
     _after_commit_invalidate(operation_id)
     return op
 
@@ -379,7 +494,16 @@ def operation_attach_remote(
     op.executor = Executor.AGENT
     op.agent = agent
     op.remote_operation_id = remote_operation_id
-    op.save(update_fields=["executor", "agent", "remote_operation_id", "updated_at"])
+    log_event(
+        logger,
+        logging.INFO,
+        operation_id,
+        "attached",
+        "agent %s runs it as %s",
+        agent,
+        remote_operation_id,
+    )
+    _store_own_lines(op)
+    op.save(update_fields=["executor", "agent", "remote_operation_id", "logs_cursor", "updated_at"])
     _after_commit_invalidate(operation_id)
-    logger.info("operation %s runs on agent %s as %s", operation_id, agent, remote_operation_id)
     return op

@@ -12,4 +12,5 @@ urlpatterns = [
     path("countdown/", views.countdown_create, name="countdown-create"),
     path("<str:operation_id>/", views.operation_detail, name="detail"),
     path("<str:operation_id>/cancel/", views.operation_cancel, name="cancel"),
+    path("<str:operation_id>/logs/", views.operation_logs, name="logs"),
 ]

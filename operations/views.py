@@ -46,6 +46,11 @@ PAGE_SIZE = 25
 COUNT_LIMIT = 1_000
 # Records one poll hands the page at most; a page further behind gets the rest at its next polls.
 APPEND_LIMIT = 500
+# Log lines: the page shows the newest LOG_KEEP (and links to older ones); one poll appends at
+# most LOG_APPEND_LIMIT; the older-lines page shows LOG_PAGE_LINES at a time.
+LOG_KEEP = 100
+LOG_APPEND_LIMIT = 200
+LOG_PAGE_LINES = 500
 # How often pages poll while something changes (live.js slows down to 5× that while nothing does).
 POLL_SECONDS = 1
 
@@ -168,7 +173,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
 # --- One operation ----------------------------------------------------------------------------
 
 
-def _live_state(op: Operation, cursor: int, user: Any) -> tuple:
+def _live_state(op: Operation, cursor: int, log_cursor: int, user: Any) -> tuple:
     """What the live section shows, for its ETag (without rendering it)."""
     duration = op.duration_seconds
     return (
@@ -183,6 +188,8 @@ def _live_state(op: Operation, cursor: int, user: Any) -> tuple:
         is_stale(op),
         op.metrics_cursor,
         cursor,
+        op.logs_cursor,
+        log_cursor,
         bool(op.result_summary),
         may_cancel(user, op),
         # The elapsed time shown moves on its own: a change every 10 s while nothing else does.
@@ -190,22 +197,31 @@ def _live_state(op: Operation, cursor: int, user: Any) -> tuple:
     )
 
 
-def _live_context(request: HttpRequest, op: Operation, cursor: int) -> dict[str, Any]:
-    """The live section's context: the operation and the records the page lacks (seq ≥ cursor)."""
+def _live_context(
+    request: HttpRequest, op: Operation, cursor: int, log_cursor: int
+) -> dict[str, Any]:
+    """The live section's context: the operation, the records the page lacks (seq ≥ cursor)
+    and the log lines it lacks (seq ≥ log_cursor)."""
     new = selectors.operation_new_metrics(operation=op, cursor=cursor, limit=APPEND_LIMIT)
+    logs = selectors.operation_new_logs(operation=op, cursor=log_cursor, limit=LOG_APPEND_LIMIT)
     panel = type_panel_template(op)
     return {
         "op": op,
         "urls": {
             "detail": reverse("operations:detail", args=[op.operation_id]),
             "cancel": reverse("operations:cancel", args=[op.operation_id]),
+            "logs": reverse("operations:logs", args=[op.operation_id]),
         },
         "type_panel": panel,
         "new_records": new.records,
         "cursor": new.new_cursor,
+        "new_log_lines": logs.lines,
+        "log_cursor": logs.new_cursor,
+        "log_first": logs.first_seq,
+        "log_keep": LOG_KEEP,
         # Further behind than one poll hands over: the page asks again at once.
-        "behind": new.new_cursor < op.metrics_cursor,
-        "etag": _etag(*_live_state(op, new.new_cursor, request.user)),
+        "behind": new.new_cursor < op.metrics_cursor or logs.new_cursor < op.logs_cursor,
+        "etag": _etag(*_live_state(op, new.new_cursor, logs.new_cursor, request.user)),
         "poll_seconds": POLL_SECONDS,
     }
 
@@ -216,15 +232,42 @@ def operation_detail(request: HttpRequest, operation_id: str) -> HttpResponse:
     op = _get_or_404(operation_id)
     if _is_poll(request, "operation-live"):
         cursor = _int_param(request, "cursor", op.metrics_cursor, selectors.MAX_CURSOR)
-        etag = _etag(*_live_state(op, min(cursor, op.metrics_cursor), request.user))
+        log_cursor = _int_param(request, "log_cursor", op.logs_cursor, selectors.MAX_CURSOR)
+        etag = _etag(
+            *_live_state(
+                op, min(cursor, op.metrics_cursor), min(log_cursor, op.logs_cursor), request.user
+            )
+        )
         if (unchanged := _not_modified(request, etag)) is not None:
             return unchanged
-        context = _live_context(request, op, cursor)
+        context = _live_context(request, op, cursor, log_cursor)
         response = render(request, "operations/detail.html#operation-live", context)
         return _fragment(response, context["etag"])
     # The full page: its panel shows the records before the cursor, the live section polls on.
-    context = _live_context(request, op, op.metrics_cursor)
+    context = _live_context(request, op, op.metrics_cursor, op.logs_cursor)
     return render(request, "operations/detail.html", context)
+
+
+@require_GET
+@login_required
+def operation_logs(request: HttpRequest, operation_id: str) -> HttpResponse:
+    """Older log lines, `LOG_PAGE_LINES` at a time: the lines before `?before=N` (default: the
+    end), with a link to the ones before those. A plain page: nothing here is live."""
+    op = _get_or_404(operation_id)
+    before = _int_param(request, "before", op.logs_cursor, selectors.MAX_CURSOR)
+    before = min(before, op.logs_cursor)
+    lines = selectors.operation_recent_logs(operation=op, before=before, last=LOG_PAGE_LINES)
+    first = selectors.operation_new_logs(operation=op, cursor=op.logs_cursor, limit=1).first_seq
+    older = lines[0]["seq"] if lines and lines[0]["seq"] > first else None
+    context = {
+        "op": op,
+        "lines": lines,
+        "older": older,
+        "newer": before + LOG_PAGE_LINES if before < op.logs_cursor else None,
+        "detail_url": reverse("operations:detail", args=[op.operation_id]),
+        "page_lines": LOG_PAGE_LINES,
+    }
+    return render(request, "operations/logs.html", context)
 
 
 @require_POST
@@ -244,7 +287,11 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
             cursor = min(max(int(request.POST.get("cursor", "")), 0), op.metrics_cursor)
         except ValueError:
             cursor = op.metrics_cursor
-        context = _live_context(request, op, cursor)
+        try:
+            log_cursor = min(max(int(request.POST.get("log_cursor", "")), 0), op.logs_cursor)
+        except ValueError:
+            log_cursor = op.logs_cursor
+        context = _live_context(request, op, cursor, log_cursor)
         return render(request, "operations/detail.html#operation-live", context)
     return redirect("operations:detail", operation_id=operation_id)
 

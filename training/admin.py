@@ -19,9 +19,11 @@ class TrainedModelAdmin(admin.ModelAdmin):
         "size_bytes",
         "operation_id",
         "created_at",
+        "keep",
         "download",
     )
-    list_filter = ("strategy_name", "timeframe")
+    list_editable = ("keep",)
+    list_filter = ("strategy_name", "timeframe", "keep")
     search_fields = ("strategy_name", "operation_id", "sha256")
     date_hierarchy = "created_at"
     readonly_fields = (

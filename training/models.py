@@ -28,6 +28,10 @@ class TrainedModel(models.Model):
     size_bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     operation_id = models.CharField(max_length=96, blank=True, default="", db_index=True)
+    # Kept by `ops prune` whatever its age, with its producing operation (training.retention).
+    keep = models.BooleanField(
+        default=False, help_text="never pruned (nor the operation that produced it)"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -15,6 +15,7 @@ urlpatterns = [
         views.operation_metrics,
         name="api-operation-metrics",
     ),
+    path("operations/<str:operation_id>/logs/", views.operation_logs, name="api-operation-logs"),
     path(
         "operations/<str:operation_id>/cancel/", views.operation_cancel, name="api-operation-cancel"
     ),

@@ -22,6 +22,7 @@ from operations.serializers import (
     CancelRequestSerializer,
     CountdownStartSerializer,
     ErrorSerializer,
+    LogsPageSerializer,
     MetricsPageSerializer,
     OperationListSerializer,
     OperationSerializer,
@@ -70,6 +71,19 @@ class MetricsQuery(serializers.Serializer):
         required=False, min_value=1, max_value=selectors.MAX_METRICS_LIMIT, default=None
     )
     kind = serializers.CharField(required=False, allow_blank=True, max_length=32)
+
+
+class LogsQuery(serializers.Serializer):
+    cursor = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=selectors.MAX_CURSOR,
+        default=0,
+        help_text="the first seq wanted (the `new_cursor` of the previous answer)",
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=selectors.MAX_LOGS_LIMIT, default=200
+    )
 
 
 def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
@@ -139,6 +153,27 @@ def operation_metrics(request: Request, operation_id: str) -> Response:
         operation_id=operation_id, cursor=q["cursor"], limit=q["limit"], kind=q.get("kind") or None
     )
     return Response({"metrics": page.records, "new_cursor": page.new_cursor})
+
+
+@extend_schema(
+    operation_id="operations_logs",
+    parameters=[LogsQuery],
+    responses={200: LogsPageSerializer, **ERRORS},
+    tags=["operations"],
+    description=(
+        "The operation's log lines with seq ≥ cursor, oldest first, at most `limit`: what its "
+        "worker, the services and (for remote work) its agent logged about it. A remote "
+        "operation's new lines are pulled from its agent like its progress. Only the newest "
+        "`KTRDR_OPERATION_LOG_MAX_LINES` are kept; `first_seq` says where they start."
+    ),
+)
+@api_view(["GET"])
+def operation_logs(request: Request, operation_id: str) -> Response:
+    q = _query(LogsQuery, request)
+    page = selectors.operation_logs(operation_id=operation_id, cursor=q["cursor"], limit=q["limit"])
+    return Response(
+        {"logs": page.lines, "new_cursor": page.new_cursor, "first_seq": page.first_seq}
+    )
 
 
 @extend_schema(

@@ -110,6 +110,36 @@ def metric_rows(records: list[dict]) -> SafeString:
     )
 
 
+@register.simple_tag
+def log_history(op: Operation, *, before: int, last: int) -> list:
+    """`{% log_history op before=log_cursor last=100 as lines %}`: the last log lines before the
+    page's log cursor (polls append the lines after it)."""
+    return selectors.operation_recent_logs(
+        operation=op, before=int(before), last=min(int(last), MAX_HISTORY)
+    )
+
+
+@register.simple_tag
+def log_rows(lines: list[dict]) -> SafeString:
+    """Table rows of log lines: #, time (UTC), level, where, message (escaped)."""
+    return format_html_join(
+        "",
+        '<tr class="log-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code class="wrap">{}'
+        "</code></td></tr>",
+        (
+            (
+                str(line.get("level") or "").lower(),
+                line.get("seq"),
+                str(line.get("logged_at") or "")[11:23],
+                line.get("level"),
+                line.get("source") or "here",
+                line.get("message"),
+            )
+            for line in lines
+        ),
+    )
+
+
 @register.filter
 def of_kind(records: list[dict] | None, kind: str) -> list[dict]:
     return [r for r in records or () if r.get("kind") == kind]

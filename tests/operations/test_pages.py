@@ -164,7 +164,7 @@ def test_the_live_section_hands_over_only_records_past_its_cursor(logged_in, use
     page = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
     # The page draws the records it has and polls on from its cursor.
     assert page.count("<tr><td>") == 3
-    assert f'data-poll-url="/operations/{op.operation_id}/?cursor=3"' in page
+    assert f'data-poll-url="/operations/{op.operation_id}/?cursor=3&amp;log_cursor=' in page
 
     caught_up = _live(logged_in, op.operation_id, 3)
     assert "hx-swap-oob" not in caught_up.content.decode()

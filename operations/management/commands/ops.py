@@ -1,22 +1,52 @@
-"""`manage.py ops list|show|cancel|follow|countdown` — operations from the terminal.
+"""`manage.py ops list|show|cancel|follow|logs|countdown|prune` — operations from the terminal.
 
 Thin wrappers over the selectors and services: the same read path as the API and the pages.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from operations import execution, selectors
+from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
-from operations.follow import describe_freshness, follow_operation
+from operations.follow import describe_freshness, follow_logs, follow_operation
 from operations.placement import EXECUTION_MODES
+from operations.retention import operations_prune, parse_age
 from operations.serializers import serialize_operation
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -40,6 +70,34 @@ class Command(BaseCommand):
         follow = sub.add_parser("follow", help="live progress bar until it ends")
         follow.add_argument("operation_id")
         follow.add_argument("--interval", type=float, default=0.5)
+        logs = sub.add_parser(
+            "logs", help="its log lines, wherever it runs (an agent's are pulled from it)"
+        )
+        logs.add_argument("operation_id")
+        logs.add_argument(
+            "--follow", action="store_true", help="print new lines until the operation ends"
+        )
+        logs.add_argument(
+            "--lines", type=_bounded_int(0, 5000), default=100, help="the last N first (100)"
+        )
+        logs.add_argument("--interval", type=_bounded_float(0.05, 60.0), default=0.5)
+        prune = sub.add_parser(
+            "prune",
+            help="delete finished operations older than an age, with their metrics, logs and "
+            "owned files (models still referenced are kept)",
+        )
+        prune.add_argument(
+            "--older-than",
+            default=None,
+            help="age since it ended: a whole number and d, h or m (days, hours, minutes), "
+            "e.g. 30d; default KTRDR_PRUNE_OLDER_THAN",
+        )
+        prune.add_argument(
+            "--status", default="", help="comma-separated: completed, failed, cancelled (all)"
+        )
+        prune.add_argument(
+            "--dry-run", action="store_true", help="say what would go, delete nothing"
+        )
         countdown = sub.add_parser("countdown", help="start the built-in countdown")
         countdown.add_argument("--steps", type=int, default=10)
         countdown.add_argument("--step-seconds", type=float, default=0.5)
@@ -138,6 +196,53 @@ class Command(BaseCommand):
             interval=options["interval"],
         )
         self._report_end(op)
+
+    def _logs(self, options: dict[str, Any]) -> None:
+        op = follow_logs(
+            operation_id=options["operation_id"],
+            write=self.stdout.write,
+            last=options["lines"],
+            follow=options["follow"],
+            interval=options["interval"],
+        )
+        if options["follow"]:
+            self._report_end(op)
+
+    def _prune(self, options: dict[str, Any]) -> None:
+        raw = options["older_than"]
+        if raw is None:
+            raw = str(ktrdr_setting("PRUNE_OLDER_THAN"))
+            age = parse_age(raw, field_name="KTRDR_PRUNE_OLDER_THAN")
+        else:
+            age = parse_age(raw, field_name="--older-than")
+        statuses = [s.strip() for s in options["status"].split(",") if s.strip()]
+        report = operations_prune(older_than=age, statuses=statuses, dry_run=options["dry_run"])
+        verb = "would delete" if report.dry_run else "deleted"
+        write = self.stdout.write
+        write(f"Finished operations that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC ({raw}):")
+        for d in report.decisions:
+            if d.delete:
+                owned = ", ".join(h.what for h in d.holdings)
+                write(
+                    f"  {verb:12} {d.operation_id} ({d.reason}): {d.metrics} metric records, "
+                    f"{d.log_lines} log lines{', ' + owned if owned else ''}"
+                )
+            else:
+                write(f"  {'kept':12} {d.operation_id}: {d.reason}")
+        for operation_id, status in report.active_kept:
+            write(f"  {'kept':12} {operation_id}: {status} (only finished operations are pruned)")
+        files = f"{report.files_removed} files and folders, {report.bytes_removed} bytes"
+        summary = (
+            f"{len(report.deleted)} {verb}"
+            + ("" if report.dry_run else f" ({files})")
+            + f"; {len(report.kept) + len(report.active_kept)} kept; "
+            f"{report.younger} ended more recently (not considered)"
+        )
+        write(
+            self.style.SUCCESS(summary) if not report.file_errors else self.style.WARNING(summary)
+        )
+        for error in report.file_errors:
+            self.stderr.write(f"  could not remove {error}")
 
     def _countdown(self, options: dict[str, Any]) -> None:
         op = countdown_start(

@@ -1,0 +1,73 @@
+"""What training holds for an operation, for `operations.retention` (`ops prune`).
+
+An operation that produced a model owns it: the `TrainedModel` row and its file under
+`KTRDR_MODELS_DIR`. A model is still referenced — so it, and the operation that produced it
+(its lineage: metrics, log), stay — when:
+
+* it is marked `keep` (the admin's "keep" box), or
+* it is the newest version of its strategy and base timeframe: the model in use, which a
+  download or a prediction would take today.
+
+Nothing else in this project points at a model yet; a kind that reads models (a backtest) would
+add its references here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db.models import Max
+
+from operations.retention import Holding
+from training.models import TrainedModel
+from training.selectors import models_dir
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+class TrainedModels:
+    name = "training"
+
+    def holdings(self, operation_ids: list[str]) -> dict[str, list[Holding]]:
+        models = list(TrainedModel.objects.filter(operation_id__in=operation_ids))
+        if not models:
+            return {}
+        latest = {
+            (row["strategy_name"], row["timeframe"]): row["v"]
+            for row in TrainedModel.objects.filter(
+                strategy_name__in={m.strategy_name for m in models}
+            )
+            .values("strategy_name", "timeframe")
+            .annotate(v=Max("version"))
+        }
+        root = models_dir()
+        out: dict[str, list[Holding]] = {}
+        for model in models:
+            path = Path(model.artifact_path)
+            if not path.is_absolute():
+                path = root / path
+            if model.keep:
+                why = "is marked keep"
+            elif latest.get((model.strategy_name, model.timeframe)) == model.version:
+                why = f"is the latest version of {model.strategy_name} {model.timeframe}"
+            else:
+                why = ""
+            # Only files inside the models folder are ever removed (a row is not trusted with
+            # a path elsewhere).
+            paths = (path,) if _inside(path, root) else ()
+            out.setdefault(model.operation_id, []).append(
+                Holding(what=f"model {model.label} ({path.name})", paths=paths, keep_because=why)
+            )
+        return out
+
+    def forget(self, operation_ids: list[str]) -> None:
+        TrainedModel.objects.filter(operation_id__in=operation_ids).delete()
+
+
+TRAINED_MODELS = TrainedModels()
