@@ -241,7 +241,8 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
         except ValueError:
             cursor = op.metrics_cursor
         context = _live_context(request, op, cursor)
-        return render(request, "operations/detail.html#operation-live", context)
+        # The message goes out with this answer (and is consumed by it), not with a later page.
+        return render(request, "operations/_cancel_answer.html", context)
     return redirect("operations:detail", operation_id=operation_id)
 
 
