@@ -25,10 +25,16 @@ API_ROOT = {
     "docs": "api-docs",
 }
 
+
+class KtrdrApiRoot(APIRootView):
+    """The endpoints of the KTRDR Operations API v1 that take no id; the others are reached from
+    their answers, the schema (`/api/schema/`) and Swagger UI (`/api/docs/`)."""
+
+
 urlpatterns = [
     path(
         "",
-        login_redirect_for_browsers(APIRootView.as_view(api_root_dict=API_ROOT)),
+        login_redirect_for_browsers(KtrdrApiRoot.as_view(api_root_dict=API_ROOT)),
         name="api-root",
     ),
     path("", include("operations.api.urls")),
