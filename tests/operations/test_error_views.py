@@ -64,3 +64,10 @@ def test_the_500_page_renders_without_a_request_or_the_database(django_db_blocke
     assert "Server error" in html
     assert "/static/ktrdr/app.css" in html
     assert "/static/ktrdr/favicon.svg" in html
+
+
+@override_settings(DEBUG=False, ROOT_URLCONF="hostagents.agent_urls")
+def test_an_agent_answers_json_on_any_unknown_path():
+    resp = Client().get("/no/such/page/")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
