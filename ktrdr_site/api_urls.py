@@ -28,7 +28,10 @@ API_ROOT = {
 
 class KtrdrApiRoot(APIRootView):
     """The endpoints of the KTRDR Operations API v1 that take no id; the others are reached from
-    their answers, the schema (`/api/schema/`) and Swagger UI (`/api/docs/`)."""
+    their answers, the schema and Swagger UI (the last two links)."""
+
+    def get_view_name(self) -> str:
+        return "KTRDR API v1"
 
 
 urlpatterns = [

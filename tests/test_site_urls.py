@@ -60,8 +60,15 @@ def test_the_api_root_is_browsable_for_a_logged_in_user(logged_in):
     resp = logged_in.get("/api/v1/", HTTP_ACCEPT=BROWSER_ACCEPT)
     assert resp.status_code == 200
     html = resp.content.decode()
-    assert "Api Root" in html or "API Root" in html
+    assert "<h1>KTRDR API v1</h1>" in html
     assert 'href="http://testserver/api/v1/operations/"' in html
+
+
+def test_browsable_breadcrumbs_lead_to_the_api_root_and_name_no_missing_page(logged_in):
+    html = logged_in.get("/api/v1/operations/", HTTP_ACCEPT=BROWSER_ACCEPT).content.decode()
+    crumbs = html.split('class="breadcrumb"')[1].split("</ul>")[0]
+    assert '<a href="/api/v1/">KTRDR API v1</a>' in crumbs
+    assert "Not Found" not in crumbs
 
 
 def test_the_api_root_is_not_in_the_schema(api):
