@@ -630,6 +630,11 @@ class DataLoader:
             "bars_in_range": len(inside),
             "bars_expected_in_range": expected,
             "gaps": report.summary(),
+            "notes": [
+                f"--mode local fetches nothing: {len(inside)} bars stored between "
+                f"{self.start:%Y-%m-%d %H:%M} UTC and {self.end:%Y-%m-%d %H:%M} UTC, where the "
+                f"market calendar expects {expected}"
+            ],
         }
 
     def _base_summary(self, status: str) -> dict[str, Any]:

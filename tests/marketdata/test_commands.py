@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -141,6 +142,12 @@ def test_a_load_that_fetches_nothing_says_why(data_dir):
     ) in tail
     full = _load("EURUSD", "1h", "--start", "2025-01-01", "--end", "2025-06-30", "--mode", "full")
     assert "already complete: every bar the market calendar expects between" in full
+    local = _load("EURUSD", "1h", "--start", "2025-01-01", "--end", "2025-01-08", "--mode", "local")
+    assert re.search(
+        r"--mode local fetches nothing: \d+ bars stored between 2025-01-01 00:00 UTC and "
+        r"2025-01-08 00:00 UTC, where the market calendar expects \d+",
+        local,
+    )
 
 
 @pytest.mark.django_db(transaction=True)
