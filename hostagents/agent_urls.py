@@ -12,9 +12,14 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from hostagents import agent_views, api_views
 from hostagents.agent_views import counted
+from operations import error_views
 from operations.api import urls as operations_api_urls
 from operations.api.fallback import api_not_found
 from operations.views import metrics_endpoint
+
+# No pages on an agent: a 404 or a 500 on any path is the API's JSON envelope.
+handler404 = error_views.api_page_not_found
+handler500 = error_views.api_server_error
 
 
 def _counted_operations_api() -> list[URLPattern]:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from operations import error_views
 from operations import views as operations_views
+from operations.api.browser import login_redirect_for_browsers
 from operations.api.fallback import api_not_found
+
+# DEBUG off: our pages, and the API's error envelope under /api/.
+handler404 = error_views.page_not_found
+handler500 = error_views.server_error
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="operations:list", permanent=False)),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin, the browsable API).
+    path("favicon.ico", RedirectView.as_view(url=static("ktrdr/favicon.svg"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -24,14 +33,21 @@ urlpatterns = [
     path("system/", operations_views.system_page, name="system"),
     # Prometheus: a scrape token or a staff session (docs/monitoring.md).
     path("metrics", operations_views.metrics_endpoint, name="metrics"),
+    path("api/", RedirectView.as_view(pattern_name="api-root", permanent=False)),
     path("api/v1/", include("ktrdr_site.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/schema/",
+        login_redirect_for_browsers(SpectacularAPIView.as_view()),
+        name="api-schema",
+    ),
     # The split view serves Swagger UI's start script as a file, so the page needs no inline
     # script; Swagger UI does add <style> elements, which only this page allows.
     path(
         "api/docs/",
-        csp_update({"style-src": ["'unsafe-inline'"]})(
-            SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+        login_redirect_for_browsers(
+            csp_update({"style-src": ["'unsafe-inline'"]})(
+                SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+            )
         ),
         name="api-docs",
     ),

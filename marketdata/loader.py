@@ -384,6 +384,8 @@ class DataLoader:
             head=head,
         )
         segments = plan_segments(ranges, self.tf, self.spec.asset_class, head=head)
+        if not segments:
+            self.state.notes.append(self._nothing_to_fetch(stored, start))
         self.gaps_before = self._unexpected(stored, start)
         expected = sum(s.expected_bars for s in segments)
         if isinstance(self.bridge, DataLoadingProgressBridge):
@@ -411,6 +413,35 @@ class DataLoader:
         if isinstance(self.bridge, DataLoadingProgressBridge):
             self.bridge.on_saved(len(final_index))
         return summary
+
+    def _nothing_to_fetch(self, stored: pd.DatetimeIndex, start: pd.Timestamp) -> str:
+        """Why a load planned no request: its summary says so, "0 bars received" alone does not."""
+
+        def at(stamp: pd.Timestamp) -> str:
+            return f"{stamp:%Y-%m-%d %H:%M} UTC"
+
+        closed = (
+            f"the market has no {self.tf.name} bars to fetch between {at(start)} and {at(self.end)}"
+        )
+        if len(stored) == 0:
+            return f"nothing to fetch: {closed}"
+        last_needed = self.end - pd.Timedelta(self.tf.step)
+        if self.mode == "tail" and stored[-1] >= last_needed:
+            return (
+                f"already up to date: the stored bars reach {at(stored[-1])}, the requested range "
+                f"ends {at(self.end)} (--mode full fills holes inside it)"
+            )
+        if self.mode == "backfill" and stored[0] <= start:
+            return (
+                f"already complete: the stored bars start {at(stored[0])}, the requested range "
+                f"starts {at(start)} (--mode full fills holes inside it)"
+            )
+        if self.mode == "full":
+            return (
+                f"already complete: every bar the market calendar expects between {at(start)} "
+                f"and {at(self.end)} is stored"
+            )
+        return f"nothing to fetch beyond the stored bars: {closed}"
 
     def _fetch_all(self, gateway: BarGateway, segments: list[Segment]) -> None:
         limiter = _pacing_for(gateway)
@@ -618,6 +649,11 @@ class DataLoader:
             "bars_in_range": len(inside),
             "bars_expected_in_range": expected,
             "gaps": report.summary(),
+            "notes": [
+                f"--mode local fetches nothing: {len(inside)} bars stored between "
+                f"{self.start:%Y-%m-%d %H:%M} UTC and {self.end:%Y-%m-%d %H:%M} UTC, where the "
+                f"market calendar expects {expected}"
+            ],
         }
 
     def _base_summary(self, status: str) -> dict[str, Any]:

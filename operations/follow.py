@@ -2,6 +2,10 @@
 
 Used by `ops follow` and by the long management commands (`load_data`, `train`). Ctrl+C does not
 kill the work: it asks whether to cancel the operation, then keeps following until it ends.
+
+The bar is one line: `83.3%|████▎   | [00:01] running · counting · step 5/6 · ETA 1s`. While it
+shows, log records written to the console (the work runs in this process, and logs) go through
+`tqdm.write`, which clears the bar, prints the record on its own line above it and redraws the bar.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from operations import execution, selectors
 from operations.exceptions import IllegalTransition
@@ -78,29 +83,31 @@ def follow_operation(
     stdout = getattr(stdout, "_out", stdout)
     op = selectors.operation_get(operation_id=operation_id)
     deadline = None if timeout is None else time.monotonic() + timeout
+    # One percentage (tqdm's own), then the description: `{desc}` is the text as set, where a
+    # postfix would be printed after ", ".
     bar = tqdm(
         total=100.0,
         file=stdout,
-        unit="%",
-        bar_format="{l_bar}{bar}| {n:.1f}% [{elapsed}] {postfix}",
+        bar_format="{percentage:5.1f}%|{bar}| [{elapsed}] {desc}",
         dynamic_ncols=True,
         leave=True,
     )
     try:
-        while True:
-            try:
-                op = selectors.operation_get(operation_id=operation_id)
-                bar.n = round(op.percentage, 1)
-                bar.set_postfix_str(describe(op), refresh=False)
-                bar.refresh()
-                if op.is_terminal:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                bar.clear()
-                _ask_cancel(op, stdout, stdin)
+        with logging_redirect_tqdm():
+            while True:
+                try:
+                    op = selectors.operation_get(operation_id=operation_id)
+                    bar.n = round(op.percentage, 1)
+                    bar.set_description_str(describe(op), refresh=False)
+                    bar.refresh()
+                    if op.is_terminal:
+                        break
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    time.sleep(interval)
+                except KeyboardInterrupt:
+                    bar.clear()
+                    _ask_cancel(op, stdout, stdin)
     finally:
         bar.close()
     return op

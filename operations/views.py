@@ -292,7 +292,8 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
         except ValueError:
             log_cursor = op.logs_cursor
         context = _live_context(request, op, cursor, log_cursor)
-        return render(request, "operations/detail.html#operation-live", context)
+        # The message goes out with this answer (and is consumed by it), not with a later page.
+        return render(request, "operations/_cancel_answer.html", context)
     return redirect("operations:detail", operation_id=operation_id)
 
 

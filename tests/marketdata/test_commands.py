@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -109,3 +110,57 @@ def test_ib_gateway_sim_command_serves_the_real_client(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _load(*args: str) -> str:
+    out = io.StringIO()
+    call_command("load_data", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_names_the_demo_series(data_dir):
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    text = out.getvalue()
+    assert "Demo content of marketdata: EURUSD 1h, AAPL 1d, AAPL 1h, SPY 1d\n" in text
+    assert "<BarSeries" not in text
+    again = io.StringIO()
+    call_command("seed_demo", stdout=again)
+    assert "Demo content of marketdata: EURUSD 1h, AAPL 1d, AAPL 1h, SPY 1d\n" in again.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_load_that_fetches_nothing_says_why(data_dir):
+    services.seed_demo_data()
+    last = BarSeries.objects.get(symbol="EURUSD", timeframe="1h").last_timestamp
+    tail = _load("EURUSD", "1h", "--start", "2025-01-01", "--end", "2025-06-30", "--mode", "tail")
+    assert "completed: 0 bars received" in tail
+    assert (
+        f"already up to date: the stored bars reach {last:%Y-%m-%d %H:%M} UTC, the requested "
+        "range ends 2025-06-30 00:00 UTC"
+    ) in tail
+    full = _load("EURUSD", "1h", "--start", "2025-01-01", "--end", "2025-06-30", "--mode", "full")
+    assert "already complete: every bar the market calendar expects between" in full
+    local = _load("EURUSD", "1h", "--start", "2025-01-01", "--end", "2025-01-08", "--mode", "local")
+    assert re.search(
+        r"--mode local fetches nothing: \d+ bars stored between 2025-01-01 00:00 UTC and "
+        r"2025-01-08 00:00 UTC, where the market calendar expects \d+",
+        local,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_load_example_loads_bars_on_a_seeded_install(data_dir):
+    services.seed_demo_data()
+    before = BarSeries.objects.get(symbol="EURUSD", timeframe="1h").row_count
+    # README, "Market data": the example as written there.
+    text = _load("EURUSD", "1h", "--start", "2024-01-01", "--mode", "backfill", "--source",
+                 "synthetic")  # fmt: skip
+    after = BarSeries.objects.get(symbol="EURUSD", timeframe="1h")
+    assert after.row_count > before
+    assert f"{after.first_timestamp:%Y-%m}" == "2024-01"
+    assert (
+        f"completed: {after.row_count - before} bars received, {after.row_count - before} new"
+        in text
+    )

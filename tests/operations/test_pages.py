@@ -240,3 +240,51 @@ def test_countdown_form_starts_an_operation_and_rejects_bad_input(logged_in):
     bad = logged_in.post("/operations/countdown/", {"steps": "x", "step_seconds": 0}, follow=True)
     assert b"steps: steps must be an integer" in bad.content
     assert local_runs.wait_idle(10)
+
+
+def test_an_htmx_cancel_answer_carries_its_own_message(logged_in, user):
+    work = GatedWork()
+    op = launch(work, user=user)
+    assert work.started.wait(10)
+    resp = logged_in.post(
+        f"/operations/{op.operation_id}/cancel/",
+        {"cursor": "0"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="operation-live",
+    )
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    assert html.lstrip().startswith('<section id="operation-live"')
+    # The message is swapped into the page's messages region by the same answer...
+    assert '<div id="messages" hx-swap-oob="true">' in html
+    assert f'<p class="flash success">Cancel requested for {op.operation_id}</p>' in html
+    assert local_runs.wait_idle(10)
+    # ... and consumed by it: the next page shows none.
+    later = logged_in.get("/operations/").content.decode()
+    assert "Cancel requested for" not in later
+    assert 'class="flash' not in later
+
+
+def test_an_htmx_cancel_refused_shows_the_reason_in_its_answer(logged_in, user):
+    op = services.operation_create(operation_type="test", executor=Executor.LOCAL, created_by=user)
+    services.operation_request_cancel(operation_id=op.operation_id)
+    resp = logged_in.post(f"/operations/{op.operation_id}/cancel/", HTTP_HX_REQUEST="true")
+    html = resp.content.decode()
+    assert '<div id="messages" hx-swap-oob="true">' in html
+    assert '<p class="flash error">' in html
+    assert "cannot become cancelled" in html
+    assert 'class="flash' not in logged_in.get("/operations/").content.decode()
+
+
+def test_a_plain_cancel_post_redirects_and_the_next_page_shows_the_message(logged_in, user):
+    work = GatedWork()
+    op = launch(work, user=user)
+    assert work.started.wait(10)
+    resp = logged_in.post(f"/operations/{op.operation_id}/cancel/")
+    assert resp.status_code == 302
+    assert resp["Location"] == f"/operations/{op.operation_id}/"
+    page = logged_in.get(resp["Location"]).content.decode()
+    assert f'<p class="flash success">Cancel requested for {op.operation_id}</p>' in page
+    assert '<div id="messages">' in page  # the page's own region, no out-of-band swap
+    assert local_runs.wait_idle(10)
+    assert "Cancel requested for" not in logged_in.get("/operations/").content.decode()

@@ -67,6 +67,8 @@ class Command(BaseCommand):
                     f"{summary.get('series_bars', summary.get('bars_in_range', '?'))} bars"
                 )
             )
+            for note in summary.get("notes") or []:
+                self.stdout.write(f"  {note}")
             for warning in summary.get("warnings") or []:
                 self.stdout.write(self.style.WARNING(f"warning: {warning}"))
             self._write_gaps(summary)

@@ -19,7 +19,8 @@ from operations.countdown import countdown_start
 from operations.local import local_runs
 from operations.models import Operation
 
-# Each app that has demo content offers `seed_demo_data()` in its services module.
+# Each app that has demo content offers `seed_demo_data()` in its services module; it returns the
+# demo objects there are (made now or kept from an earlier run), printed by their names.
 DEMO_SEEDERS = ("marketdata.services", "training.services")
 
 
@@ -72,8 +73,8 @@ class Command(BaseCommand):
                 continue
             seeder = getattr(module, "seed_demo_data", None)
             if seeder is not None:
-                result = seeder()
-                self.stdout.write(f"Demo content from {module_name}: {result}")
+                names = ", ".join(str(item) for item in seeder()) or "none"
+                self.stdout.write(f"Demo content of {module_name.partition('.')[0]}: {names}")
         if not Operation.objects.filter(operation_type="countdown").exists():
             op = countdown_start(steps=8, step_seconds=0.05)
             local_runs.wait_idle(timeout=30)
