@@ -126,7 +126,11 @@ def series_detail(request: HttpRequest, symbol: str, timeframe: str) -> HttpResp
         chart_bars=[
             [int(t // 1_000_000_000), o, h, low, c]
             for t, o, h, low, c in zip(
-                frame.index.asi8, frame["open"], frame["high"], frame["low"], frame["close"],
+                frame.index.asi8,
+                frame["open"],
+                frame["high"],
+                frame["low"],
+                frame["close"],
                 strict=True,
             )
         ],  # fmt: skip
