@@ -26,7 +26,7 @@ from operations.exceptions import InvalidInput, KtrdrError, NotFound
 # Bars the price chart draws at most (the newest of the chosen range).
 CHART_BARS = 2000
 # The chart draws candles while it shows this many bars or fewer (zoomed in), else the close line
-# with its high–low band.
+# with its high-low band.
 CANDLE_BARS = 150
 # How often the list and a series page poll (live.js slows down while nothing changes).
 POLL_SECONDS = 2
@@ -73,6 +73,13 @@ def series_list(request: HttpRequest) -> HttpResponse:
         response = render(request, "marketdata/series_list.html#series-table", context)
         return polling.fragment(response, etag)
     return render(request, "marketdata/series_list.html", context)
+
+
+def _ohlc_rows(frame: pd.DataFrame) -> list[list]:
+    """[unix seconds, open, high, low, close] per bar: the price chart's data block."""
+    seconds = (frame.index.asi8 // 1_000_000_000).tolist()
+    columns = [frame[c].tolist() for c in ("open", "high", "low", "close")]
+    return [list(row) for row in zip(seconds, *columns, strict=True)]
 
 
 def _bound(request: HttpRequest, field: str) -> str:
@@ -123,17 +130,7 @@ def series_detail(request: HttpRequest, symbol: str, timeframe: str) -> HttpResp
         start=start,
         end=end,
         window=window,
-        chart_bars=[
-            [int(t // 1_000_000_000), o, h, low, c]
-            for t, o, h, low, c in zip(
-                frame.index.asi8,
-                frame["open"],
-                frame["high"],
-                frame["low"],
-                frame["close"],
-                strict=True,
-            )
-        ],  # fmt: skip
+        chart_bars=_ohlc_rows(frame),
         recent=list(frame.tail(10).iloc[::-1].itertuples()),
     )
     return render(request, "marketdata/series_detail.html", context)

@@ -157,7 +157,7 @@ def _best(spec: str) -> dict[str, str] | None:
     """ "key:min|max:label" (the series whose lowest or highest point is marked)."""
     if not spec:
         return None
-    key, mode, label = (spec.split(":", 2) + ["", ""])[:3]
+    key, mode, label = [*spec.split(":", 2), "", ""][:3]
     if mode not in ("min", "max"):
         raise template.TemplateSyntaxError(f"chart best={spec!r}: the mode is min or max")
     return {"key": key.strip(), "mode": mode, "label": (label or key).strip()}
