@@ -110,6 +110,15 @@
 
   const PALETTE = ["--accent", "--warn", "--ok", "--bad"];
   const HEIGHT = 240;
+  // Tick steps of a count axis (epochs): whole numbers only.
+  const COUNT_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
+  // A "#rrggbb" colour (the scheme's variables) with an alpha, for fills.
+  function withAlpha(color, alpha) {
+    const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+    if (!m) return color;
+    return "rgba(" + parseInt(m[1], 16) + "," + parseInt(m[2], 16) + "," + parseInt(m[3], 16) + "," + alpha + ")";
+  }
 
   // The best point of a series (config.best = {key, mode: "min"|"max", label}): its x, or null.
   function bestIndex(chart) {
@@ -227,6 +236,12 @@
     ];
   }
 
+  function logSplits(u, axisIdx, min, max) {
+    const out = [];
+    for (let i = 0; i <= 4; i++) out.push(min * Math.pow(max / min, i / 4));
+    return out;
+  }
+
   function buildPlot(chart) {
     const config = chart.config;
     const plot = chart.fig.querySelector(".chart-plot");
@@ -234,7 +249,17 @@
     const gridColor = cssVar("--line", "#e2e5ec");
     const fmt = chart.fmt;
     const y = config.percent && !chart.log ? { range: [0, 1] } : {};
-    if (chart.log) { y.distr = 3; y.log = 10; }
+    if (chart.log) {
+      // Log scale fitted to the data (not to whole decades, which flattens a loss that moves
+      // within one), ticks spaced evenly on it.
+      y.distr = 3;
+      y.log = 10;
+      y.range = function (u, min, max) {
+        if (!(min > 0) || !(max > 0)) return [0.1, 10];
+        const pad = Math.max(Math.pow(max / min, 0.08), 1.02);
+        return [min / pad, max * pad];
+      };
+    }
     const hooks = { draw: [] };
     if (config.best) hooks.draw.push(drawBest(chart));
     if (config.ohlc) hooks.draw.push(drawCandles(chart));
@@ -250,10 +275,11 @@
       // Drag across to zoom in on x; uPlot's double-click resets to all the data.
       cursor: { drag: { x: true, y: false, setScale: true } },
       hooks: hooks,
-      bands: config.ohlc ? [{ series: [2, 3], fill: cssVar("--run-bg", "#e6efff") }] : [],
+      bands: config.ohlc ? [{ series: [2, 3], fill: withAlpha(cssVar("--accent", "#1d5bc4"), 0.18) }] : [],
       axes: [
-        { label: config.time ? "time (UTC)" : (config.xLabel || config.x), stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor } },
-        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return vals.map(fmt); }, size: 70 },
+        { label: config.time ? "time (UTC)" : config.x, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, incrs: config.time ? undefined : COUNT_INCRS },
+        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return vals.map(function (v) { return v == null ? "" : fmt(v); }); }, size: 70,
+          splits: chart.log ? logSplits : undefined },
       ],
       series: [{ label: config.time ? "time" : config.x, value: config.time ? "{YYYY}-{MM}-{DD} {HH}:{mm}" : undefined }].concat(series),
     };
