@@ -260,7 +260,12 @@
         return [min / pad, max * pad];
       };
     }
-    const hooks = { draw: [] };
+    // The shown x range, on the figure (what a zoom changed; the tests read it).
+    const hooks = { draw: [], setScale: [function (u, key) {
+      if (key !== "x") return;
+      chart.fig.dataset.xMin = String(u.scales.x.min);
+      chart.fig.dataset.xMax = String(u.scales.x.max);
+    }] };
     if (config.best) hooks.draw.push(drawBest(chart));
     if (config.ohlc) hooks.draw.push(drawCandles(chart));
     const series = config.ohlc ? ohlcSeries(chart, fmt) : config.series.map(function (s, i) {
