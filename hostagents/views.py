@@ -19,11 +19,18 @@ POLL_SECONDS = 5
 
 
 def _agent_state(a: dict) -> tuple:
+    """What a row shows, for the table's ETag (not its rendering)."""
     health = a["health"] or {}
     gpu = health.get("gpu") or {}
     return (a["name"], a["base_url"], a["enabled"], a["reachable"], tuple(a["capabilities"]),
             gpu.get("available"), gpu.get("device_name"), health.get("running_count"),
-            health.get("version"), a["last_error"], a["health_pulled_at"])  # fmt: skip
+            health.get("version"), a["last_error"], _minute(a["health_pulled_at"]))  # fmt: skip
+
+
+def _minute(moment) -> int | None:
+    """The pull time to the minute: each agent's health is pulled every few seconds, and the page
+    shows how long ago ("a minute ago", kept current by live.js), which a new pull moves little."""
+    return None if moment is None else int(moment.timestamp() // 60)
 
 
 @require_GET
