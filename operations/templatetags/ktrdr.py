@@ -9,7 +9,7 @@ from typing import Any
 from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import format_html, format_html_join, json_script
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from operations import selectors
 from operations.execution import may_cancel
@@ -153,6 +153,12 @@ def _series(spec: str) -> list[dict[str, str]]:
     return out
 
 
+# The log-scale toggle of a chart (live.js shows it once the chart is drawn).
+LOG_TOGGLE = mark_safe(
+    ' <button type="button" class="link chart-log" aria-pressed="false" hidden>log scale</button>'
+)
+
+
 def _best(spec: str) -> dict[str, str] | None:
     """ "key:min|max:label" (the series whose lowest or highest point is marked)."""
     if not spec:
@@ -205,12 +211,7 @@ def chart(
         name,
         json.dumps(config),
         title,
-        format_html(
-            ' <button type="button" class="link chart-log" aria-pressed="false" hidden>'
-            "log scale</button>"
-        )
-        if log
-        else "",
+        LOG_TOGGLE if log else "",
         title,
         x,
         json_script(points),

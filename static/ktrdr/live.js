@@ -236,6 +236,13 @@
     ];
   }
 
+  // The tick labels an axis drew, also on the figure (data-x-ticks, data-y-ticks: the tests
+  // read them; the canvas has no text to find).
+  function ticks(chart, name, labels) {
+    chart.fig.dataset[name] = labels.join("|");
+    return labels;
+  }
+
   function logSplits(u, axisIdx, min, max) {
     const out = [];
     for (let i = 0; i <= 4; i++) out.push(min * Math.pow(max / min, i / 4));
@@ -282,9 +289,12 @@
       hooks: hooks,
       bands: config.ohlc ? [{ series: [2, 3], fill: withAlpha(cssVar("--accent", "#1d5bc4"), 0.18) }] : [],
       axes: [
-        { label: config.time ? "time (UTC)" : config.x, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, incrs: config.time ? undefined : COUNT_INCRS },
-        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return vals.map(function (v) { return v == null ? "" : fmt(v); }); }, size: 70,
-          splits: chart.log ? logSplits : undefined },
+        { label: config.time ? "time (UTC)" : config.x, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, incrs: config.time ? undefined : COUNT_INCRS,
+          values: config.time ? undefined : function (u, vals) { return ticks(chart, "xTicks", vals.map(String)); } },
+        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return ticks(chart, "yTicks", vals.map(function (v) { return v == null ? "" : fmt(v); })); }, size: 70,
+          splits: chart.log ? logSplits : undefined,
+          // uPlot hides a log axis's labels between powers of ten; these ticks are all wanted.
+          filter: chart.log ? function (u, splits) { return splits; } : undefined },
       ],
       series: [{ label: config.time ? "time" : config.x, value: config.time ? "{YYYY}-{MM}-{DD} {HH}:{mm}" : undefined }].concat(series),
     };
