@@ -118,7 +118,13 @@ def series_detail(request: HttpRequest, symbol: str, timeframe: str) -> HttpResp
     try:
         start, end, lo, hi = _range(request)
     except InvalidInput as exc:
-        context.update(range_error=exc.message, range_error_field=exc.field, start="", end="")
+        # The form shows what was asked (bounded), to be corrected.
+        context.update(
+            range_error=exc.message,
+            range_error_field=exc.field,
+            start=request.GET.get("start", "")[:MAX_BOUND_LENGTH],
+            end=request.GET.get("end", "")[:MAX_BOUND_LENGTH],
+        )
         return render(request, "marketdata/series_detail.html", context, status=400)
     # Only the bars of the range are read, the newest CHART_BARS of them (`store.read_window`).
     window = selectors.bars_window(
