@@ -26,11 +26,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Epochs:
     """Epoch records whose validation loss is lowest at epoch 4 and accuracy best at epoch 6."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, pause: float = 0.0) -> None:
         self.epochs = epochs
+        self.pause = pause  # between epochs: a run still going while the page is looked at
 
     def __call__(self, ctx):
         for epoch in range(1, self.epochs + 1):
+            ctx.token.wait(self.pause)
             ctx.token.raise_if_cancelled("epoch")
             ctx.bridge.append_metric(
                 "epoch",
@@ -191,3 +193,29 @@ def test_the_series_page_polls_while_a_load_runs_and_stops_after(logged_in_page,
     polls.clear()
     page.wait_for_timeout(5000)
     assert polls == []
+
+
+def test_a_zoomed_chart_stays_zoomed_while_epochs_arrive(logged_in_page, user):
+    page = logged_in_page
+    op = operation_launch(
+        operation_type="training",
+        launch=Launch(work=Epochs(40, pause=0.25), bridge=ProgressBridge(), metadata={}),
+        user=user,
+    )
+    page.goto(f"/operations/{op.operation_id}/")
+    rows = page.locator("#epoch-rows tr")
+    expect(rows.nth(5)).to_be_attached(timeout=20_000)
+    loss = page.locator("#chart-loss")
+    _drag(page, "#chart-loss", 0.2, 0.8)
+    expect(loss).not_to_have_attribute("data-x-min", "1")
+    zoom = (loss.get_attribute("data-x-min"), loss.get_attribute("data-x-max"))
+    shown = rows.count()
+    # More epochs come by cursor: the table grows, the chart keeps the zoomed view.
+    expect(rows.nth(shown + 3)).to_be_attached(timeout=20_000)
+    assert (loss.get_attribute("data-x-min"), loss.get_attribute("data-x-max")) == zoom
+    # A double-click shows all of them, the new ones included.
+    loss.locator(".u-over").dblclick()
+    expect(loss).to_have_attribute("data-x-min", "1")
+    assert float(loss.get_attribute("data-x-max")) >= shown + 3
+    local_runs.cancel(op.operation_id, "test finished")
+    assert local_runs.wait_idle(10)
