@@ -43,6 +43,7 @@ def _list_context(request: HttpRequest, **extra) -> dict:
         "symbols": sorted(SYNTHETIC_UNIVERSE),
         "on_conflict_choices": store.ON_CONFLICT,
         "form": extra.pop("form", {}),
+        "poll_seconds": POLL_SECONDS,
         **extra,
     }
 
@@ -68,7 +69,7 @@ def series_list(request: HttpRequest) -> HttpResponse:
     poll = polling.is_poll(request, "series-table")
     if poll and (unchanged := polling.not_modified(request, etag)) is not None:
         return unchanged
-    context.update(loads=loads, etag=etag, poll_seconds=POLL_SECONDS)
+    context.update(loads=loads, etag=etag)
     if poll:
         response = render(request, "marketdata/series_list.html#series-table", context)
         return polling.fragment(response, etag)

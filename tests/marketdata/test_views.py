@@ -267,6 +267,8 @@ def test_load_form_with_bad_input_shows_the_error_and_keeps_the_form(logged_in, 
     assert response.status_code == 400
     assert "unsupported timeframe" in html
     assert 'value="SPY"' in html
+    # The page came from the form's POST URL; its table still polls the list.
+    assert re.search(r'id="series-table"[^>]*data-poll-url="/data/"', html)
 
 
 def test_csv_upload_form_imports_and_redirects_to_the_series(logged_in, data_dir):
