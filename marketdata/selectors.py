@@ -36,6 +36,15 @@ def series_get(*, symbol: str, timeframe: str) -> BarSeries:
     return series
 
 
+def bars_range(*, start: object, end: object) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """A range [start, end) of dates or timestamps as UTC (None: open); InvalidInput naming the
+    field for a bound that is not one, or an end not after the start."""
+    lo, hi = store.parse_bound(start, "start"), store.parse_bound(end, "end")
+    if lo is not None and hi is not None and lo >= hi:
+        raise InvalidInput("end must be after start", field="end")
+    return lo, hi
+
+
 def active_loads(*, symbol: str | None = None, timeframe: str | None = None) -> list[Operation]:
     """The data loads still running (database only, newest first, at most ACTIVE_LOADS_LIMIT),
     of one series when `symbol` and `timeframe` are given."""

@@ -93,9 +93,7 @@ def _bound(request: HttpRequest, field: str) -> str:
 def _range(request: HttpRequest) -> tuple[str, str, pd.Timestamp | None, pd.Timestamp | None]:
     """The chosen range, `start` ≤ t < `end` (dates or timestamps, UTC; either may be empty)."""
     start, end = _bound(request, "start"), _bound(request, "end")
-    lo, hi = store.parse_bound(start, "start"), store.parse_bound(end, "end")
-    if lo is not None and hi is not None and lo >= hi:
-        raise InvalidInput("end must be after start", field="end")
+    lo, hi = selectors.bars_range(start=start, end=end)
     return start, end, lo, hi
 
 
