@@ -13,6 +13,10 @@ from marketdata.models import BarSeries
 from marketdata.symbols import parse_symbol
 from marketdata.timeframes import get_timeframe
 from operations.exceptions import InvalidInput
+from operations.models import ACTIVE_STATUSES, Operation
+
+# Active loads a page lists at most (its fragment stays the same size whatever runs).
+ACTIVE_LOADS_LIMIT = 10
 
 
 def series_list(*, symbol: str | None = None, timeframe: str | None = None) -> QuerySet:
@@ -30,6 +34,24 @@ def series_get(*, symbol: str, timeframe: str) -> BarSeries:
     if series is None:
         raise store.SeriesNotFound(sym, tf)
     return series
+
+
+def bars_range(*, start: object, end: object) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """A range [start, end) of dates or timestamps as UTC (None: open); InvalidInput naming the
+    field for a bound that is not one, or an end not after the start."""
+    lo, hi = store.parse_bound(start, "start"), store.parse_bound(end, "end")
+    if lo is not None and hi is not None and lo >= hi:
+        raise InvalidInput("end must be after start", field="end")
+    return lo, hi
+
+
+def active_loads(*, symbol: str | None = None, timeframe: str | None = None) -> list[Operation]:
+    """The data loads still running (database only, newest first, at most ACTIVE_LOADS_LIMIT),
+    of one series when `symbol` and `timeframe` are given."""
+    qs = Operation.objects.filter(operation_type="data_load", status__in=ACTIVE_STATUSES)
+    if symbol and timeframe:
+        qs = qs.filter(metadata__symbol=symbol, metadata__timeframe=timeframe)
+    return list(qs.order_by("-created_at")[:ACTIVE_LOADS_LIMIT])
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,12 @@ def _read_file(path: Path) -> pd.DataFrame:
     return _read_range(path, None, None)[0]
 
 
+def parse_bound(value: object, field: str) -> pd.Timestamp | None:
+    """A range bound as a UTC timestamp (None for none); InvalidInput naming `field` if it is
+    not a date or timestamp."""
+    return _as_utc(value, field)
+
+
 def _as_utc(value: object, field: str) -> pd.Timestamp | None:
     if value is None or value == "":
         return None

@@ -14,7 +14,6 @@ swapped fragment. A viewer costs one request per poll whatever the page shows
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import time
@@ -27,11 +26,11 @@ from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
 from django.urls import reverse
-from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from operations import metrics, selectors, system
+from operations import metrics, polling, selectors, system
 from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
@@ -77,23 +76,11 @@ def type_panel_template(operation: Operation) -> str | None:
         return None
 
 
-def _etag(*parts: Any) -> str:
-    return '"' + hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest() + '"'
-
-
-def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
-    """304 when the poll sent back the ETag of what it shows (nothing to render)."""
-    return get_conditional_response(request, etag=etag)
-
-
-def _fragment(response: HttpResponse, etag: str) -> HttpResponse:
-    response["ETag"] = etag
-    patch_cache_control(response, private=True, no_cache=True)
-    return response
-
-
-def _is_poll(request: HttpRequest, target: str) -> bool:
-    return bool(request.htmx) and request.htmx.target == target
+# The polled-fragment helpers the apps' pages share (operations.polling).
+_etag = polling.etag_of
+_not_modified = polling.not_modified
+_fragment = polling.fragment
+_is_poll = polling.is_poll
 
 
 # --- The list ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Small function views over the selectors and services; they work without JavaScript. Live
 progress of a run is the operations detail page (with this app's panel,
-templates/operations/types/training.html).
+templates/operations/types/training.html); the models list is a polled fragment
+(`operations.polling`) where new models appear.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from operations import polling
 from operations.exceptions import KtrdrError, NotFound
 from training import selectors, services
 from training.strategy import TIMEFRAME_MINUTES
 
 PAGE_SIZE = 50
+# The models list polls for new models this often (slower while none appear).
+MODELS_POLL_SECONDS = 5
 
 
 def _strategy_or_404(name: str):
@@ -86,11 +90,21 @@ def training_start(request: HttpRequest, name: str) -> HttpResponse:
 def model_list(request: HttpRequest) -> HttpResponse:
     strategy = request.GET.get("strategy", "")[:120]
     page = selectors.trained_model_list(strategy=strategy or None, limit=PAGE_SIZE)
-    return render(
-        request,
-        "training/model_list.html",
-        {"page": page, "models": page.models, "strategy": strategy},
-    )
+    # A model is written once: new ones (and deleted ones) are what changes the list.
+    etag = polling.etag_of(strategy, page.total, [m.pk for m in page.models])
+    context = {
+        "page": page,
+        "models": page.models,
+        "strategy": strategy,
+        "etag": etag,
+        "poll_seconds": MODELS_POLL_SECONDS,
+    }
+    if polling.is_poll(request, "models-live"):
+        if (unchanged := polling.not_modified(request, etag)) is not None:
+            return unchanged
+        response = render(request, "training/model_list.html#models-live", context)
+        return polling.fragment(response, etag)
+    return render(request, "training/model_list.html", context)
 
 
 @require_GET

@@ -9,7 +9,7 @@ from typing import Any
 from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import format_html, format_html_join, json_script
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from operations import selectors
 from operations.execution import may_cancel
@@ -153,6 +153,22 @@ def _series(spec: str) -> list[dict[str, str]]:
     return out
 
 
+# The log-scale toggle of a chart (live.js shows it once the chart is drawn).
+LOG_TOGGLE = mark_safe(
+    ' <button type="button" class="link chart-log" aria-pressed="false" hidden>log scale</button>'
+)
+
+
+def _best(spec: str) -> dict[str, str] | None:
+    """ "key:min|max:label" (the series whose lowest or highest point is marked)."""
+    if not spec:
+        return None
+    key, mode, label = [*spec.split(":", 2), "", ""][:3]
+    if mode not in ("min", "max"):
+        raise template.TemplateSyntaxError(f"chart best={spec!r}: the mode is min or max")
+    return {"key": key.strip(), "mode": mode, "label": (label or key).strip()}
+
+
 @register.simple_tag
 def chart(
     name: str,
@@ -164,22 +180,38 @@ def chart(
     kind: str,
     percent=False,
     time=False,
+    y: str = "",
+    best: str = "",
+    log=False,
 ) -> SafeString:
     """An interactive line chart (uPlot, drawn by static/ktrdr/live.js) of `records` of `kind`:
     `series` is "key:label,key:label"; later polls append points (`chart_append`); `time`: `x`
-    is a Unix time in seconds, shown as a clock time. Without JavaScript the figure says where
-    the numbers are."""
+    is a Unix time in seconds, shown as a clock time; `y`: the value axis's label (its unit);
+    `best` ("key:min|max:label") marks and names the series' lowest or highest point; `log`
+    offers a log-scale toggle. Drag zooms in, a double-click resets (the figure's hint says so).
+    Without JavaScript the figure says where the numbers are."""
     spec = _series(series)
     keys = {x, *(s["key"] for s in spec)}
     points = [{k: r.get(k) for k in keys} for r in records if r.get("kind", kind) == kind]
-    config = {"x": x, "kind": kind, "series": spec, "percent": bool(percent), "time": bool(time)}
+    config = {
+        "x": x,
+        "kind": kind,
+        "series": spec,
+        "percent": bool(percent),
+        "time": bool(time),
+        "y": y,
+        "best": _best(best),
+    }
     return format_html(
-        '<figure class="chart" id="chart-{}" data-chart="{}"><figcaption>{}</figcaption>'
+        '<figure class="chart" id="chart-{}" data-chart="{}"><figcaption>{} '
+        '<span class="chart-best"></span>{}</figcaption>'
         '<div class="chart-plot" role="img" aria-label="{} by {}"></div>{}'
+        '<p class="chart-hint muted">Drag across to zoom in, double-click to see it all.</p>'
         '<noscript><p class="muted">The table below lists every figure.</p></noscript></figure>',
         name,
         json.dumps(config),
         title,
+        LOG_TOGGLE if log else "",
         title,
         x,
         json_script(points),

@@ -107,3 +107,50 @@ def test_start_form_suggests_dates_where_bars_are_stored(
     # The shipped history (2016-2017) is not in the demo data: the form offers stored dates.
     assert 'value="2016-01-01"' not in html
     assert "is not stored; stored 1h bars cover" in html
+
+
+def _model(version: int) -> TrainedModel:
+    return TrainedModel.objects.create(
+        strategy_name="test_small",
+        config_hash="0" * 64,
+        timeframe="1h",
+        timeframes=["1h"],
+        symbols=["EURUSD"],
+        version=version,
+        artifact_path=f"test_small/1h/v{version}.pt",
+        size_bytes=1024,
+        sha256="a" * 64,
+    )
+
+
+def test_the_models_list_is_polled_and_a_new_model_appears(logged_in, models_dir):
+    first = _model(1)
+    page = logged_in.get("/training/models/?strategy=test_small").content.decode()
+    live = re.search(r'<div id="models-live"[^>]*>', page).group(0)
+    assert 'data-poll-url="/training/models/?strategy=test_small"' in live
+    poll_headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "models-live"}
+
+    poll = logged_in.get("/training/models/", {"strategy": "test_small"}, **poll_headers)
+    body = poll.content.decode()
+    assert poll.status_code == 200
+    assert body.lstrip().startswith('<div id="models-live"')
+    assert "<h1>" not in body
+    assert f'id="model-{first.pk}"' in body
+    same = logged_in.get(
+        "/training/models/",
+        {"strategy": "test_small"},
+        HTTP_IF_NONE_MATCH=poll["ETag"],
+        **poll_headers,
+    )
+    assert same.status_code == 304
+
+    second = _model(2)
+    grown = logged_in.get(
+        "/training/models/",
+        {"strategy": "test_small"},
+        HTTP_IF_NONE_MATCH=poll["ETag"],
+        **poll_headers,
+    )
+    assert grown.status_code == 200
+    assert f'id="model-{second.pk}"' in grown.content.decode()
+    assert "2 models of test_small" in grown.content.decode()
