@@ -182,13 +182,13 @@ def kind_fields(
     return fields_html(mapping, labels, hidden=hidden)
 
 
-def placement_html(placement: Mapping[str, Any] | None, *, finished: bool) -> SafeString:
-    """Where the work runs, as a sentence ("Ran here: local execution (asked for)", "Runs on
-    agent gpu-1 (auto mode: it has the training role with a GPU)"); the agents tried first,
-    with their raw reasons, folded away."""
+def placement_html(placement: Mapping[str, Any] | None) -> SafeString:
+    """Where the work runs, as what follows "Runs on": "this backend (local execution, auto
+    mode)", "agent <strong>gpu-1</strong> (auto mode: it has the training role with a GPU)";
+    the agents tried first, with their raw reasons, folded away. One tense, running or done:
+    the page's header that shows it is not polled."""
     if not isinstance(placement, Mapping):
         return format_html("{}", "")
-    verb = "Ran" if finished else "Runs"
     mode = str(placement.get("execution_mode") or "auto")
     reason = str(placement.get("reason") or "")
     agent = str(placement.get("agent") or "")
@@ -196,15 +196,15 @@ def placement_html(placement: Mapping[str, Any] | None, *, finished: bool) -> Sa
     if agent:
         why = reason.removeprefix(f"{mode}: agent {agent} ")
         why = f"{mode} mode: it {why}" if why != reason else (reason or f"{mode} mode")
-        sentence = format_html("{} on agent <strong>{}</strong> ({})", verb, agent, why)
+        sentence = format_html("agent <strong>{}</strong> ({})", agent, why)
     elif mode == "local":
-        sentence = format_html("{} here: local execution (asked for)", verb)
+        sentence = format_html("{}", "this backend (local execution, asked for)")
     elif tried:
         sentence = format_html(
-            "{} here: local execution ({} mode; no agent could take it)", verb, mode
+            "this backend (local execution, {} mode; no agent could take it)", mode
         )
     else:
-        sentence = format_html("{} here: local execution ({} mode)", verb, mode)
+        sentence = format_html("this backend (local execution, {} mode)", mode)
     if not tried:
         return sentence
     return format_html(

@@ -88,7 +88,7 @@ def fields(mapping: Any, op: Operation | None = None, hide: str = "") -> SafeStr
 @register.simple_tag
 def placement(op: Operation) -> SafeString:
     """Where `op` runs or ran, as a sentence (its metadata's `placement`)."""
-    return readable.placement_html((op.metadata or {}).get("placement"), finished=op.is_terminal)
+    return readable.placement_html((op.metadata or {}).get("placement"))
 
 
 @register.filter

@@ -97,7 +97,7 @@ def test_an_ib_load_on_an_agent_shows_the_backend_series_after_the_merge(
         f"series now {backend_series:,} bars"
     )
     assert f"series now {fetched:,}" not in page
-    assert "Ran on agent <strong>ib1</strong>" in page
+    assert "<dt>Runs on</dt><dd>agent <strong>ib1</strong> (auto mode: it has the ib role)" in page
     listing = page_client.get("/operations/").content.decode()
     assert f"series now {backend_series:,} bars" in listing
 

@@ -52,7 +52,7 @@ def test_accuracy_reads_the_same_on_the_models_list_the_model_page_and_the_opera
     assert "<dt>Symbols</dt><dd>EURUSD</dd>" in op_page
     assert "<dt>Random seed</dt>" in op_page
     assert "strategy_config" not in op_page
-    assert "Ran here: local execution" in op_page
+    assert "this backend (local execution" in op_page
     # The API keeps the raw number.
     api = logged_in.get(f"/api/v1/operations/{op_url.rstrip('/').split('/')[-1]}/").json()
     assert api["result_summary"]["metrics"]["test"]["accuracy"] == pytest.approx(
