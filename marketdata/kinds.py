@@ -193,6 +193,10 @@ DATA_LOAD = OperationKind(
         "series_bars": "Series bars",
         "pacing": "IB pacing budget",
         "pacing_wait_until": "Waiting for IB pacing until",
+        "sec_type": "Security type",
+        "ib_symbol": "IB symbol",
+        "con_id": "IB contract id",
+        "what_to_show": "IB data type",
     },
     # The coverage an agent plans against: runs of stored bars, for the agent, not for people.
     hidden_fields=frozenset({"stored_ranges"}),
