@@ -84,3 +84,57 @@ class AgentProtocolError(AgentError):
 
 class ArtifactIntegrityError(AgentError):
     """An artifact arrived with the wrong size or checksum; nothing was stored."""
+
+
+# What a raw transport error (urllib3's, requests', the client's own) means, for people: the
+# first pattern found in the lower-cased text wins; the raw text stays available beside it.
+_ERROR_SENTENCES = (
+    (
+        ("not contacted",),
+        "Not contacted just now: it timed out several times in a row, so "
+        "the backend waits a little before trying again.",
+    ),
+    (
+        ("token rejected", "401", "403 forbidden"),
+        "It rejected this backend's token: check KTRDR_AGENT_TOKEN on both sides.",
+    ),
+    (
+        ("connection refused", "errno 111", "actively refused"),
+        "Nothing answers at its address (connection refused): is the agent running on that port?",
+    ),
+    (
+        (
+            "name or service not known",
+            "nodename nor servname",
+            "getaddrinfo",
+            "failed to resolve",
+            "temporary failure in name resolution",
+        ),
+        "Its host name could not be resolved.",
+    ),
+    (("no route to host", "network is unreachable"), "Its network cannot be reached."),
+    (("timed out", "timeout"), "It did not answer in time."),
+    (("certificate", "ssl"), "The TLS connection to it failed (certificate or protocol)."),
+    (
+        ("connection reset", "broke off", "remote end closed", "connection aborted"),
+        "The connection broke off before it answered.",
+    ),
+    (
+        ("not json", "unexpected answer", "off the api contract", "contract"),
+        "It answered, but not as a KTRDR agent does: is the URL right, and the versions alike?",
+    ),
+    (("500", "502", "503", "504"), "It answered with a server error."),
+)
+
+
+def describe_agent_error(text: str) -> str:
+    """A recorded agent error (`Agent.last_error`) as one sentence ("Nothing answers at its
+    address (connection refused): is the agent running on that port?"); "" for none."""
+    raw = str(text or "").strip()
+    if not raw:
+        return ""
+    low = raw[:4000].lower()
+    for needles, sentence in _ERROR_SENTENCES:
+        if any(n in low for n in needles):
+            return sentence
+    return "It could not be reached."

@@ -126,6 +126,45 @@ def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
     return RemotePayload(params=params, metadata={"planned_against_bars": len(index)})
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
+def _describe_outcome(op: Operation) -> str:
+    """ "1,536 bars received, 1,536 new; series now 88,385 bars" — the series as this store
+    holds it after the merge, for a load an agent ran (its own store is not this one)."""
+    summary = op.result_summary or {}
+    merged = summary.get("merged_into_backend")
+    merged = merged if isinstance(merged, dict) else None
+    if op.status == "completed":
+        if summary.get("bars_in_range") is not None and not summary.get("segments_total"):
+            return (
+                f"nothing to fetch; {_count(summary['bars_in_range'])} of "
+                f"{_count(summary.get('bars_expected_in_range'))} expected bars stored in range"
+            )
+        counts = merged or summary
+        received = "fetched by the agent" if merged else "received"
+        said = (
+            f"{_count(counts.get('bars_received'))} bars {received}, "
+            f"{_count(counts.get('bars_added'))} new"
+        )
+        if counts.get("series_bars") is not None:
+            said += f"; series now {_count(counts['series_bars'])} bars"
+        if summary.get("outcome") == "completed with gaps":
+            failed = summary.get("segments_failed") or []
+            said = (
+                f"with gaps ({len(failed)} segment{'' if len(failed) == 1 else 's'} failed); {said}"
+            )
+        return said
+    if op.status == "cancelled":
+        done = summary.get("segments_total")
+        total = ((op.progress or {}).get("context") or {}).get("segments_total")
+        if not isinstance(done, int) or not isinstance(total, int) or not total:
+            return ""
+        return f"after segment {done} of {total} ({_count(summary.get('bars_saved'))} bars saved)"
+    return ""
+
+
 def _local_unavailable(metadata: dict[str, Any], _require_gpu: bool) -> str:
     if _is_ib(metadata) and not ktrdr_setting("IB_HOST"):
         return (
@@ -146,4 +185,20 @@ DATA_LOAD = OperationKind(
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
     description="load bars into the store (IB, synthetic)",
+    field_labels={
+        "planned_against_bars": "Bars stored here when planned",
+        "bars_so_far": "Bars so far",
+        "segments_total": "Segments",
+        "merged_into_backend": "Merged into this store",
+        "series_bars": "Series bars",
+        "pacing": "IB pacing budget",
+        "pacing_wait_until": "Waiting for IB pacing until",
+        "sec_type": "Security type",
+        "ib_symbol": "IB symbol",
+        "con_id": "IB contract id",
+        "what_to_show": "IB data type",
+    },
+    # The coverage an agent plans against: runs of stored bars, for the agent, not for people.
+    hidden_fields=frozenset({"stored_ranges"}),
+    describe_outcome=_describe_outcome,
 )

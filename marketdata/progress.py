@@ -2,9 +2,10 @@
 
 Percentage bands per step: preparing (connect, qualify, head timestamp, plan) 0-5 %, fetching 5-95 %
 in proportion to finished segments, saving 95-100 %. The context carries symbol, timeframe, mode,
-source, segment i/n, bars so far and the pacing budget used; one `segment` metric per finished
-segment has the docs/architecture.md §10 shape. Plain Python (no Django): segments take seconds, so
-these writers can afford a dict copy, and they never raise into the loader.
+source, segment i/n, bars so far and, for IB loads only, the pacing budget used; one `segment`
+metric per finished segment has the docs/architecture.md §10 shape. Plain Python (no Django):
+segments take seconds, so these writers can afford a dict copy, and they never raise into the
+loader.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ SAVE_BAND = (95.0, 100.0)
 
 
 class DataLoadingProgressBridge(ProgressBridge):
-    __slots__ = ("_base_context",)
+    __slots__ = ("_base_context", "_ib")
+    # The ETA comes from finished segments (`LoadState.eta`), never from the time spent
+    # connecting and planning.
+    eta_from_percentage = False
 
     def __init__(self, *, symbol: str = "", timeframe: str = "", mode: str = "", source: str = ""):
         super().__init__()
@@ -31,8 +35,11 @@ class DataLoadingProgressBridge(ProgressBridge):
             "segment": 0,
             "segments_total": 0,
             "bars_so_far": 0,
-            "pacing": {"used": 0, "limit": 0},
         }
+        # IB's pacing budget is IB's alone: other sources' contexts do not carry it.
+        self._ib = str(source).lower() == "ib"
+        if self._ib:
+            self._base_context["pacing"] = {"used": 0, "limit": 0}
 
     @classmethod
     def for_load(cls, metadata: dict[str, Any]) -> DataLoadingProgressBridge:
@@ -45,6 +52,8 @@ class DataLoadingProgressBridge(ProgressBridge):
         )
 
     def _context(self, **changes: Any) -> dict[str, Any]:
+        if not self._ib:
+            changes.pop("pacing", None)
         self._base_context = {**self._base_context, **changes}
         return self._base_context
 

@@ -82,6 +82,11 @@ class ProgressBridge:
         "update",
     )
     update: Callable[..., None]
+    # A worker that gives no ETA gets one from the percentage and the time since the bridge was
+    # made. Kinds whose first percent is setup (loading, connecting, building a model) say no
+    # and measure their own from finished units (epochs, segments): a rate taken from setup
+    # time promises nothing.
+    eta_from_percentage: bool = True
 
     def __init__(self) -> None:
         # Changed by the worker only: the state in place by `update`, the metrics by appends.
@@ -110,7 +115,8 @@ class ProgressBridge:
 
     # --- reader side (any thread) --------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of the current state, with an ETA when the worker gave none."""
+        """A consistent copy of the current state, with a linear ETA when the worker gave none
+        (unless the kind measures its own: `eta_from_percentage`)."""
         with self._read_lock:
             self.bridge_reads += 1
         state = dict(self._state)  # one C call: never a half-applied update
@@ -122,7 +128,7 @@ class ProgressBridge:
         except (TypeError, ValueError):
             pct = 0.0
         snap["percentage"] = min(max(pct, 0.0), 100.0)
-        if snap["eta_seconds"] is None:
+        if snap["eta_seconds"] is None and self.eta_from_percentage:
             snap["eta_seconds"] = self._linear_eta(snap["percentage"])
         return snap
 

@@ -128,6 +128,11 @@ class OperationKind:
     * `remote_completed(operation, result_summary, artifacts)` — on the backend, after a remote
       run completed and its artifacts were fetched and verified; returns the summary to record.
       Raising fails the operation with the message.
+    * `field_labels` / `hidden_fields` — how the pages label the keys of its metadata, context
+      and result (others are labelled from the key), and which keys they leave out.
+    * `describe_outcome(operation)` — what a finished run achieved, in a few words ("model v3
+      saved", "at epoch 4 of 10"); the pages put it after "Completed in 31.2 s: " or
+      "Cancelled " (`operations.outcome`). "" says nothing more.
     """
 
     name: str
@@ -141,6 +146,9 @@ class OperationKind:
         Callable[[Operation, dict[str, Any], list[FetchedArtifact]], dict[str, Any]] | None
     ) = None
     description: str = ""
+    field_labels: Mapping[str, str] = field(default_factory=dict)
+    hidden_fields: frozenset[str] = frozenset()
+    describe_outcome: Callable[[Operation], str] | None = None
 
 
 _kinds: dict[str, OperationKind] = {}
@@ -175,3 +183,8 @@ def kind_get(name: str) -> OperationKind:
 
 def kind_names() -> list[str]:
     return sorted(_kinds)
+
+
+def kind_find(name: str) -> OperationKind | None:
+    """The registered kind, or None (pages showing operations of a kind no longer installed)."""
+    return _kinds.get(name)

@@ -30,7 +30,7 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from operations import metrics, polling, selectors, system
+from operations import metrics, polling, readable, selectors, system
 from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
@@ -96,6 +96,7 @@ def _row_state(op: Operation) -> tuple:
         progress.get("message"),
         op.error_message,
         outcome,
+        readable.operation_outcome(op),
         op.executor,
         op.agent,
     )
@@ -178,6 +179,8 @@ def _live_state(op: Operation, cursor: int, log_cursor: int, user: Any) -> tuple
         op.logs_cursor,
         log_cursor,
         bool(op.result_summary),
+        # What the page says a finished run achieved (a remote run's summary grows after it ends).
+        readable.operation_outcome(op),
         may_cancel(user, op),
         # The elapsed time shown moves on its own: a change every 10 s while nothing else does.
         None if duration is None else int(duration // 10),

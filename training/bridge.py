@@ -59,6 +59,9 @@ class TrainingProgressBridge(ProgressBridge):
     """Progress of one training run: phases, per-batch position, per-epoch metrics."""
 
     __slots__ = ("_batch", "_plan")
+    # No ETA from the setup steps (loading bars, indicators, building the model): only one
+    # measured from the batches once an epoch has finished (`_derived`).
+    eta_from_percentage = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,8 +224,10 @@ class TrainingProgressBridge(ProgressBridge):
             percentage=TRAIN_START_PCT + (TRAIN_END_PCT - TRAIN_START_PCT) * fraction,
             message=f"epoch {epoch}/{epochs} · batch {index}/{per_epoch} · loss {loss:.4f}",
             items_processed=done,
-            # Measured time per batch times batches left in the planned epochs (an upper bound when
-            # early stopping ends the run sooner).
-            eta_seconds=round(per_batch * (total - done), 1),
         )
+        if last is not None:
+            # Once an epoch has finished: measured time per batch times batches left in the
+            # planned epochs (an upper bound when early stopping ends the run sooner). Before
+            # that the pace includes the first batches' warm-up and says little.
+            derived["eta_seconds"] = round(per_batch * (total - done), 1)
         return derived

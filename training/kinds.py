@@ -29,6 +29,7 @@ from operations.kinds import (
 )
 from operations.local import WorkContext
 from operations.models import Operation
+from operations.readable import percent
 from training.bridge import TrainingProgressBridge
 from training.device import cuda_available
 from training.errors import StrategyError
@@ -163,6 +164,36 @@ def _remote_completed(
     return summary
 
 
+def _describe_outcome(op: Operation) -> str:
+    """ "model EURUSD-mlp 1h v3 saved · test accuracy 33.7 %"; "after epoch 4 of 10 (no model
+    saved)" for a cancelled run."""
+    summary = op.result_summary or {}
+    if op.status == "completed":
+        model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
+        said = f"model {model['label']} saved" if model.get("label") else ""
+        test = ((summary.get("metrics") or {}).get("test") or {}).get("accuracy")
+        if isinstance(test, (int, float)):
+            said = (
+                f"{said} · test accuracy {percent(test)}"
+                if said
+                else f"test accuracy {percent(test)}"
+            )
+        return said
+    if op.status == "cancelled":
+        done = summary.get("epochs_completed")
+        total = ((op.progress or {}).get("context") or {}).get("epochs_total")
+        if not isinstance(total, int):
+            config = (op.metadata or {}).get("strategy_config") or {}
+            total = ((config.get("model") or {}).get("training") or {}).get("epochs")
+        if not isinstance(done, int):
+            return ""
+        if done == 0:
+            return "before the first epoch finished (no model saved)"
+        of = f" of {total}" if isinstance(total, int) else ""
+        return f"after epoch {done}{of} (no model saved)"
+    return ""
+
+
 def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
     if require_gpu and not cuda_available():
         return "this backend has no GPU"
@@ -178,4 +209,22 @@ TRAINING = OperationKind(
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
     description="train a strategy's neural network on stored bars",
+    field_labels={
+        "config_hash": "Strategy hash",
+        "base_timeframe": "Base timeframe",
+        "seed": "Random seed",
+        "require_gpu": "GPU required",
+        "epochs_total": "Epochs planned",
+        "batches_per_epoch": "Batches per epoch",
+        "train_samples": "Training samples",
+        "patience_left": "Early-stopping patience left",
+        "last_epoch": "Last finished epoch",
+        "val_loss": "Validation loss",
+        "val_accuracy": "Validation accuracy",
+        "train_accuracy": "Training accuracy",
+        "train_loss": "Training loss",
+    },
+    # The resolved strategy is long; the strategy page shows it.
+    hidden_fields=frozenset({"strategy_config", "history"}),
+    describe_outcome=_describe_outcome,
 )

@@ -11,7 +11,7 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils.html import format_html, format_html_join, json_script
 from django.utils.safestring import SafeString, mark_safe
 
-from operations import selectors
+from operations import readable, selectors
 from operations.execution import may_cancel
 from operations.models import Operation
 from operations.serializers import is_stale
@@ -66,6 +66,35 @@ def percent(value: Any, places: int = 1) -> str:
         return f"{100 * float(value):.{int(places)}f} %"
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter
+def duration(value: Any) -> str:
+    """Seconds, humanely: "31.2 s", "1 min 12 s", "2 h 5 min" ("" for none)."""
+    return readable.humane_duration(value)
+
+
+@register.simple_tag
+def fields(mapping: Any, op: Operation | None = None, hide: str = "") -> SafeString:
+    """`{% fields op.metadata op=op hide="placement" %}`: any JSON mapping as labelled fields
+    (dates as dates, durations and sizes in units, lists joined, nested mappings nested), with
+    the labels and hidden keys of `op`'s kind."""
+    hidden = frozenset(k.strip() for k in hide.split(",") if k.strip())
+    if op is None:
+        return readable.fields_html(mapping, hidden=hidden)
+    return readable.kind_fields(op, mapping, hide=hidden)
+
+
+@register.simple_tag
+def placement(op: Operation) -> SafeString:
+    """Where `op` runs or ran, as a sentence (its metadata's `placement`)."""
+    return readable.placement_html((op.metadata or {}).get("placement"))
+
+
+@register.filter
+def outcome(op: Operation) -> str:
+    """A finished operation's outcome ("Completed in 31.2 s: model v3 saved"); "" while active."""
+    return readable.operation_outcome(op)
 
 
 @register.filter

@@ -21,6 +21,7 @@ def started_bridge() -> TrainingProgressBridge:
 
 def test_snapshot_during_training_shows_epoch_batch_loss_and_eta():
     bridge = started_bridge()
+    bridge.on_epoch(1, 1.1, 0.4, 1.05, 0.42, 0.001, 0.5, 1, 3)
     bridge.on_batch(2, 5, 0.75)
     snap = bridge.snapshot()
     assert snap["phase"] == "training"
@@ -31,6 +32,20 @@ def test_snapshot_during_training_shows_epoch_batch_loss_and_eta():
     assert snap["eta_seconds"] is not None
     assert snap["context"]["epoch"] == 2
     assert snap["context"]["batch"] == 5
+
+
+def test_no_eta_during_setup_or_before_the_first_epoch_finished():
+    bridge = TrainingProgressBridge()
+    bridge.on_phase("model", "Step 5/8: building the model", step=4, steps_total=8, percentage=4.0)
+    assert bridge.snapshot()["eta_seconds"] is None
+    bridge = started_bridge()
+    bridge.on_batch(1, 5, 0.9)
+    assert bridge.snapshot()["eta_seconds"] is None
+    bridge.on_epoch(1, 1.1, 0.4, 1.05, 0.42, 0.001, 0.5, 1, 3)
+    bridge.on_batch(2, 1, 0.8)
+    assert bridge.snapshot()["eta_seconds"] is not None
+    bridge.on_phase("evaluating", "Step 7/8: evaluating", step=6, steps_total=8, percentage=96.0)
+    assert bridge.snapshot()["eta_seconds"] is None
 
 
 def test_epoch_records_have_the_architecture_shape():

@@ -6,10 +6,13 @@ from typing import Any
 
 from django import template
 
+from operations.readable import percent
+
 register = template.Library()
 
 
 @register.filter
 def pct(value: Any) -> str:
-    """A fraction as a percentage with one decimal ("-" for none)."""
-    return f"{100.0 * value:.1f} %" if isinstance(value, (int, float)) else "-"
+    """A fraction as a percentage with one decimal ("-" for none): the one format of
+    accuracies on every page (`operations.readable.percent`)."""
+    return percent(value) or "-"
