@@ -36,7 +36,14 @@ def _list_context(request: HttpRequest, **extra) -> dict:
 @require_GET
 @login_required
 def series_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "marketdata/series_list.html", _list_context(request))
+    # "Edit and run" of a finished load opens the form pre-filled (`?symbol=…&mode=…`); the
+    # values are only shown here, and checked when the form is posted.
+    form = {
+        k: request.GET[k][:32]
+        for k in ("symbol", "timeframe", "start", "end", "mode", "source")
+        if k in request.GET
+    }
+    return render(request, "marketdata/series_list.html", _list_context(request, form=form))
 
 
 @require_GET

@@ -85,6 +85,19 @@ class Launch:
     input_series: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Rerun:
+    """How a finished operation's stored inputs become a new start (`OperationKind.rerun`):
+    the validated metadata and where to run it, as `operation_submit` takes them."""
+
+    metadata: dict[str, Any]
+    execution_mode: str | None = "auto"
+    agent: str | None = None
+    require_gpu: bool = False
+    strategy_name: str = ""
+    input_series: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class FetchedArtifact:
     """A file a remote run left, fetched to this process and verified against its sha256."""
@@ -128,6 +141,10 @@ class OperationKind:
     * `remote_completed(operation, result_summary, artifacts)` — on the backend, after a remote
       run completed and its artifacts were fetched and verified; returns the summary to record.
       Raising fails the operation with the message.
+    * `rerun(metadata)` — how a finished operation's stored metadata becomes a new start with the
+      same inputs (`Rerun`), validated again; None: this kind cannot be re-run.
+    * `edit_url(metadata)` — the kind's start form pre-filled with those inputs ("Edit and run"),
+      or None where the kind has no form.
     """
 
     name: str
@@ -140,6 +157,8 @@ class OperationKind:
     remote_completed: (
         Callable[[Operation, dict[str, Any], list[FetchedArtifact]], dict[str, Any]] | None
     ) = None
+    rerun: Callable[[dict[str, Any]], Rerun] | None = None
+    edit_url: Callable[[dict[str, Any]], str | None] | None = None
     description: str = ""
 
 

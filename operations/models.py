@@ -30,6 +30,10 @@ ACTIVE_STATUSES = frozenset(
 )
 
 
+# The metadata key a re-run carries: the operation id it re-runs (made `Operation.rerun_of`).
+RERUN_OF = "rerun_of"
+
+
 class Executor(models.TextChoices):
     LOCAL = "local", "Local"
     AGENT = "agent", "Agent"
@@ -100,6 +104,10 @@ class Operation(models.Model):
 
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The finished operation this one started again with the same inputs (operation_rerun).
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
 
     class Meta:

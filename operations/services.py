@@ -25,6 +25,7 @@ from operations.conf import ktrdr_setting
 from operations.exceptions import IllegalTransition, OperationNotFound
 from operations.instance import current_instance_id
 from operations.models import (
+    RERUN_OF,
     Executor,
     Operation,
     OperationLog,
@@ -238,7 +239,12 @@ def operation_create(
     input_series: Iterable[str] = (),
     operation_id: str | None = None,
 ) -> Operation:
+    rerun_of = (metadata or {}).get(RERUN_OF)
     op = Operation.objects.create(
+        # A re-run names the operation it re-runs in its metadata (on an agent it is not there).
+        rerun_of=Operation.objects.filter(operation_id=rerun_of).first()
+        if isinstance(rerun_of, str) and rerun_of
+        else None,
         operation_id=operation_id or new_operation_id(operation_type),
         operation_type=operation_type,
         metadata=metadata or {},

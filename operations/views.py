@@ -35,8 +35,9 @@ from operations import metrics, selectors, system
 from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
-from operations.execution import may_cancel
+from operations.execution import may_cancel, rerun_edit_url
 from operations.execution import operation_cancel as operation_cancel_service
+from operations.execution import operation_rerun as operation_rerun_service
 from operations.kinds import kind_names
 from operations.models import Operation, OperationStatus
 from operations.serializers import is_stale
@@ -164,6 +165,8 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         "error": error,
         "etag": etag,
         "poll_seconds": POLL_SECONDS,
+        # "Edit and run" of a countdown pre-fills its form (shown only; checked when posted).
+        "countdown": {k: v[:12] for k in ("steps", "step_seconds") if (v := request.GET.get(k))},
     }
     if poll:
         return _fragment(render(request, "operations/list.html#operations-table", context), etag)
@@ -211,6 +214,8 @@ def _live_context(
             "detail": reverse("operations:detail", args=[op.operation_id]),
             "cancel": reverse("operations:cancel", args=[op.operation_id]),
             "logs": reverse("operations:logs", args=[op.operation_id]),
+            "rerun": reverse("operations:rerun", args=[op.operation_id]),
+            "edit": rerun_edit_url(op) if op.is_terminal else None,
         },
         "type_panel": panel,
         "new_records": new.records,
@@ -294,6 +299,21 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
         context = _live_context(request, op, cursor, log_cursor)
         return render(request, "operations/detail.html#operation-live", context)
     return redirect("operations:detail", operation_id=operation_id)
+
+
+@require_POST
+@login_required
+def operation_rerun(request: HttpRequest, operation_id: str) -> HttpResponse:
+    """ "Run again": a new operation of this user with the same inputs; its page on success."""
+    _get_or_404(operation_id)
+    try:
+        op = operation_rerun_service(operation_id=operation_id, user=request.user)
+    except KtrdrError as exc:
+        field = getattr(exc, "field", None)
+        messages.error(request, f"{field}: {exc.message}" if field else exc.message)
+        return redirect("operations:detail", operation_id=operation_id)
+    messages.success(request, f"Started again as {op.operation_id}")
+    return redirect("operations:detail", operation_id=op.operation_id)
 
 
 @require_POST

@@ -15,6 +15,9 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes, read_bars
 from operations.conf import ktrdr_setting
@@ -26,6 +29,7 @@ from operations.kinds import (
     OperationKind,
     RemoteInput,
     RemotePayload,
+    Rerun,
 )
 from operations.local import WorkContext
 from operations.models import Operation
@@ -40,6 +44,15 @@ OPERATION_TYPE = "training"
 MODEL_ARTIFACT = "model.pt"
 # What of a training operation's metadata the run needs (the rest is the backend's record).
 RUN_KEYS = ("strategy", "strategy_config", "symbols", "timeframes", "start", "end", "seed")
+# What a re-run starts from: the run's inputs and where it was asked to run (not where it ran).
+RERUN_KEYS = (
+    *RUN_KEYS,
+    "config_hash",
+    "base_timeframe",
+    "execution_mode",
+    "agent",
+    "require_gpu",
+)
 
 
 def _input_key(symbol: str, timeframe: str) -> str:
@@ -163,6 +176,37 @@ def _remote_completed(
     return summary
 
 
+def _rerun(metadata: dict[str, Any]) -> Rerun:
+    """The same resolved strategy (as it was then, not as its file reads now), data, range and
+    seed, asked to run where the first run was asked to."""
+    checked = _checked({k: metadata[k] for k in RERUN_KEYS if k in metadata})
+    symbols, timeframes = checked["symbols"], checked["timeframes"]
+    return Rerun(
+        metadata=checked,
+        execution_mode=checked.get("execution_mode") or "auto",
+        agent=checked.get("agent") or None,
+        require_gpu=bool(checked.get("require_gpu")),
+        strategy_name=checked["strategy_config"]["name"],
+        input_series=[_input_key(s, t) for s in symbols for t in timeframes],
+    )
+
+
+def _edit_url(metadata: dict[str, Any]) -> str | None:
+    """The strategy's training form, pre-filled with this run's data, range and placement."""
+    strategy = metadata.get("strategy")
+    if not isinstance(strategy, str) or not strategy:
+        return None
+    query = {
+        "symbols": ",".join(metadata.get("symbols") or []),
+        "timeframes": ",".join(metadata.get("timeframes") or []),
+        "start": str(metadata.get("start") or "")[:10],
+        "end": str(metadata.get("end") or "")[:10],
+        "execution_mode": metadata.get("execution_mode") or "",
+    }
+    url = reverse("training:strategy-detail", args=[strategy])
+    return f"{url}?{urlencode({k: v for k, v in query.items() if v})}#start-training"
+
+
 def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
     if require_gpu and not cuda_available():
         return "this backend has no GPU"
@@ -177,5 +221,7 @@ TRAINING = OperationKind(
     prefers_gpu=True,
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
+    rerun=_rerun,
+    edit_url=_edit_url,
     description="train a strategy's neural network on stored bars",
 )

@@ -194,6 +194,23 @@ def operation_cancel(request: Request, operation_id: str) -> Response:
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(
+    operation_id="operations_rerun",
+    request=None,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["operations"],
+    description=(
+        "Start a finished operation again with the same inputs: a new operation of the caller, "
+        "whose `metadata.rerun_of` names this one. 409 while it is still active (or when its "
+        "kind cannot be re-run); 400 when its stored inputs no longer validate."
+    ),
+)
+@api_view(["POST"])
+def operation_rerun(request: Request, operation_id: str) -> Response:
+    op = execution.operation_rerun(operation_id=operation_id, user=request.user)
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
 class ResultsSerializer(serializers.Serializer):
     operation_id = serializers.CharField()
     status = serializers.CharField()
