@@ -99,6 +99,29 @@ class Rerun:
 
 
 @dataclass(frozen=True)
+class RunColumn:
+    """A figure a kind's runs are compared by (the runs table, `docs/architecture.md` §3):
+    stored per operation when it ends (`RunFigure`), so sorting by it stays an index read."""
+
+    key: str
+    label: str
+    percent: bool = False
+    # Shown when no `columns` are chosen.
+    default: bool = True
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """A curve of a kind's metric records, overlaid run against run on the comparison page."""
+
+    key: str
+    label: str
+    metric_kind: str
+    x: str
+    percent: bool = False
+
+
+@dataclass(frozen=True)
 class FetchedArtifact:
     """A file a remote run left, fetched to this process and verified against its sha256."""
 
@@ -143,6 +166,10 @@ class OperationKind:
       Raising fails the operation with the message.
     * `rerun(metadata)` — how a finished operation's stored metadata becomes a new start with the
       same inputs (`Rerun`), validated again; None: this kind cannot be re-run.
+    * `run_columns`, `run_figures(result_summary)`, `run_curves`, `run_params(metadata)` — a kind
+      whose operations are runs to compare (the runs table and comparison page): the figures its
+      columns show (computed once, when the operation ends), the metric curves to overlay and
+      the parameters to set side by side.
     * `edit_url(metadata)` — the kind's start form pre-filled with those inputs ("Edit and run"),
       or None where the kind has no form.
     """
@@ -159,6 +186,10 @@ class OperationKind:
     ) = None
     rerun: Callable[[dict[str, Any]], Rerun] | None = None
     edit_url: Callable[[dict[str, Any]], str | None] | None = None
+    run_columns: tuple[RunColumn, ...] = ()
+    run_figures: Callable[[dict[str, Any]], dict[str, float]] | None = None
+    run_curves: tuple[RunCurve, ...] = ()
+    run_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     description: str = ""
 
 
@@ -194,3 +225,12 @@ def kind_get(name: str) -> OperationKind:
 
 def kind_names() -> list[str]:
     return sorted(_kinds)
+
+
+def run_kinds() -> list[OperationKind]:
+    """The kinds whose operations are runs (they declare `run_columns`), by name."""
+    return [_kinds[name] for name in sorted(_kinds) if _kinds[name].run_columns]
+
+
+def kind_or_none(name: str) -> OperationKind | None:
+    return _kinds.get(name)

@@ -199,3 +199,21 @@ class OperationLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation_id}#{self.seq} {self.level} {self.message[:60]}"
+
+
+class RunFigure(models.Model):
+    """One figure of a finished run (a kind's `run_columns`, plus `duration_seconds`), written
+    when the operation ends: the runs table sorts and compares by these without reading JSON."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="figures")
+    name = models.CharField(max_length=40)
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "name"], name="uniq_run_figure"),
+        ]
+        indexes = [models.Index(fields=["name", "value"], name="run_figure_name_value")]
+
+    def __str__(self) -> str:
+        return f"{self.operation_id} {self.name}={self.value}"

@@ -30,6 +30,8 @@ from operations.kinds import (
     RemoteInput,
     RemotePayload,
     Rerun,
+    RunColumn,
+    RunCurve,
 )
 from operations.local import WorkContext
 from operations.models import Operation
@@ -207,6 +209,53 @@ def _edit_url(metadata: dict[str, Any]) -> str | None:
     return f"{url}?{urlencode({k: v for k, v in query.items() if v})}#start-training"
 
 
+RUN_COLUMNS = (
+    RunColumn("best_val_accuracy", "best validation accuracy", percent=True),
+    RunColumn("test_accuracy", "test accuracy", percent=True),
+    RunColumn("final_loss", "final loss"),
+    RunColumn("test_loss", "test loss", default=False),
+    RunColumn("epochs_run", "epochs", default=False),
+)
+RUN_CURVES = (
+    RunCurve("val_accuracy", "Validation accuracy", "epoch", "epoch", percent=True),
+    RunCurve("train_accuracy", "Train accuracy", "epoch", "epoch", percent=True),
+    RunCurve("val_loss", "Validation loss", "epoch", "epoch"),
+    RunCurve("train_loss", "Train loss", "epoch", "epoch"),
+)
+
+
+def _run_figures(summary: dict[str, Any]) -> dict[str, float]:
+    """The figures of a run's result (a cancelled or failed run keeps its epochs' figures)."""
+    training = summary.get("training") if isinstance(summary.get("training"), dict) else {}
+    history = [h for h in training.get("history") or [] if isinstance(h, dict)]
+    test = ((summary.get("metrics") or {}).get("test")) or {}
+    figures: dict[str, Any] = {
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test.get("loss"),
+        "epochs_run": training.get("epochs_run", len(history) or None),
+    }
+    accuracies = [
+        h["val_accuracy"] for h in history if isinstance(h.get("val_accuracy"), (int, float))
+    ]
+    if accuracies:
+        figures["best_val_accuracy"] = max(accuracies)
+    if history:
+        figures["final_loss"] = history[-1].get("train_loss")
+    return {k: v for k, v in figures.items() if isinstance(v, (int, float))}
+
+
+def _run_params(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a run was asked for, with the strategy it trained (compared key by key)."""
+    params = {
+        k: metadata.get(k)
+        for k in ("strategy", "symbols", "timeframes", "start", "end", "seed", "config_hash")
+    }
+    config = metadata.get("strategy_config")
+    if isinstance(config, dict):
+        params.update({f"strategy.{k}": v for k, v in config.items() if k != "name"})
+    return params
+
+
 def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
     if require_gpu and not cuda_available():
         return "this backend has no GPU"
@@ -223,5 +272,9 @@ TRAINING = OperationKind(
     remote_completed=_remote_completed,
     rerun=_rerun,
     edit_url=_edit_url,
+    run_columns=RUN_COLUMNS,
+    run_figures=_run_figures,
+    run_curves=RUN_CURVES,
+    run_params=_run_params,
     description="train a strategy's neural network on stored bars",
 )
