@@ -120,12 +120,14 @@ def _row_state(op: Operation) -> tuple:
 def operation_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     operation_type = request.GET.get("operation_type", "")
+    search = request.GET.get("search", "").strip()
     offset = _int_param(request, "offset", 0, selectors.MAX_OFFSET)
     error = ""
     try:
         page = selectors.operation_list(
             status=status or None,
             operation_type=operation_type or None,
+            search=search or None,
             limit=PAGE_SIZE,
             offset=offset,
             live=True,
@@ -133,6 +135,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         )
     except InvalidInput as exc:
         error = exc.message
+        search = search[: selectors.MAX_SEARCH]
         page = selectors.operation_list(
             limit=PAGE_SIZE, offset=0, live=True, count_limit=COUNT_LIMIT
         )
@@ -140,6 +143,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
     etag = _etag(
         status,
         operation_type,
+        search,
         offset,
         error,
         page.total,
@@ -156,6 +160,8 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         "operations": page.operations,
         "status": status,
         "operation_type": operation_type,
+        "search": search,
+        "max_search": selectors.MAX_SEARCH,
         "statuses": OperationStatus.choices,
         # The kinds this installation runs: a constant, whatever the table holds.
         "operation_types": sorted(set(kind_names()) | ({operation_type} - {""})),

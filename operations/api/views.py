@@ -51,6 +51,12 @@ class ListQuery(serializers.Serializer):
         r"^[A-Za-z_][A-Za-z0-9_]{0,39}$", required=False, allow_blank=True, max_length=40
     )
     active_only = serializers.BooleanField(required=False, default=False)
+    search = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=selectors.MAX_SEARCH,
+        help_text="part of the operation id or the strategy name (case-insensitive)",
+    )
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_LIST_LIMIT, default=50
     )
@@ -115,6 +121,7 @@ def operation_list(request: Request) -> Response:
         status=q.get("status") or None,
         operation_type=q.get("operation_type") or None,
         active_only=q["active_only"],
+        search=q.get("search") or None,
         limit=q["limit"],
         offset=q["offset"],
     )

@@ -58,6 +58,7 @@ class Command(BaseCommand):
         ls.add_argument("--status", default="", help="comma-separated statuses")
         ls.add_argument("--type", dest="operation_type", default="")
         ls.add_argument("--active", action="store_true", help="only pending/running/cancelling")
+        ls.add_argument("--search", default="", help="part of the operation id or strategy")
         ls.add_argument("--limit", type=int, default=20)
         ls.add_argument("--offset", type=int, default=0)
         show = sub.add_parser("show", help="one operation with its latest metrics")
@@ -133,6 +134,7 @@ class Command(BaseCommand):
             status=options["status"] or None,
             operation_type=options["operation_type"] or None,
             active_only=options["active"],
+            search=options["search"] or None,
             limit=options["limit"],
             offset=options["offset"],
         )
