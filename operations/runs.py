@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.db.models import F, FilteredRelation, Q
+from django.db.models import F, Q
 
 from operations.exceptions import InvalidInput
 from operations.kinds import OperationKind, RunColumn, kind_or_none, run_kinds
@@ -145,16 +145,31 @@ def _filtered(q: dict[str, Any]):
     return qs
 
 
-def _ordered(qs, sort: str, order: str):
+def _newest(qs, order: str = "desc"):
+    if order == "asc":
+        return qs.order_by("created_at", "id")
+    return qs.order_by("-created_at", "-id")
+
+
+def _page(qs, sort: str, order: str, offset: int, size: int) -> list[Operation]:
+    """`size` rows from `offset` in the asked order. Sorted by a figure: the runs that have it,
+    read along the (name, value) index, then those that lack it (still running, failed early),
+    newest first, so a page costs about the same however many runs there are."""
     if sort == "created":
-        return (
-            qs.order_by("created_at", "id") if order == "asc" else qs.order_by("-created_at", "-id")
-        )
-    qs = qs.annotate(sort_figure=FilteredRelation("figures", condition=Q(figures__name=sort)))
-    value = F("sort_figure__value")
-    # Runs without the figure (still running, failed early) come last either way.
-    first = value.asc(nulls_last=True) if order == "asc" else value.desc(nulls_last=True)
-    return qs.order_by(first, "-created_at", "-id")
+        return list(_newest(qs, order)[offset : offset + size])
+    with_figure = qs.filter(figures__name=sort)
+    value = F("figures__value")
+    head = list(
+        with_figure.order_by(value.asc() if order == "asc" else value.desc(), "-created_at", "-id")[
+            offset : offset + size
+        ]
+    )
+    if len(head) == size:
+        return head
+    holding = offset + len(head) if head or offset == 0 else with_figure.count()
+    skip = max(offset - holding, 0)
+    lacking = qs.exclude(pk__in=RunFigure.objects.filter(name=sort).values("operation_id"))
+    return head + list(_newest(lacking)[skip : skip + size - len(head)])
 
 
 def figures_of(operations: list[Operation]) -> dict[int, dict[str, float]]:
@@ -168,7 +183,7 @@ def run_list(q: dict[str, Any], *, page_size: int = PAGE_SIZE) -> RunPage:
     """One page of runs for a validated query (`parse_query`)."""
     qs = _filtered(q)
     offset = (q["page"] - 1) * page_size
-    ops = list(_ordered(qs, q["sort"], q["order"])[offset : offset + page_size + 1])
+    ops = _page(qs, q["sort"], q["order"], offset, page_size + 1)
     has_next = len(ops) > page_size
     ops = ops[:page_size]
     if offset == 0 and not has_next:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 
 from operations.countdown import countdown_start
 from operations.local import local_runs
@@ -46,10 +49,6 @@ def test_page_search_too_long_says_so_and_never_500s(logged_in, two_countdowns):
 
 
 def test_ops_list_search(two_countdowns):
-    import io
-
-    from django.core.management import call_command
-
     out = io.StringIO()
     wanted = two_countdowns[0].operation_id
     call_command("ops", "list", "--search", wanted[-8:], stdout=out)

@@ -9,10 +9,13 @@ import re
 import pytest
 import yaml
 
+from operations import runs
 from operations.countdown import countdown_start
+from operations.execution import operation_cancel
 from operations.local import local_runs
 from operations.models import Operation, RunFigure
 from tests.training.conftest import SMALL_STRATEGY
+from training.services import training_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,8 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def three_runs(user, strategies_dir, models_dir, store_bars):
     """Two runs of `test_small` (different seeds), one of `test_other`, and a countdown."""
-    from training.services import training_start
-
     other = copy.deepcopy(SMALL_STRATEGY)
     other["name"] = "test_other"
     other["model"]["hidden_layers"] = [8]
@@ -34,9 +35,9 @@ def three_runs(user, strategies_dir, models_dir, store_bars):
     ]
     countdown_start(steps=1, step_seconds=0, user=user)
     assert local_runs.wait_idle(timeout=120)
-    runs = [Operation.objects.get(pk=op.pk) for op in ops]
-    assert [r.status for r in runs] == ["completed"] * 3, [r.error_message for r in runs]
-    return runs
+    done = [Operation.objects.get(pk=op.pk) for op in ops]
+    assert [r.status for r in done] == ["completed"] * 3, [r.error_message for r in done]
+    return done
 
 
 def _ids(html: str) -> list[str]:
@@ -137,15 +138,11 @@ def test_the_table_fragment_has_an_etag_and_answers_304(logged_in, three_runs):
 
 
 def test_an_active_run_makes_the_table_poll(logged_in, user, strategies_dir, store_bars):
-    from training.services import training_start
-
     op = training_start(strategy="test_slow", end="2017-04-01", user=user)
     try:
         html = logged_in.get("/runs/").content.decode()
         assert 'data-poll-url="/runs/"' in html
     finally:
-        from operations.execution import operation_cancel
-
         operation_cancel(operation_id=op.operation_id, reason="test over")
         assert local_runs.wait_idle(timeout=60)
 
@@ -192,3 +189,26 @@ def test_comparison_refuses_operations_that_are_not_runs(logged_in, three_runs, 
     resp = logged_in.get(f"/runs/compare/?ids={three_runs[0].operation_id},{countdown}")
     assert resp.status_code == 400
     assert f"not a run: {countdown}" in resp.content.decode()
+
+
+def test_pages_of_a_figure_sort_end_with_the_runs_that_lack_it(three_runs, user):
+
+    slow = training_start(strategy="test_slow", end="2017-04-01", user=user)
+    operation_cancel(operation_id=slow.operation_id, reason="test over")
+    assert local_runs.wait_idle(timeout=60)
+    assert not RunFigure.objects.filter(operation__pk=slow.pk, name="test_accuracy").exists()
+    acc = {
+        f.operation.operation_id: f.value
+        for f in RunFigure.objects.filter(name="test_accuracy").select_related("operation")
+    }
+    best_first = sorted(acc, key=lambda i: -acc[i])
+    seen = []
+    for number in (1, 2, 3):
+        q = runs.parse_query({"sort": "test_accuracy", "page": str(number)})
+        page = runs.run_list(q, page_size=2)
+        seen.extend(r.operation.operation_id for r in page.rows)
+        assert page.has_next == (number == 1)
+    assert [acc[i] for i in seen[:3]] == [acc[i] for i in best_first]
+    assert seen[3] == slow.operation_id
+    assert len(seen) == 4
+    assert runs.run_list(runs.parse_query({"page": "2"}), page_size=2).total == 4
