@@ -29,6 +29,8 @@ COUNT_LIMIT = 1_000
 DURATION = RunColumn("duration_seconds", "duration (s)")
 BASE_COLUMNS = ("kind", "strategy", "symbols", "timeframes", "status", "model", "created")
 BASE_SORTS = ("created",)
+# Shown when no `columns` are chosen (the kind column once there is more than one run kind).
+BASE_DEFAULT = ("strategy", "symbols", "timeframes", "status", "model", "created")
 
 
 def run_columns() -> list[RunColumn]:
@@ -96,7 +98,8 @@ def parse_query(params: Any) -> dict[str, Any]:
 
 
 def default_columns() -> list[str]:
-    return [*BASE_COLUMNS, *(c.key for c in run_columns() if c.default)]
+    base = [c for c in BASE_COLUMNS if c in BASE_DEFAULT or (c == "kind" and len(run_kinds()) > 1)]
+    return [*base, *(c.key for c in run_columns() if c.default)]
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "param_rows": param_rows,
         "differing": sum(1 for r in param_rows if r["differs"]),
+        "same": sum(1 for r in param_rows if not r["differs"]),
         "figure_rows": figure_rows,
         "charts": _merged_curves(rows),
         "max_compare": runs.MAX_COMPARE,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from django import template
+
+from operations.kinds import RunColumn
 
 register = template.Library()
 
@@ -16,3 +20,27 @@ def get(mapping: Any, key: str) -> Any:
         return mapping.get(key)
     except AttributeError:
         return None
+
+
+@register.filter
+def figure(value: Any, column: RunColumn) -> str:
+    """A run's figure as its column shows it: a share as a percentage, a count whole."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "\u2013"
+    if column.percent:
+        return f"{100 * value:.1f} %"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4f}"
+
+
+@register.filter
+def param(value: Any) -> str:
+    """A parameter value as text: lists joined, structures as JSON, none as a dash."""
+    if value is None:
+        return "\u2013"
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)

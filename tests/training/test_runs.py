@@ -59,6 +59,7 @@ def test_runs_table_lists_training_runs_with_their_figures(logged_in, three_runs
     test_acc = RunFigure.objects.get(operation=three_runs[0], name="test_accuracy").value
     assert test_acc == three_runs[0].result_summary["metrics"]["test"]["accuracy"]
     assert f"{100 * test_acc:.1f} %" in html
+    assert "<th>Kind</th>" not in html  # one run kind: no kind column unless chosen
 
 
 def test_search_and_filters_give_the_right_rows(logged_in, three_runs):
@@ -152,9 +153,9 @@ def test_comparison_marks_differing_parameters_and_overlays_curves(logged_in, th
     resp = logged_in.get(f"/runs/compare/?ids={a}&ids={b}&ids={c}")
     assert resp.status_code == 200
     html = resp.content.decode()
-    params = re.findall(r'<tr class="(differs|)"><th scope="row"><code>([^<]+)</code>', html)
-    marked = {key for cls, key in params if cls}
-    same = {key for cls, key in params if not cls}
+    params = re.findall(r'<tr class="(differs|same)"><th scope="row"><code>([^<]+)</code>', html)
+    marked = {key for cls, key in params if cls == "differs"}
+    same = {key for cls, key in params if cls == "same"}
     assert {"seed", "strategy", "strategy.model.hidden_layers"} <= marked
     assert {"symbols", "timeframes", "start", "end", "strategy.labels.threshold"} <= same
     # One chart per curve, each with one series per run, the points merged by epoch.
