@@ -29,6 +29,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SHOTS = os.environ.get("KTRDR_SCREENSHOTS")
 
 
+def _fits_360(page) -> None:
+    """At 360 px nothing makes the page scroll sideways (wide tables scroll in their box)."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert width <= 360, f"{page.url} is {width} px wide at 360 px"
+
+
 def _shoot(page, name: str) -> None:
     if not SHOTS:
         return
@@ -64,6 +72,7 @@ def test_runs_table_filters_in_place_and_compares_the_ticked_runs(logged_in_page
     page.click("nav >> text=Runs")
     page.wait_for_url("**/runs/")
     assert page.locator("#runs-table tbody tr").count() == 3
+    _fits_360(page)
     _shoot(page, "runs")
     # A filter swaps the table (htmx) and the URL remembers it.
     page.fill("input[name=search]", "test_other")
@@ -83,6 +92,7 @@ def test_runs_table_filters_in_place_and_compares_the_ticked_runs(logged_in_page
     # One uPlot chart per curve, drawn from the JSON in the page.
     page.wait_for_selector("#chart-compare-val_accuracy canvas")
     assert page.locator("figure.chart canvas").count() == 4
+    _fits_360(page)
     _shoot(page, "compare")
 
 
