@@ -84,6 +84,14 @@ def test_runs_table_filters_in_place_and_compares_the_ticked_runs(logged_in_page
     expect(page.locator("#runs-table tbody tr")).to_have_count(3)
     page.click("th >> text=test accuracy")
     page.wait_for_url("**sort=test_accuracy**")
+    # A filter changed after sorting keeps the sort.
+    page.fill("input[name=strategy]", "test_small")
+    page.press("input[name=strategy]", "Enter")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(2)
+    assert "sort=test_accuracy" in page.url
+    page.fill("input[name=strategy]", "")
+    page.press("input[name=strategy]", "Enter")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(3)
     for op in runs:
         page.check(f"#pick-{op.operation_id}")
     page.click("text=Compare selected")

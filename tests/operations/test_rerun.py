@@ -109,6 +109,9 @@ def test_operation_page_offers_run_again_once_finished_and_it_starts_one(logged_
     page = logged_in.get(resp["Location"]).content.decode()
     assert "Re-run of" in page
     assert f'href="/operations/{old.operation_id}/"' in page
+    page = logged_in.get(f"/operations/{old.operation_id}/").content.decode()
+    assert "<dt>Re-runs</dt>" in page
+    assert f'href="/operations/{new.operation_id}/"' in page
 
 
 def test_page_rerun_needs_post_login_and_csrf(client, user):
