@@ -30,8 +30,13 @@ SHOTS = os.environ.get("KTRDR_SCREENSHOTS")
 
 
 def _fits_360(page) -> None:
-    """At 360 px nothing makes the page scroll sideways (wide tables scroll in their box)."""
+    """Loaded at 360 px, nothing makes the page scroll sideways (wide tables scroll in their
+    box)."""
     page.set_viewport_size({"width": 360, "height": 740})
+    page.reload()
+    page.wait_for_load_state("load")
+    if page.locator("figure.chart").count():
+        page.wait_for_selector("figure.chart canvas")
     width = page.evaluate("document.documentElement.scrollWidth")
     page.set_viewport_size({"width": 1280, "height": 900})
     assert width <= 360, f"{page.url} is {width} px wide at 360 px"
@@ -100,6 +105,10 @@ def test_runs_table_filters_in_place_and_compares_the_ticked_runs(logged_in_page
     # One uPlot chart per curve, drawn from the JSON in the page.
     page.wait_for_selector("#chart-compare-val_accuracy canvas")
     assert page.locator("figure.chart canvas").count() == 4
+    # Narrowed in place (a phone turned), the charts follow.
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
     _fits_360(page)
     _shoot(page, "compare")
 
