@@ -108,6 +108,8 @@ class RunColumn:
     percent: bool = False
     # Shown when no `columns` are chosen.
     default: bool = True
+    # Decimals shown for a figure that is neither a share nor whole.
+    places: int = 4
 
 
 @dataclass(frozen=True)

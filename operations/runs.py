@@ -26,11 +26,11 @@ MAX_COMPARE = 8
 # The list counts this many at most ("more than 1,000"): its cost does not grow with the table.
 COUNT_LIMIT = 1_000
 # Columns every run has, next to the figures its kind declares.
-DURATION = RunColumn("duration_seconds", "duration (s)")
+DURATION = RunColumn("duration_seconds", "duration (s)", places=1)
 BASE_COLUMNS = ("kind", "strategy", "symbols", "timeframes", "status", "model", "created")
 BASE_SORTS = ("created",)
 # Shown when no `columns` are chosen (the kind column once there is more than one run kind).
-BASE_DEFAULT = ("strategy", "symbols", "timeframes", "status", "model", "created")
+BASE_DEFAULT = ("strategy", "symbols", "status", "model", "created")
 
 
 def run_columns() -> list[RunColumn]:

@@ -31,7 +31,7 @@ def figure(value: Any, column: RunColumn) -> str:
         return f"{100 * value:.1f} %"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    return f"{value:.4f}"
+    return f"{value:.{column.places}f}"
 
 
 @register.filter
@@ -44,3 +44,11 @@ def param(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+@register.filter
+def short_id(operation_id: str, operation_type: str) -> str:
+    """The id without its `op_<type>_` prefix (the kind has a column; the full id is the link's
+    title)."""
+    prefix = f"op_{operation_type}_"
+    return operation_id[len(prefix) :] if operation_id.startswith(prefix) else operation_id
