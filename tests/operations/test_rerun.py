@@ -165,3 +165,10 @@ def test_stored_inputs_that_no_longer_validate_are_a_400_naming_the_field(api):
     resp = api.post(f"/api/v1/operations/{old.operation_id}/rerun/")
     assert resp.status_code == 400
     assert "steps" in resp.json()["error"]["details"]
+
+
+def test_ops_rerun_no_wait_refuses_work_that_would_die_with_the_command():
+    old = _finished()
+    with pytest.raises(CommandError, match="would run inside this command"):
+        call_command("ops", "rerun", old.operation_id, "--no-wait", stdout=io.StringIO())
+    assert Operation.objects.count() == 1
