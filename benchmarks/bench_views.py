@@ -117,6 +117,87 @@ def _seed_operations(count: int, first: int = 0) -> None:
         )
 
 
+def _seed_runs(count: int, first: int = 0) -> None:
+    """`count` finished training runs with their figures (the runs table's rows)."""
+    from django.utils import timezone
+
+    from operations.models import Operation, OperationStatus, RunFigure
+
+    now = timezone.now()
+    for batch in range(first, first + count, 2000):
+        ops = Operation.objects.bulk_create(
+            [
+                Operation(
+                    operation_id=f"op_training_bench_{i:07d}",
+                    operation_type="training",
+                    status=OperationStatus.COMPLETED,
+                    created_at=now - timezone.timedelta(minutes=i + 1),
+                    started_at=now - timezone.timedelta(minutes=i + 1),
+                    completed_at=now - timezone.timedelta(minutes=i),
+                    strategy_name=f"bench_{i % 7}",
+                    input_series=["EURUSD:1h"],
+                    metadata={"symbols": ["EURUSD"], "timeframes": ["1h"]},
+                    result_summary={"metrics": {}},
+                )
+                for i in range(batch, min(batch + 2000, first + count))
+            ]
+        )
+        if not all(op.pk for op in ops):  # a backend without RETURNING: read them back
+            ops = list(Operation.objects.filter(operation_id__in=[o.operation_id for o in ops]))
+        RunFigure.objects.bulk_create(
+            [
+                RunFigure(operation=op, name=name, value=((op.pk * 7919) % 1000) / 1000 + k)
+                for op in ops
+                for k, name in enumerate(
+                    ("test_accuracy", "best_val_accuracy", "final_loss", "duration_seconds")
+                )
+            ],
+            batch_size=2000,
+        )
+
+
+def runs_costs(client) -> dict:
+    table = {"HX-Request": "true", "HX-Target": "runs-table"}
+    return interleaved(
+        {
+            "floor": Viewer(client, "/bench/floor/"),
+            "created": Viewer(client, "/runs/", table),
+            "figure": Viewer(client, "/runs/?sort=test_accuracy", table),
+            "filtered": Viewer(client, "/runs/?sort=final_loss&order=asc&strategy=bench_3", table),
+        },
+        rounds=60,
+    )
+
+
+def runs_rows(label: str, client) -> list[Row]:
+    """The runs table with 50 runs, then 5,000: sorted by date, by a figure, filtered."""
+    from operations.models import Operation
+
+    def runs() -> int:
+        return Operation.objects.filter(operation_type="training").count()
+
+    _seed_runs(50 - runs())
+    few = runs_costs(client)
+    _seed_runs(5_000 - runs(), first=50)
+    many = runs_costs(client)
+    rows: list[Row] = []
+    for what, key in (
+        ("newest first", "created"),
+        ("sorted by a figure", "figure"),
+        ("filtered, by a figure", "filtered"),
+    ):
+        growth = (many[key] / many["floor"]) / (few[key] / few["floor"])
+        rows.append(
+            (
+                f"{label} runs table {what}, 50 / 5,000 runs",
+                f"{few[key] * 1e3:.2f} / {many[key] * 1e3:.2f} ms ({growth:.2f}× against "
+                f"the floor; {many[key] / many['floor']:.2f}× floor)",
+                "≤ 1.5×",
+            )
+        )
+    return rows
+
+
 def _cursor_of(op_id: str) -> int:
     from operations.models import Operation
 
@@ -213,6 +294,7 @@ def measure() -> list[Row]:
                     "≤ 1.5×",
                 )
             )
+        rows.extend(runs_rows(label, client))
     for op in running:
         with contextlib.suppress(IllegalTransition):
             operation_cancel(operation_id=op.operation_id, reason="bench finished", user=user)

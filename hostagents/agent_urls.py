@@ -26,7 +26,7 @@ def _counted_operations_api() -> list[URLPattern]:
     patterns = []
     for pattern in operations_api_urls.urlpatterns:
         route = str(pattern.pattern)
-        if route == "operations/countdown/":
+        if route in ("operations/countdown/", "operations/<str:operation_id>/rerun/"):
             continue  # every start on an agent goes through the idempotent `starts/`
         patterns.append(path(route, counted(route, pattern.callback), name=pattern.name))
     return patterns

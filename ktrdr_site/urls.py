@@ -10,7 +10,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from operations import error_views
+from operations import error_views, runs_views
 from operations import views as operations_views
 from operations.api.browser import login_redirect_for_browsers
 from operations.api.fallback import api_not_found
@@ -30,6 +30,8 @@ urlpatterns = [
     path("data/", include("marketdata.urls")),
     path("training/", include("training.urls")),
     path("agents/", include("hostagents.urls")),
+    path("runs/", runs_views.run_list, name="runs"),
+    path("runs/compare/", runs_views.run_compare, name="runs-compare"),
     path("system/", operations_views.system_page, name="system"),
     # Prometheus: a scrape token or a staff session (docs/monitoring.md).
     path("metrics", operations_views.metrics_endpoint, name="metrics"),

@@ -14,6 +14,9 @@ overwrites stored bars with a partial range).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from marketdata import store
 from marketdata.loader import LOAD_ON_CONFLICT, OPERATION_TYPE, DataLoader
@@ -23,7 +26,7 @@ from marketdata.services import validate_load_params
 from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput
-from operations.kinds import FetchedArtifact, Inputs, Launch, OperationKind, RemotePayload
+from operations.kinds import FetchedArtifact, Inputs, Launch, OperationKind, RemotePayload, Rerun
 from operations.local import WorkContext
 from operations.models import Operation
 
@@ -175,6 +178,38 @@ def _local_unavailable(metadata: dict[str, Any], _require_gpu: bool) -> str:
     return ""
 
 
+def _rerun(metadata: dict[str, Any]) -> Rerun:
+    """The same symbol, timeframe, range, mode and source, placed as it was asked."""
+    checked = validate_load_params(
+        symbol=metadata.get("symbol"),
+        timeframe=metadata.get("timeframe"),
+        start=metadata.get("start"),
+        end=metadata.get("end"),
+        mode=metadata.get("mode", "tail"),
+        source=metadata.get("source", "synthetic"),
+        execution_mode=metadata.get("execution_mode", "auto"),
+    )
+    return Rerun(
+        metadata=checked,
+        execution_mode=checked["execution_mode"],
+        input_series=[f"{checked['symbol']}:{checked['timeframe']}"],
+    )
+
+
+def _edit_url(metadata: dict[str, Any]) -> str:
+    """The load form of the data page, pre-filled."""
+    query = {
+        "symbol": metadata.get("symbol") or "",
+        "timeframe": metadata.get("timeframe") or "",
+        "start": str(metadata.get("start") or "")[:10],
+        "end": str(metadata.get("end") or "")[:10],
+        "mode": metadata.get("mode") or "",
+        "source": metadata.get("source") or "",
+    }
+    url = reverse("marketdata:series-list")
+    return f"{url}?{urlencode({k: v for k, v in query.items() if v})}#load-form"
+
+
 DATA_LOAD = OperationKind(
     name=OPERATION_TYPE,
     prepare=_prepare,
@@ -184,6 +219,8 @@ DATA_LOAD = OperationKind(
     stays_local=lambda metadata: not _is_ib(metadata),
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
+    rerun=_rerun,
+    edit_url=_edit_url,
     description="load bars into the store (IB, synthetic)",
     field_labels={
         "planned_against_bars": "Bars stored here when planned",

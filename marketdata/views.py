@@ -60,7 +60,14 @@ def _loads_state(loads) -> list[tuple]:
 @require_GET
 @login_required
 def series_list(request: HttpRequest) -> HttpResponse:
-    context = _list_context(request)
+    # "Edit and run" of a finished load opens the form pre-filled (`?symbol=…&mode=…`); the
+    # values are only shown here, and checked when the form is posted.
+    form = {
+        k: request.GET[k][:32]
+        for k in ("symbol", "timeframe", "start", "end", "mode", "source")
+        if k in request.GET
+    }
+    context = _list_context(request, form=form)
     loads = selectors.active_loads()
     # "Updated 3 minutes ago" moves on its own: the ETag changes once a minute for it.
     etag = polling.etag_of(

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from operations.bridge import ProgressBridge
 from operations.exceptions import InvalidInput
 from operations.execution import operation_submit
-from operations.kinds import Inputs, Launch, OperationKind
+from operations.kinds import Inputs, Launch, OperationKind, Rerun
 from operations.local import WorkContext
 
 OPERATION_TYPE = "countdown"
@@ -141,11 +144,33 @@ def _prepare(metadata: dict[str, Any], _inputs: Inputs | None) -> Launch:
     return Launch(work=work, bridge=ProgressBridge(), metadata=metadata)
 
 
+def _rerun(metadata: dict[str, Any]) -> Rerun:
+    """The same steps (and simulated failure, and artifact size), placed as it was asked."""
+    params = validate_params(
+        steps=metadata.get("steps", 10),
+        step_seconds=metadata.get("step_seconds", 0.5),
+        fail_at=metadata.get("fail_at"),
+    )
+    size = _artifact_bytes(metadata.get("artifact_bytes"))
+    if size:
+        params["artifact_bytes"] = size
+    placement = metadata.get("placement") if isinstance(metadata.get("placement"), dict) else {}
+    return Rerun(metadata=params, execution_mode=placement.get("execution_mode") or "auto")
+
+
+def _edit_url(metadata: dict[str, Any]) -> str:
+    """The countdown form of the operations list, pre-filled."""
+    query = {k: metadata[k] for k in ("steps", "step_seconds") if metadata.get(k) is not None}
+    return f"{reverse('operations:list')}?{urlencode(query)}#countdown-form"
+
+
 COUNTDOWN = OperationKind(
     name=OPERATION_TYPE,
     prepare=_prepare,
     # Runs where it was asked for: here unless an agent is named or `execution_mode=agent`.
     stays_local=lambda _metadata: True,
+    rerun=_rerun,
+    edit_url=_edit_url,
     description="N steps of a set length, one metric per step: checks the machinery end to end",
 )
 

@@ -4,6 +4,9 @@
   (`operations.placement`), then start it there (a remote place) or in this process.
 * `operation_launch` — run a prepared `Launch` in this process's worker pool (also how an agent
   runs what its backend sent).
+* `operation_rerun` — start a finished operation again with the same inputs, through its kind's
+  `rerun` hook; the new operation records which one it re-runs (`metadata["rerun_of"]`, and the
+  `Operation.rerun_of` link).
 * `operation_cancel` — record the request on the row, then hand it to the place that runs the
   work. Work owned by another process learns of it from the row at its owner's next refresh.
 * `OwnerRefresh` — while this process runs local work, it refreshes each of its runs through the
@@ -26,10 +29,10 @@ from django.db import connections, transaction
 from operations import places, selectors, services
 from operations.cancellation import CancellationToken
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, NotAllowed, ServiceUnavailable
+from operations.exceptions import Conflict, InvalidInput, NotAllowed, ServiceUnavailable
 from operations.kinds import Launch, kind_get
 from operations.local import LocalRun, local_runs
-from operations.models import Executor, Operation, OperationStatus, new_operation_id
+from operations.models import RERUN_OF, Executor, Operation, OperationStatus, new_operation_id
 from operations.oplog import log_event
 from operations.placement import choose_place
 
@@ -205,6 +208,50 @@ def operation_submit(
     if not launch.input_series:
         launch.input_series = list(input_series)
     return operation_launch(operation_type=kind.name, launch=launch, user=user)
+
+
+def operation_rerun(*, operation_id: str, user: Any = None, detach: bool = False) -> Operation:
+    """Start a finished operation again with the inputs it stored, as a new operation of `user`.
+
+    Whoever may see an operation may re-run it (`user=None`: the operator at this machine's
+    terminal). `OperationNotFound` (404) for an unknown id, `Conflict` (409) while it is still
+    active or when its kind cannot be re-run; the kind validates the stored inputs again (400).
+    """
+    old = selectors.operation_get(operation_id=operation_id)
+    if not old.is_terminal:
+        raise Conflict(
+            f"Operation {operation_id} is {old.status}; it can be re-run once it has ended",
+            details={"operation_id": operation_id, "status": old.status},
+        )
+    kind = kind_get(old.operation_type)
+    if kind.rerun is None:
+        raise Conflict(
+            f"{kind.name} operations cannot be re-run",
+            details={"operation_id": operation_id, "operation_type": kind.name},
+        )
+    again = kind.rerun(dict(old.metadata or {}))
+    return operation_submit(
+        operation_type=kind.name,
+        metadata={**again.metadata, RERUN_OF: old.operation_id},
+        execution_mode=again.execution_mode,
+        agent=again.agent,
+        require_gpu=again.require_gpu,
+        user=user,
+        strategy_name=again.strategy_name or old.strategy_name,
+        input_series=again.input_series or list(old.input_series or []),
+        detach=detach,
+    )
+
+
+def rerun_edit_url(operation: Operation) -> str | None:
+    """The kind's start form pre-filled with this operation's inputs, if the kind has one."""
+    try:
+        kind = kind_get(operation.operation_type)
+    except InvalidInput:
+        return None
+    if kind.edit_url is None or kind.rerun is None:
+        return None
+    return kind.edit_url(dict(operation.metadata or {}))
 
 
 def may_cancel(user: Any, operation: Operation) -> bool:

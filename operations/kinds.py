@@ -85,6 +85,44 @@ class Launch:
     input_series: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Rerun:
+    """How a finished operation's stored inputs become a new start (`OperationKind.rerun`):
+    the validated metadata and where to run it, as `operation_submit` takes them."""
+
+    metadata: dict[str, Any]
+    execution_mode: str | None = "auto"
+    agent: str | None = None
+    require_gpu: bool = False
+    strategy_name: str = ""
+    input_series: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunColumn:
+    """A figure a kind's runs are compared by (the runs table, `docs/architecture.md` §3):
+    stored per operation when it ends (`RunFigure`), so sorting by it stays an index read."""
+
+    key: str
+    label: str
+    percent: bool = False
+    # Shown when no `columns` are chosen.
+    default: bool = True
+    # Decimals shown for a figure that is neither a share nor whole.
+    places: int = 4
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """A curve of a kind's metric records, overlaid run against run on the comparison page."""
+
+    key: str
+    label: str
+    metric_kind: str
+    x: str
+    percent: bool = False
+
+
 @dataclass(frozen=True)
 class FetchedArtifact:
     """A file a remote run left, fetched to this process and verified against its sha256."""
@@ -133,6 +171,14 @@ class OperationKind:
     * `describe_outcome(operation)` — what a finished run achieved, in a few words ("model v3
       saved", "at epoch 4 of 10"); the pages put it after "Completed in 31.2 s: " or
       "Cancelled " (`operations.outcome`). "" says nothing more.
+    * `rerun(metadata)` — how a finished operation's stored metadata becomes a new start with the
+      same inputs (`Rerun`), validated again; None: this kind cannot be re-run.
+    * `run_columns`, `run_figures(result_summary)`, `run_curves`, `run_params(metadata)` — a kind
+      whose operations are runs to compare (the runs table and comparison page): the figures its
+      columns show (computed once, when the operation ends), the metric curves to overlay and
+      the parameters to set side by side.
+    * `edit_url(metadata)` — the kind's start form pre-filled with those inputs ("Edit and run"),
+      or None where the kind has no form.
     """
 
     name: str
@@ -145,6 +191,12 @@ class OperationKind:
     remote_completed: (
         Callable[[Operation, dict[str, Any], list[FetchedArtifact]], dict[str, Any]] | None
     ) = None
+    rerun: Callable[[dict[str, Any]], Rerun] | None = None
+    edit_url: Callable[[dict[str, Any]], str | None] | None = None
+    run_columns: tuple[RunColumn, ...] = ()
+    run_figures: Callable[[dict[str, Any]], dict[str, float]] | None = None
+    run_curves: tuple[RunCurve, ...] = ()
+    run_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     description: str = ""
     field_labels: Mapping[str, str] = field(default_factory=dict)
     hidden_fields: frozenset[str] = frozenset()
@@ -183,6 +235,11 @@ def kind_get(name: str) -> OperationKind:
 
 def kind_names() -> list[str]:
     return sorted(_kinds)
+
+
+def run_kinds() -> list[OperationKind]:
+    """The kinds whose operations are runs (they declare `run_columns`), by name."""
+    return [_kinds[name] for name in sorted(_kinds) if _kinds[name].run_columns]
 
 
 def kind_find(name: str) -> OperationKind | None:

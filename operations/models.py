@@ -30,6 +30,10 @@ ACTIVE_STATUSES = frozenset(
 )
 
 
+# The metadata key a re-run carries: the operation id it re-runs (made `Operation.rerun_of`).
+RERUN_OF = "rerun_of"
+
+
 class Executor(models.TextChoices):
     LOCAL = "local", "Local"
     AGENT = "agent", "Agent"
@@ -100,6 +104,10 @@ class Operation(models.Model):
 
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The finished operation this one started again with the same inputs (operation_rerun).
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
 
     class Meta:
@@ -191,3 +199,21 @@ class OperationLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation_id}#{self.seq} {self.level} {self.message[:60]}"
+
+
+class RunFigure(models.Model):
+    """One figure of a finished run (a kind's `run_columns`, plus `duration_seconds`), written
+    when the operation ends: the runs table sorts and compares by these without reading JSON."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="figures")
+    name = models.CharField(max_length=40)
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "name"], name="uniq_run_figure"),
+        ]
+        indexes = [models.Index(fields=["name", "value"], name="run_figure_name_value")]
+
+    def __str__(self) -> str:
+        return f"{self.operation_id} {self.name}={self.value}"

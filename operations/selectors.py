@@ -44,6 +44,7 @@ MAX_LIST_LIMIT = 500
 MAX_METRICS_LIMIT = 5000
 # Far past any real list, and well inside the database's 64-bit integers.
 MAX_OFFSET = 1_000_000_000
+MAX_SEARCH = 100
 MAX_CURSOR = 2**31 - 1
 MAX_LOGS_LIMIT = 1000
 # How long a reader that finds a refresh in flight waits for its result before serving the row.
@@ -250,6 +251,8 @@ def operation_list(
         qs = qs.filter(status__in=ACTIVE_STATUSES)
     if operation_type:
         qs = qs.filter(operation_type=operation_type)
+    if search and len(search) > MAX_SEARCH:
+        raise InvalidInput(f"search is at most {MAX_SEARCH} characters", field="search")
     if search:
         qs = qs.filter(Q(operation_id__icontains=search) | Q(strategy_name__icontains=search))
     rows = list(qs.order_by("-created_at", "-id")[offset : offset + limit])

@@ -10,6 +10,7 @@ one operation catch — so the first outcome stands and is never overwritten.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,12 +25,15 @@ from operations.bridge import ProgressBridge
 from operations.conf import ktrdr_setting
 from operations.exceptions import IllegalTransition, OperationNotFound
 from operations.instance import current_instance_id
+from operations.kinds import kind_find
 from operations.models import (
+    RERUN_OF,
     Executor,
     Operation,
     OperationLog,
     OperationMetric,
     OperationStatus,
+    RunFigure,
     empty_progress,
     new_operation_id,
 )
@@ -238,7 +242,12 @@ def operation_create(
     input_series: Iterable[str] = (),
     operation_id: str | None = None,
 ) -> Operation:
+    rerun_of = (metadata or {}).get(RERUN_OF)
     op = Operation.objects.create(
+        # A re-run names the operation it re-runs in its metadata (on an agent it is not there).
+        rerun_of=Operation.objects.filter(operation_id=rerun_of).first()
+        if isinstance(rerun_of, str) and rerun_of
+        else None,
         operation_id=operation_id or new_operation_id(operation_type),
         operation_type=operation_type,
         metadata=metadata or {},
@@ -320,10 +329,34 @@ def _finish(
         op.progress = progress
     op.unreachable_since = None
     op.save()
+    _store_run_figures(op)
     _after_commit_invalidate(op.operation_id)
     kind = op.operation_type
     transaction.on_commit(lambda: metrics.OPERATION_ENDS.labels(kind, target).inc())
     return op
+
+
+def _store_run_figures(op: Operation) -> None:
+    """A run's figures (its kind's `run_figures` and its duration), for the runs table."""
+    kind = kind_find(op.operation_type)
+    if kind is None or not kind.run_columns:
+        return
+    figures: dict[str, float] = {}
+    if kind.run_figures is not None:
+        try:
+            figures = dict(kind.run_figures(op.result_summary or {}))
+        except Exception:
+            logger.exception("%s run_figures_failed", op.operation_id)
+    if op.duration_seconds is not None:
+        figures["duration_seconds"] = op.duration_seconds
+    RunFigure.objects.bulk_create(
+        [
+            RunFigure(operation=op, name=name, value=float(value))
+            for name, value in figures.items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        ],
+        ignore_conflicts=True,
+    )
 
 
 @transaction.atomic

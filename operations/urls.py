@@ -12,5 +12,6 @@ urlpatterns = [
     path("countdown/", views.countdown_create, name="countdown-create"),
     path("<str:operation_id>/", views.operation_detail, name="detail"),
     path("<str:operation_id>/cancel/", views.operation_cancel, name="cancel"),
+    path("<str:operation_id>/rerun/", views.operation_rerun, name="rerun"),
     path("<str:operation_id>/logs/", views.operation_logs, name="logs"),
 ]

@@ -34,8 +34,9 @@ from operations import metrics, polling, readable, selectors, system
 from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
-from operations.execution import may_cancel
+from operations.execution import may_cancel, rerun_edit_url
 from operations.execution import operation_cancel as operation_cancel_service
+from operations.execution import operation_rerun as operation_rerun_service
 from operations.kinds import kind_names
 from operations.models import Operation, OperationStatus
 from operations.serializers import is_stale
@@ -107,12 +108,14 @@ def _row_state(op: Operation) -> tuple:
 def operation_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     operation_type = request.GET.get("operation_type", "")
+    search = request.GET.get("search", "").strip()
     offset = _int_param(request, "offset", 0, selectors.MAX_OFFSET)
     error = ""
     try:
         page = selectors.operation_list(
             status=status or None,
             operation_type=operation_type or None,
+            search=search or None,
             limit=PAGE_SIZE,
             offset=offset,
             live=True,
@@ -120,6 +123,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         )
     except InvalidInput as exc:
         error = exc.message
+        search = search[: selectors.MAX_SEARCH]
         page = selectors.operation_list(
             limit=PAGE_SIZE, offset=0, live=True, count_limit=COUNT_LIMIT
         )
@@ -127,6 +131,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
     etag = _etag(
         status,
         operation_type,
+        search,
         offset,
         error,
         page.total,
@@ -143,6 +148,8 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         "operations": page.operations,
         "status": status,
         "operation_type": operation_type,
+        "search": search,
+        "max_search": selectors.MAX_SEARCH,
         "statuses": OperationStatus.choices,
         # The kinds this installation runs: a constant, whatever the table holds.
         "operation_types": sorted(set(kind_names()) | ({operation_type} - {""})),
@@ -152,6 +159,8 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         "error": error,
         "etag": etag,
         "poll_seconds": POLL_SECONDS,
+        # "Edit and run" of a countdown pre-fills its form (shown only; checked when posted).
+        "countdown": {k: v[:12] for k in ("steps", "step_seconds") if (v := request.GET.get(k))},
     }
     if poll:
         return _fragment(render(request, "operations/list.html#operations-table", context), etag)
@@ -201,6 +210,8 @@ def _live_context(
             "detail": reverse("operations:detail", args=[op.operation_id]),
             "cancel": reverse("operations:cancel", args=[op.operation_id]),
             "logs": reverse("operations:logs", args=[op.operation_id]),
+            "rerun": reverse("operations:rerun", args=[op.operation_id]),
+            "edit": rerun_edit_url(op) if op.is_terminal else None,
         },
         "type_panel": panel,
         "new_records": new.records,
@@ -285,6 +296,21 @@ def operation_cancel(request: HttpRequest, operation_id: str) -> HttpResponse:
         # The message goes out with this answer (and is consumed by it), not with a later page.
         return render(request, "operations/_cancel_answer.html", context)
     return redirect("operations:detail", operation_id=operation_id)
+
+
+@require_POST
+@login_required
+def operation_rerun(request: HttpRequest, operation_id: str) -> HttpResponse:
+    """ "Run again": a new operation of this user with the same inputs; its page on success."""
+    _get_or_404(operation_id)
+    try:
+        op = operation_rerun_service(operation_id=operation_id, user=request.user)
+    except KtrdrError as exc:
+        field = getattr(exc, "field", None)
+        messages.error(request, f"{field}: {exc.message}" if field else exc.message)
+        return redirect("operations:detail", operation_id=operation_id)
+    messages.success(request, f"Started again as {op.operation_id}")
+    return redirect("operations:detail", operation_id=op.operation_id)
 
 
 @require_POST

@@ -15,6 +15,9 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes, read_bars
 from operations.conf import ktrdr_setting
@@ -26,6 +29,9 @@ from operations.kinds import (
     OperationKind,
     RemoteInput,
     RemotePayload,
+    Rerun,
+    RunColumn,
+    RunCurve,
 )
 from operations.local import WorkContext
 from operations.models import Operation
@@ -41,6 +47,15 @@ OPERATION_TYPE = "training"
 MODEL_ARTIFACT = "model.pt"
 # What of a training operation's metadata the run needs (the rest is the backend's record).
 RUN_KEYS = ("strategy", "strategy_config", "symbols", "timeframes", "start", "end", "seed")
+# What a re-run starts from: the run's inputs and where it was asked to run (not where it ran).
+RERUN_KEYS = (
+    *RUN_KEYS,
+    "config_hash",
+    "base_timeframe",
+    "execution_mode",
+    "agent",
+    "require_gpu",
+)
 
 
 def _input_key(symbol: str, timeframe: str) -> str:
@@ -194,6 +209,84 @@ def _describe_outcome(op: Operation) -> str:
     return ""
 
 
+def _rerun(metadata: dict[str, Any]) -> Rerun:
+    """The same resolved strategy (as it was then, not as its file reads now), data, range and
+    seed, asked to run where the first run was asked to."""
+    checked = _checked({k: metadata[k] for k in RERUN_KEYS if k in metadata})
+    symbols, timeframes = checked["symbols"], checked["timeframes"]
+    return Rerun(
+        metadata=checked,
+        execution_mode=checked.get("execution_mode") or "auto",
+        agent=checked.get("agent") or None,
+        require_gpu=bool(checked.get("require_gpu")),
+        strategy_name=checked["strategy_config"]["name"],
+        input_series=[_input_key(s, t) for s in symbols for t in timeframes],
+    )
+
+
+def _edit_url(metadata: dict[str, Any]) -> str | None:
+    """The strategy's training form, pre-filled with this run's data, range and placement."""
+    strategy = metadata.get("strategy")
+    if not isinstance(strategy, str) or not strategy:
+        return None
+    query = {
+        "symbols": ",".join(metadata.get("symbols") or []),
+        "timeframes": ",".join(metadata.get("timeframes") or []),
+        "start": str(metadata.get("start") or "")[:10],
+        "end": str(metadata.get("end") or "")[:10],
+        "execution_mode": metadata.get("execution_mode") or "",
+    }
+    url = reverse("training:strategy-detail", args=[strategy])
+    return f"{url}?{urlencode({k: v for k, v in query.items() if v})}#start-training"
+
+
+RUN_COLUMNS = (
+    RunColumn("best_val_accuracy", "best validation accuracy", percent=True),
+    RunColumn("test_accuracy", "test accuracy", percent=True),
+    RunColumn("final_loss", "final loss"),
+    RunColumn("test_loss", "test loss", default=False),
+    RunColumn("epochs_run", "epochs", default=False),
+)
+RUN_CURVES = (
+    RunCurve("val_accuracy", "Validation accuracy", "epoch", "epoch", percent=True),
+    RunCurve("train_accuracy", "Train accuracy", "epoch", "epoch", percent=True),
+    RunCurve("val_loss", "Validation loss", "epoch", "epoch"),
+    RunCurve("train_loss", "Train loss", "epoch", "epoch"),
+)
+
+
+def _run_figures(summary: dict[str, Any]) -> dict[str, float]:
+    """The figures of a run's result (a cancelled or failed run keeps its epochs' figures)."""
+    training = summary.get("training") if isinstance(summary.get("training"), dict) else {}
+    history = [h for h in training.get("history") or [] if isinstance(h, dict)]
+    test = ((summary.get("metrics") or {}).get("test")) or {}
+    figures: dict[str, Any] = {
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test.get("loss"),
+        "epochs_run": training.get("epochs_run", len(history) or None),
+    }
+    accuracies = [
+        h["val_accuracy"] for h in history if isinstance(h.get("val_accuracy"), (int, float))
+    ]
+    if accuracies:
+        figures["best_val_accuracy"] = max(accuracies)
+    if history:
+        figures["final_loss"] = history[-1].get("train_loss")
+    return {k: v for k, v in figures.items() if isinstance(v, (int, float))}
+
+
+def _run_params(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a run was asked for, with the strategy it trained (compared key by key)."""
+    params = {
+        k: metadata.get(k)
+        for k in ("strategy", "symbols", "timeframes", "start", "end", "seed", "config_hash")
+    }
+    config = metadata.get("strategy_config")
+    if isinstance(config, dict):
+        params.update({f"strategy.{k}": v for k, v in config.items() if k != "name"})
+    return params
+
+
 def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
     if require_gpu and not cuda_available():
         return "this backend has no GPU"
@@ -208,6 +301,12 @@ TRAINING = OperationKind(
     prefers_gpu=True,
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
+    rerun=_rerun,
+    edit_url=_edit_url,
+    run_columns=RUN_COLUMNS,
+    run_figures=_run_figures,
+    run_curves=RUN_CURVES,
+    run_params=_run_params,
     description="train a strategy's neural network on stored bars",
     field_labels={
         "config_hash": "Strategy hash",

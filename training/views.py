@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from operations import polling
 from operations.exceptions import KtrdrError, NotFound
+from operations.placement import EXECUTION_MODES
 from training import selectors, services
 from training.strategy import TIMEFRAME_MINUTES
 
@@ -49,6 +50,13 @@ def strategy_list(request: HttpRequest) -> HttpResponse:
 def strategy_detail(request: HttpRequest, name: str) -> HttpResponse:
     found = _strategy_or_404(name)
     models = selectors.trained_model_list(strategy=name, limit=20).models
+    # "Edit and run" of a finished training opens this form pre-filled with its inputs; they are
+    # only shown here, and checked when the form is posted.
+    prefill = {
+        k: request.GET[k][:400]
+        for k in ("symbols", "timeframes", "start", "end", "execution_mode")
+        if request.GET.get(k)
+    }
     return render(
         request,
         "training/strategy_detail.html",
@@ -58,6 +66,14 @@ def strategy_detail(request: HttpRequest, name: str) -> HttpResponse:
             "range": selectors.suggested_training_range(found.config) if found.config else None,
             "models": models,
             "timeframes": TIMEFRAME_MINUTES,
+            "prefill": prefill,
+            "form": {
+                "symbols": prefill.get("symbols")
+                or ",".join(found.config["training_data"]["symbols"] if found.config else []),
+                "timeframes": prefill.get("timeframes")
+                or ",".join(found.config["training_data"]["timeframes"] if found.config else []),
+            },
+            "execution_modes": EXECUTION_MODES,
         },
     )
 

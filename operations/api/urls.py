@@ -19,6 +19,7 @@ urlpatterns = [
     path(
         "operations/<str:operation_id>/cancel/", views.operation_cancel, name="api-operation-cancel"
     ),
+    path("operations/<str:operation_id>/rerun/", views.operation_rerun, name="api-operation-rerun"),
     path(
         "operations/<str:operation_id>/results/",
         views.operation_results,

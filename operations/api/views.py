@@ -51,6 +51,12 @@ class ListQuery(serializers.Serializer):
         r"^[A-Za-z_][A-Za-z0-9_]{0,39}$", required=False, allow_blank=True, max_length=40
     )
     active_only = serializers.BooleanField(required=False, default=False)
+    search = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=selectors.MAX_SEARCH,
+        help_text="part of the operation id or the strategy name (case-insensitive)",
+    )
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_LIST_LIMIT, default=50
     )
@@ -115,6 +121,7 @@ def operation_list(request: Request) -> Response:
         status=q.get("status") or None,
         operation_type=q.get("operation_type") or None,
         active_only=q["active_only"],
+        search=q.get("search") or None,
         limit=q["limit"],
         offset=q["offset"],
     )
@@ -191,6 +198,23 @@ def operation_cancel(request: Request, operation_id: str) -> Response:
         operation_id=operation_id, reason=body.validated_data["reason"], user=request.user
     )
     op = selectors.operation_get(operation_id=operation_id, force_refresh=True)
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(
+    operation_id="operations_rerun",
+    request=None,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["operations"],
+    description=(
+        "Start a finished operation again with the same inputs: a new operation of the caller, "
+        "whose `metadata.rerun_of` names this one. 409 while it is still active (or when its "
+        "kind cannot be re-run); 400 when its stored inputs no longer validate."
+    ),
+)
+@api_view(["POST"])
+def operation_rerun(request: Request, operation_id: str) -> Response:
+    op = execution.operation_rerun(operation_id=operation_id, user=request.user)
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
 
 

@@ -1,4 +1,4 @@
-"""`manage.py ops list|show|cancel|follow|logs|countdown|prune` — operations from the terminal.
+"""`manage.py ops list|show|cancel|follow|logs|countdown|prune|rerun` — from the terminal.
 
 Thin wrappers over the selectors and services: the same read path as the API and the pages.
 """
@@ -58,6 +58,7 @@ class Command(BaseCommand):
         ls.add_argument("--status", default="", help="comma-separated statuses")
         ls.add_argument("--type", dest="operation_type", default="")
         ls.add_argument("--active", action="store_true", help="only pending/running/cancelling")
+        ls.add_argument("--search", default="", help="part of the operation id or strategy")
         ls.add_argument("--limit", type=int, default=20)
         ls.add_argument("--offset", type=int, default=0)
         show = sub.add_parser("show", help="one operation with its latest metrics")
@@ -109,6 +110,18 @@ class Command(BaseCommand):
             "--execution-mode", choices=EXECUTION_MODES, default="auto", help="default: here"
         )
         countdown.add_argument("--agent", default=None, help="run it on this registered agent")
+        rerun = sub.add_parser(
+            "rerun", help="start a finished operation again with the same inputs (a new one)"
+        )
+        rerun.add_argument("operation_id")
+        rerun.add_argument(
+            "--follow", action="store_true", help="a live progress bar (else: wait silently)"
+        )
+        rerun.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="return at once (only for work sent to an agent; work run here is refused)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -121,6 +134,7 @@ class Command(BaseCommand):
             status=options["status"] or None,
             operation_type=options["operation_type"] or None,
             active_only=options["active"],
+            search=options["search"] or None,
             limit=options["limit"],
             offset=options["offset"],
         )
@@ -258,6 +272,19 @@ class Command(BaseCommand):
         else:
             # Work run here lives in this process: it is waited for, never left to die with it
             # (a cancel asked elsewhere still reaches it, at this process's own refreshes).
+            op = execution.wait_for_end(operation_id=op.operation_id)
+        self._report_end(op)
+
+    def _rerun(self, options: dict[str, Any]) -> None:
+        op = execution.operation_rerun(
+            operation_id=options["operation_id"], detach=options["no_wait"]
+        )
+        self.stdout.write(f"started {op.operation_id} (re-run of {options['operation_id']})")
+        if options["no_wait"]:
+            return
+        if options["follow"]:
+            op = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
+        else:
             op = execution.wait_for_end(operation_id=op.operation_id)
         self._report_end(op)
 
