@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from django.core.files import utils as file_utils
 from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from marketdata import services, store
 from marketdata.synthetic import generate_bars
@@ -225,12 +227,15 @@ def test_api_import_replace_and_keep_report_what_they_did(api, synthetic_aapl):
     assert [p["source"] for p in listed["provenance"]] == ["synthetic", "csv"]
 
 
-def test_api_on_conflict_is_an_enum_in_the_schema_and_checked(api, synthetic_aapl):
+def test_api_on_conflict_is_an_enum_in_the_schema_and_checked(api, user, synthetic_aapl):
     response = api_upload(api, frame_csv(synthetic_aapl.iloc[:2]), symbol="AAPL",
                           on_conflict="overwrite")  # fmt: skip
     assert response.status_code == 400
     assert "on_conflict" in response.json()["error"]["details"]
-    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    # The schema as a script reads it: with a token (it is not a DRF view a forced login reaches).
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    schema = reader.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     body = schema["paths"]["/api/v1/data/imports/"]["post"]["requestBody"]["content"]
     prop = body["multipart/form-data"]["schema"]
     if "$ref" in prop:
