@@ -146,6 +146,7 @@ def training_warnings(
     reports: dict[str, dict[str, Any]],
     drift: dict[str, float],
     *,
+    price_levels: list[str] | None = None,
     min_class_share: float = MIN_CLASS_SHARE,
     min_class_samples: int = MIN_CLASS_SAMPLES,
     collapse_share: float = COLLAPSE_SHARE,
@@ -157,7 +158,8 @@ def training_warnings(
     * `few_samples`: a class with fewer than `min_class_samples` rows in some split;
     * `collapsed_predictions`: more than `collapse_share` of a split's predictions are one class;
     * `input_drift`: test inputs whose mean lies more than `drift_z` training deviations away
-      from the training mean.
+      from the training mean;
+    * `price_level_input`: model inputs that are raw price levels (`price_levels`).
     """
     out: list[dict[str, Any]] = []
     train = reports.get("train") or {}
@@ -213,6 +215,16 @@ def training_warnings(
                     },
                 )
             )
+    if price_levels:
+        out.append(
+            _warning(
+                "price_level_input",
+                f"model input(s) {', '.join(price_levels)} are raw price levels: they leave the "
+                "training range when the price moves; use a price-relative output such as "
+                "`.distance` (close / average - 1)",
+                {"inputs": list(price_levels)},
+            )
+        )
     drifted = {k: v for k, v in drift.items() if abs(v) > drift_z}
     if drifted:
         listed = ", ".join(f"{k} ({v:+.1f})" for k, v in drifted.items())

@@ -691,7 +691,12 @@ class TrainingExecutor:
         drift = evaluation.feature_drift(
             dataset.splits["train"].x, dataset.splits["test"].x, dataset.feature_names, kinds
         )
-        warnings = evaluation.training_warnings(reports, drift, **self.warning_thresholds)
+        warnings = evaluation.training_warnings(
+            reports,
+            drift,
+            price_levels=feat.price_level_inputs(self.config),
+            **self.warning_thresholds,
+        )
         test = metrics["test"]
         self.log.info(
             "[%s]   test accuracy %.3f (majority %.3f, lift %+.3f), log-loss %.4f (prior %.4f, "
