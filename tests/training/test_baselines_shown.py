@@ -72,6 +72,10 @@ def test_pages_and_api_show_baselines_lifts_warnings_and_the_weights_digest(
     row = listing.split(f'id="model-{model.pk}"', 1)[1].split("</tr>", 1)[0]
     assert f"<td>{majority}</td>" in row
     assert f"<td>{lift}</td>" in row
+    assert f"<td>{test['log_loss']:.4f}</td>" in row
+    assert (
+        "<th>Test log-loss</th><th>Log-loss lift</th><th>Test loss (class-weighted)</th>" in listing
+    )
 
 
 def test_a_degenerate_run_shows_its_warnings_on_the_pages_and_in_the_api(

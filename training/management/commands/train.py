@@ -76,8 +76,8 @@ class Command(BaseCommand):
         weighted = (metrics.get("test") or {}).get("loss_class_weighted")
         loss_name = "class-weighted loss" if weighted else "training loss"
         self.stdout.write(
-            f"{'split':<11}{'samples':>8} {'accuracy':>9} {'majority':>9} {'lift':>9} "
-            f"{'log-loss':>9} {'prior':>9} {'lift':>8} {'macro F1':>9}  {loss_name}"
+            f"{'split':<11}{'samples':>8} {'accuracy':>9} {'majority':>9} {'acc lift':>9} "
+            f"{'log-loss':>9} {'prior':>9} {'ll lift':>8} {'macro F1':>9}  {loss_name}"
         )
         for split in ("train", "validation", "test"):
             s = metrics.get(split) or {}
