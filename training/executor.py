@@ -661,7 +661,7 @@ class TrainingExecutor:
             logits = self._logits(model, x)
             with torch.no_grad():
                 loss = float(criterion(logits, y.to(logits.device)))
-                probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+                probs = torch.softmax(logits.cpu().double(), dim=1).numpy()
                 predicted = logits.argmax(1).cpu().numpy()
             truth = y.cpu().numpy()
             report = evaluation.split_report(truth, probs, train_counts, predicted)
