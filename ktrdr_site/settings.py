@@ -394,6 +394,10 @@ KTRDR = {
     "TRAINING_DEVICE": os.environ.get("KTRDR_TRAINING_DEVICE", "auto"),
     # A training run does not start unless the models folder has this much free space (MB).
     "TRAINING_MIN_FREE_MB": env_float("KTRDR_TRAINING_MIN_FREE_MB", 64.0),
+    # Training warnings: a class under this share of the training labels; a class with fewer
+    # rows than this in some split (training.evaluation).
+    "TRAINING_MIN_CLASS_SHARE": env_float("KTRDR_TRAINING_MIN_CLASS_SHARE", 0.05),
+    "TRAINING_MIN_CLASS_SAMPLES": env_int("KTRDR_TRAINING_MIN_CLASS_SAMPLES", 30, minimum=0),
     # Data loads: attempts per segment, first retry wait (doubles up to the max), the wait after
     # an IB pacing error, IB request/connect timeouts, merge-save cadence, synthetic seed.
     "DATA_LOAD_MAX_ATTEMPTS": env_int("KTRDR_DATA_LOAD_MAX_ATTEMPTS", 4, minimum=1),

@@ -31,6 +31,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(state_dict: dict[str, Any]) -> str:
+    """A digest of the weights alone: equal for equal weights, whatever the file's metadata.
+
+    Tensors in name order; for each its name, dtype, shape and raw bytes (C-contiguous, on the
+    CPU), each field length-prefixed so no two different state dicts hash alike."""
+    import torch
+
+    digest = hashlib.sha256()
+
+    def put(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        put(name.encode())
+        put(str(tensor.dtype).encode())
+        put(",".join(str(d) for d in tensor.shape).encode())
+        # Through a byte view: dtypes NumPy lacks (bfloat16) hash the same way.
+        put(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_artifact(path: Path, bundle: dict[str, Any]) -> tuple[str, int]:
     """Write `bundle` atomically to `path`; returns (sha256, size in bytes).
 

@@ -48,13 +48,19 @@ import pandas as pd
 from marketdata.store import read_bars
 from operations.cancellation import CancellationToken, OperationCancelled
 from operations.exceptions import NotFound
+from training import evaluation
 from training import features as feat
-from training.artifacts import ARTIFACT_SUFFIX, check_room_for_models, save_artifact
+from training.artifacts import (
+    ARTIFACT_SUFFIX,
+    check_room_for_models,
+    save_artifact,
+    weights_sha256,
+)
 from training.bridge import TRAIN_END_PCT, TRAIN_START_PCT, TrainingProgressBridge
 from training.dataset import SPLITS, Dataset, build_dataset
 from training.device import describe_device, enable_cuda_determinism, resolve_device
 from training.errors import TrainingDataError
-from training.labels import NUM_CLASSES, SIGNAL_NAMES
+from training.labels import NUM_CLASSES
 from training.metrics import TrainingThroughput
 from training.model import build_mlp, parameter_count, torch_threads
 from training.strategy import TIMEFRAME_MINUTES, config_hash
@@ -102,6 +108,7 @@ class TrainingExecutor:
         save: bool = True,
         device: str | None = "auto",
         min_free_bytes: int = 0,
+        warning_thresholds: dict[str, Any] | None = None,
     ) -> None:
         data = config["training_data"]
         self.config = config
@@ -119,6 +126,8 @@ class TrainingExecutor:
         self.num_threads = torch_threads(num_threads)
         self.save = save
         self.min_free_bytes = int(min_free_bytes)
+        # Keyword arguments of `evaluation.training_warnings` (its defaults when not given).
+        self.warning_thresholds = dict(warning_thresholds or {})
         self.device_request = device
         # Resolved by run() (a torch.device) before any data is loaded.
         self.device: Any = None
@@ -604,26 +613,31 @@ class TrainingExecutor:
         }
 
     @staticmethod
-    def _score(
-        model: Any, criterion: Any, x: Any, y: Any, chunk: int = 65536
-    ) -> tuple[float, float]:
+    def _logits(model: Any, x: Any, chunk: int = 65536) -> Any:
+        """The model's logits for `x` on the model's device (eval mode, no grad)."""
         import torch
 
         model.eval()
         device = next(model.parameters()).device
         with torch.no_grad():
             if x.device == device:
-                logits = model(x)
-            else:
-                # A split left on the CPU (too big for the device): scored in chunks, the logits
-                # (3 floats a row) and the labels gathered on the device.
-                logits = torch.cat(
-                    [
-                        model(x[i : i + chunk].to(device, non_blocking=True))
-                        for i in range(0, int(x.shape[0]), chunk)
-                    ]
-                )
-                y = y.to(device)
+                return model(x)
+            # A split left on the CPU (too big for the device): scored in chunks, the logits
+            # (3 floats a row) gathered on the device.
+            return torch.cat(
+                [
+                    model(x[i : i + chunk].to(device, non_blocking=True))
+                    for i in range(0, int(x.shape[0]), chunk)
+                ]
+            )
+
+    @classmethod
+    def _score(cls, model: Any, criterion: Any, x: Any, y: Any) -> tuple[float, float]:
+        import torch
+
+        logits = cls._logits(model, x)
+        y = y.to(logits.device)
+        with torch.no_grad():
             loss = float(criterion(logits, y))
             acc = float((logits.argmax(1) == y).float().mean()) if y.shape[0] else 0.0
         return loss, acc
@@ -636,51 +650,80 @@ class TrainingExecutor:
         self._step(7, "evaluating on the test split", "evaluating")
         model = prepared["model"]
         criterion = nn.CrossEntropyLoss(weight=prepared["class_weights"])
-        metrics = {}
-        for split in SPLITS:
-            x, y = prepared["tensors"][split]
-            loss, acc = self._score(model, criterion, x, y)
-            metrics[split] = {
-                "loss": round(loss, 6),
-                "accuracy": round(acc, 6),
-                "samples": int(y.shape[0]),
-            }
-        x_test, y_test = prepared["tensors"]["test"]
-        with torch.no_grad():
-            predicted = model(x_test).argmax(1).cpu().numpy()
-        self.test_predictions = predicted
-        truth = y_test.cpu().numpy()
-        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
-        np.add.at(confusion, (truth, predicted), 1)
-        per_class = {}
-        for i, name in enumerate(SIGNAL_NAMES):
-            tp = int(confusion[i, i])
-            predicted_i = int(confusion[:, i].sum())
-            actual_i = int(confusion[i, :].sum())
-            precision = tp / predicted_i if predicted_i else 0.0
-            recall = tp / actual_i if actual_i else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            per_class[name] = {
-                "precision": round(precision, 4),
-                "recall": round(recall, 4),
-                "f1": round(f1, 4),
-                "support": actual_i,
-            }
+        weighted = self.config["model"]["training"]["class_weights"] == "balanced"
         dataset = self.dataset
         assert dataset is not None
+        train_counts = np.bincount(dataset.splits["train"].y, minlength=NUM_CLASSES)
+        metrics: dict[str, Any] = {}
+        reports: dict[str, Any] = {}
+        for split in SPLITS:
+            x, y = prepared["tensors"][split]
+            logits = self._logits(model, x)
+            with torch.no_grad():
+                loss = float(criterion(logits, y.to(logits.device)))
+                probs = torch.softmax(logits.cpu().double(), dim=1).numpy()
+                predicted = logits.argmax(1).cpu().numpy()
+            truth = y.cpu().numpy()
+            report = evaluation.split_report(truth, probs, train_counts, predicted)
+            if split == "test":
+                self.test_predictions = predicted
+            reports[split] = report
+            metrics[split] = {
+                # The training criterion's value: class-weighted under `class_weights: balanced`.
+                "loss": round(loss, 6),
+                "loss_class_weighted": weighted,
+                **{
+                    k: report[k]
+                    for k in (
+                        "accuracy",
+                        "samples",
+                        "majority_class",
+                        "majority_rate",
+                        "accuracy_lift",
+                        "log_loss",
+                        "prior_log_loss",
+                        "log_loss_lift",
+                        "macro_f1",
+                    )
+                },
+            }
+        kinds = feat.feature_kinds(self.config)
+        drift = evaluation.feature_drift(
+            dataset.splits["train"].x, dataset.splits["test"].x, dataset.feature_names, kinds
+        )
+        warnings = evaluation.training_warnings(
+            reports,
+            drift,
+            price_levels=feat.price_level_inputs(self.config),
+            **self.warning_thresholds,
+        )
+        test = metrics["test"]
         self.log.info(
-            "[%s]   test loss %.4f accuracy %.3f (train %.3f, validation %.3f)",
+            "[%s]   test accuracy %.3f (majority %.3f, lift %+.3f), log-loss %.4f (prior %.4f, "
+            "lift %+.4f), macro F1 %.3f (train acc. %.3f, validation %.3f)",
             self.run_id,
-            metrics["test"]["loss"],
-            metrics["test"]["accuracy"],
+            test["accuracy"],
+            test["majority_rate"],
+            test["accuracy_lift"],
+            test["log_loss"],
+            test["prior_log_loss"],
+            test["log_loss_lift"],
+            test["macro_f1"],
             metrics["train"]["accuracy"],
             metrics["validation"]["accuracy"],
         )
+        for warning in warnings:
+            self.log.warning(
+                "[%s]   warning %s: %s", self.run_id, warning["code"], warning["message"]
+            )
         return {
             "metrics": metrics,
-            "per_class": per_class,
-            "confusion_matrix": {"labels": list(SIGNAL_NAMES), "matrix": confusion.tolist()},
+            "per_class": reports["test"]["per_class"],
+            "confusion_matrix": reports["test"]["confusion_matrix"],
             "class_balance": {s: dataset.splits[s].class_counts() for s in SPLITS},
+            "reports": reports,
+            "feature_drift": drift,
+            "warnings": warnings,
         }
 
     def _save(
@@ -693,8 +736,10 @@ class TrainingExecutor:
     ) -> dict[str, Any]:
         self._check_cancel("save")
         model = prepared["model"]
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         info = {
             "parameters": parameter_count(model),
+            "weights_sha256": weights_sha256(state),
             "hidden_layers": self.config["model"]["hidden_layers"],
             "inputs": len(dataset.feature_names),
             "outputs": NUM_CLASSES,
@@ -706,9 +751,7 @@ class TrainingExecutor:
         self._step(8, f"saving model to {path.name}", "saving")
         bundle = {
             # Always CPU tensors: the file loads anywhere with weights_only=True.
-            "state_dict": {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            },
+            "state_dict": state,
             "config": self.config,
             "feature_spec": prepared["feature_spec"],
             "metadata": {
@@ -721,6 +764,8 @@ class TrainingExecutor:
                 "device": self.device_label,
                 "saved_at": time.time(),
                 "metrics": evaluation["metrics"],
+                "weights_sha256": info["weights_sha256"],
+                "warnings": evaluation["warnings"],
                 "best_epoch": train_info["best_epoch"],
                 "warmup_rows": warmups,
                 "boundaries": dataset.boundaries,

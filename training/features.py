@@ -100,7 +100,8 @@ def needed_indicators(config: dict[str, Any]) -> list[str]:
 def timeframe_inputs(
     config: dict[str, Any], bars: pd.DataFrame, on_indicator: IndicatorHook | None = None
 ) -> pd.DataFrame:
-    """The strategy's model inputs for one bar series (columns = canonical input refs)."""
+    """The strategy's model inputs for one bar series (columns = canonical input refs), NaN
+    until each indicator has converged (`IndicatorSpec.warmup_bars`, docs/training.md)."""
     outputs: dict[str, np.ndarray] = {}
     for ind_id in needed_indicators(config):
         params = config["indicators"][ind_id]
@@ -110,7 +111,12 @@ def timeframe_inputs(
         if missing:
             raise TrainingDataError(f"indicator {ind_id}: bars lack column(s) {missing}")
         args = {k: v for k, v in params.items() if k != "type"}
-        for out_name, values in compute_indicator(params["type"], bars, args).items():
+        # Rows before the indicator has converged (its value still depends on where the series
+        # started) are blanked, so they fall into the warm-up `symbol_features` drops.
+        converged = INDICATORS[params["type"]].warmup_bars(args)
+        for out_name, computed in compute_indicator(params["type"], bars, args).items():
+            values = np.array(computed, dtype=float)
+            values[:converged] = np.nan
             outputs[f"{ind_id}.{out_name}"] = values
     columns: dict[str, np.ndarray] = {}
     for ref in config["model_inputs"]:
@@ -132,6 +138,20 @@ def feature_kinds(config: dict[str, Any]) -> dict[str, str]:
         ref: "fuzzy" if ref.partition(".")[0] in config["fuzzy_sets"] else "indicator"
         for ref in config["model_inputs"]
     }
+
+
+def price_level_inputs(config: dict[str, Any]) -> list[str]:
+    """Model inputs that are raw price levels (an SMA's value, a Bollinger band): in price units,
+    they leave the training range as soon as the price moves (use e.g. `ema_50.distance`)."""
+    found = []
+    for ref in config["model_inputs"]:
+        head, _, output = ref.partition(".")
+        if head in config["fuzzy_sets"]:
+            continue
+        spec = INDICATORS[config["indicators"][head]["type"]]
+        if (output or spec.default_output) in spec.price_levels:
+            found.append(ref)
+    return found
 
 
 def feature_names(config: dict[str, Any], timeframes: list[str]) -> list[str]:
@@ -170,7 +190,8 @@ def symbol_features(
     base_bars: pd.DataFrame,
     timeframes: list[str],
 ) -> tuple[pd.DataFrame, pd.Series, int]:
-    """Align one symbol's per-timeframe inputs on its base bars and drop the warm-up rows.
+    """Align one symbol's per-timeframe inputs on its base bars and drop the warm-up rows: every
+    row before the first one where all inputs of every timeframe have converged.
 
     Returns (features, base closes, warm-up rows dropped). Raises `TrainingDataError` when the
     warm-up eats every row, or when an input is NaN after its warm-up (naming input and time).

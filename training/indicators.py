@@ -74,12 +74,22 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
 Outputs = dict[str, np.ndarray]
 
 
+def _distance(source: np.ndarray, average: np.ndarray) -> np.ndarray:
+    """source / average - 1: the price's position relative to its average, free of its level."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(average > 0, source / average - 1.0, np.nan)
+
+
 def _sma(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
-    return {"value": sma(bars[p["source"]].to_numpy(float), p["period"])}
+    x = bars[p["source"]].to_numpy(float)
+    value = sma(x, p["period"])
+    return {"value": value, "distance": _distance(x, value)}
 
 
 def _ema(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
-    return {"value": ema(bars[p["source"]].to_numpy(float), p["period"])}
+    x = bars[p["source"]].to_numpy(float)
+    value = ema(x, p["period"])
+    return {"value": value, "distance": _distance(x, value)}
 
 
 def _rsi(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
@@ -129,8 +139,11 @@ def _bollinger(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
 
 
 def _atr(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
-    tr = true_range(*(bars[c].to_numpy(float) for c in ("high", "low", "close")))
-    return {"value": wilder(tr, p["period"])}
+    close = bars["close"].to_numpy(float)
+    tr = true_range(*(bars[c].to_numpy(float) for c in ("high", "low")), close)
+    value = wilder(tr, p["period"])
+    # The range as a fraction of the close: comparable across price levels and symbols.
+    return {"value": value, "percent": value / close}
 
 
 def _stochastic(bars: pd.DataFrame, p: dict[str, Any]) -> Outputs:
@@ -200,10 +213,28 @@ class IndicatorSpec:
     params: tuple[Param, ...]
     outputs: tuple[str, ...]
     columns: tuple[str, ...] = field(default=("close",))
+    # Bars from the series' start until the values no longer depend on where it started (see
+    # `WARMUP_FACTORS`); 0: never (a cumulative sum such as OBV).
+    warmup: Callable[[dict[str, Any]], int] = field(default=lambda p: 0)
+    # Outputs that are price levels (in the instrument's price units, drifting with its level):
+    # a model fed one sees test inputs outside the training range once the price has moved.
+    price_levels: tuple[str, ...] = ()
 
     @property
     def default_output(self) -> str:
         return self.outputs[0]
+
+    def warmup_bars(self, params: dict[str, Any]) -> int:
+        full = {p.name: p.default for p in self.params}
+        full.update(params)
+        return int(self.warmup(full))
+
+
+# Convergence: an exponential average seeded at bar n keeps a weight (1 - a)^k on its seed k bars
+# later. EMA (a = 2/(n+1)) after 5·n bars: e^-10 ≈ 5e-5. Wilder's smoothing (a = 1/n, the EMA of
+# span 2n - 1) needs 10·n bars for the same e^-10. Windowed indicators (SMA, Bollinger, stochastic,
+# ROC) are exact once defined: factor 1.
+WARMUP_FACTORS = {"ema": 5, "wilder": 10, "window": 1}
 
 
 def _period(default: int, name: str = "period") -> Param:
@@ -215,15 +246,41 @@ SOURCE = Param("source", "source", "close")
 INDICATORS: dict[str, IndicatorSpec] = {
     spec.type: spec
     for spec in (
-        IndicatorSpec("sma", "Simple moving average", _sma, (_period(20), SOURCE), ("value",)),
-        IndicatorSpec("ema", "Exponential moving average", _ema, (_period(20), SOURCE), ("value",)),
-        IndicatorSpec("rsi", "Relative strength index", _rsi, (_period(14), SOURCE), ("value",)),
+        IndicatorSpec(
+            "sma",
+            "Simple moving average",
+            _sma,
+            (_period(20), SOURCE),
+            ("value", "distance"),
+            warmup=lambda p: WARMUP_FACTORS["window"] * p["period"],
+            price_levels=("value",),
+        ),
+        IndicatorSpec(
+            "ema",
+            "Exponential moving average",
+            _ema,
+            (_period(20), SOURCE),
+            ("value", "distance"),
+            warmup=lambda p: WARMUP_FACTORS["ema"] * p["period"],
+            price_levels=("value",),
+        ),
+        IndicatorSpec(
+            "rsi",
+            "Relative strength index",
+            _rsi,
+            (_period(14), SOURCE),
+            ("value",),
+            # One bar for the first change, then Wilder's smoothing of gains and losses.
+            warmup=lambda p: 1 + WARMUP_FACTORS["wilder"] * p["period"],
+        ),
         IndicatorSpec(
             "macd",
             "Moving average convergence/divergence",
             _macd,
             (_period(12, "fast"), _period(26, "slow"), _period(9, "signal"), SOURCE),
             ("macd", "signal", "histogram"),
+            # The slower EMA of the line, then the signal EMA of that line.
+            warmup=lambda p: WARMUP_FACTORS["ema"] * (max(p["fast"], p["slow"]) + p["signal"]),
         ),
         IndicatorSpec(
             "bollinger",
@@ -231,14 +288,17 @@ INDICATORS: dict[str, IndicatorSpec] = {
             _bollinger,
             (_period(20), Param("std_dev", "float", 2.0, 0.0), SOURCE),
             ("percent_b", "width", "upper", "middle", "lower"),
+            warmup=lambda p: WARMUP_FACTORS["window"] * p["period"],
+            price_levels=("upper", "middle", "lower"),
         ),
         IndicatorSpec(
             "atr",
             "Average true range",
             _atr,
             (_period(14),),
-            ("value",),
+            ("value", "percent"),
             ("high", "low", "close"),
+            warmup=lambda p: 1 + WARMUP_FACTORS["wilder"] * p["period"],
         ),
         IndicatorSpec(
             "stochastic",
@@ -247,9 +307,17 @@ INDICATORS: dict[str, IndicatorSpec] = {
             (_period(14, "k_period"), _period(3, "d_period"), Param("smooth", "int", 1, 1)),
             ("k", "d"),
             ("high", "low", "close"),
+            warmup=lambda p: (
+                WARMUP_FACTORS["window"] * (p["k_period"] + p["smooth"] + p["d_period"])
+            ),
         ),
         IndicatorSpec(
-            "roc", "Rate of change (%)", _roc, (Param("period", "int", 10, 1), SOURCE), ("value",)
+            "roc",
+            "Rate of change (%)",
+            _roc,
+            (Param("period", "int", 10, 1), SOURCE),
+            ("value",),
+            warmup=lambda p: WARMUP_FACTORS["window"] * p["period"],
         ),
         IndicatorSpec(
             "adx",
@@ -258,6 +326,8 @@ INDICATORS: dict[str, IndicatorSpec] = {
             (_period(14),),
             ("adx", "plus_di", "minus_di"),
             ("high", "low", "close"),
+            # Wilder's smoothing twice: the directional lines, then the ADX of their DX.
+            warmup=lambda p: 1 + 2 * WARMUP_FACTORS["wilder"] * p["period"],
         ),
         IndicatorSpec("obv", "On-balance volume", _obv, (), ("value",), ("close", "volume")),
     )

@@ -186,13 +186,21 @@ def _describe_outcome(op: Operation) -> str:
     if op.status == "completed":
         model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
         said = f"model {model['label']} saved" if model.get("label") else ""
-        test = ((summary.get("metrics") or {}).get("test") or {}).get("accuracy")
+        figures = (summary.get("metrics") or {}).get("test") or {}
+        test = figures.get("accuracy")
         if isinstance(test, (int, float)):
-            said = (
-                f"{said} · test accuracy {percent(test)}"
-                if said
-                else f"test accuracy {percent(test)}"
-            )
+            shown = f"test accuracy {percent(test)}"
+            majority = figures.get("majority_rate")
+            if isinstance(majority, (int, float)):
+                # The baseline beside it: always predicting the split's most frequent class.
+                shown += (
+                    f" (majority class {percent(majority)}, "
+                    f"lift {100.0 * (test - majority):+.1f} pp)"
+                )
+            said = f"{said} · {shown}" if said else shown
+        warnings = summary.get("warnings")
+        if isinstance(warnings, list) and warnings:
+            said += f" · {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
         return said
     if op.status == "cancelled":
         done = summary.get("epochs_completed")
@@ -243,6 +251,9 @@ def _edit_url(metadata: dict[str, Any]) -> str | None:
 RUN_COLUMNS = (
     RunColumn("best_val_accuracy", "best validation accuracy", percent=True),
     RunColumn("test_accuracy", "test accuracy", percent=True),
+    RunColumn("test_majority_rate", "test majority rate", percent=True, default=False),
+    RunColumn("test_accuracy_lift", "test accuracy lift", percent=True, default=False),
+    RunColumn("test_log_loss_lift", "test log-loss lift", default=False),
     RunColumn("final_loss", "final loss"),
     RunColumn("test_loss", "test loss", default=False),
     RunColumn("epochs_run", "epochs", default=False),
@@ -263,6 +274,9 @@ def _run_figures(summary: dict[str, Any]) -> dict[str, float]:
     figures: dict[str, Any] = {
         "test_accuracy": test.get("accuracy"),
         "test_loss": test.get("loss"),
+        "test_majority_rate": test.get("majority_rate"),
+        "test_accuracy_lift": test.get("accuracy_lift"),
+        "test_log_loss_lift": test.get("log_loss_lift"),
         "epochs_run": training.get("epochs_run", len(history) or None),
     }
     accuracies = [

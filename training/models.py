@@ -27,6 +27,9 @@ class TrainedModel(models.Model):
     artifact_path = models.CharField(max_length=500)
     size_bytes = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
+    # The weights' own digest (training.artifacts.weights_sha256): equal for equal weights, where
+    # the file's sha256 also covers metadata such as the save time.
+    weights_sha256 = models.CharField(max_length=64, blank=True, default="", db_index=True)
     operation_id = models.CharField(max_length=96, blank=True, default="", db_index=True)
     # Kept by `ops prune` whatever its age, with its producing operation (training.retention).
     keep = models.BooleanField(
@@ -66,6 +69,15 @@ class TrainedModel(models.Model):
     @property
     def test_accuracy(self) -> float | None:
         return ((self.metrics or {}).get("test") or {}).get("accuracy")
+
+    @property
+    def test_figures(self) -> dict:
+        return (self.metrics or {}).get("test") or {}
+
+    @property
+    def warnings(self) -> list:
+        found = (self.metrics or {}).get("warnings")
+        return found if isinstance(found, list) else []
 
     @property
     def test_loss(self) -> float | None:

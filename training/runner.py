@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 
 from operations.conf import ktrdr_setting
 from operations.local import WorkContext
+from training import evaluation
 from training.executor import LoadBars, TrainingExecutor
 from training.services import trained_model_register
 
@@ -49,6 +50,7 @@ def run_training(
         log=logging.getLogger("training.executor"),
         device=device,
         min_free_bytes=int(float(ktrdr_setting("TRAINING_MIN_FREE_MB", 64.0)) * 1_000_000),
+        warning_thresholds=warning_thresholds(),
     )
     result = executor.run()
     artifact = result["model"]
@@ -56,6 +58,25 @@ def run_training(
         owner = user_id if user_id is not None else ctx.user_id
         result["model"] = {**artifact, **_register(ctx, artifact, result, owner)}
     return result
+
+
+def warning_thresholds() -> dict[str, Any]:
+    """The warnings' thresholds from the settings, bounded (a bad value falls back to the
+    default rather than silencing a warning or failing the run)."""
+
+    def bounded(name: str, default: float, low: float, high: float) -> float:
+        try:
+            value = float(ktrdr_setting(name, default))
+        except (TypeError, ValueError):
+            return default
+        return value if low <= value <= high else default
+
+    return {
+        "min_class_share": bounded("TRAINING_MIN_CLASS_SHARE", evaluation.MIN_CLASS_SHARE, 0, 1),
+        "min_class_samples": int(
+            bounded("TRAINING_MIN_CLASS_SAMPLES", evaluation.MIN_CLASS_SAMPLES, 0, 1e9)
+        ),
+    }
 
 
 def _register(

@@ -92,6 +92,7 @@ def strategy_detail(found: StrategyFile) -> dict[str, Any]:
 
 class TrainedModelSerializer(serializers.ModelSerializer):
     label = serializers.CharField(read_only=True)
+    warnings = serializers.ListField(child=serializers.DictField(), read_only=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -110,6 +111,8 @@ class TrainedModelSerializer(serializers.ModelSerializer):
             "metadata",
             "size_bytes",
             "sha256",
+            "weights_sha256",
+            "warnings",
             "operation_id",
             "created_at",
             "download_url",

@@ -23,7 +23,7 @@ from operations.models import Operation
 from operations.placement import parse_execution_mode
 from operations.services import operation_set_produced_model
 from training import selectors
-from training.artifacts import load_artifact, sha256_file
+from training.artifacts import load_artifact, sha256_file, weights_sha256
 from training.errors import StrategyError
 from training.models import TrainedModel
 from training.strategy import SYMBOL_RE, TIMEFRAME_MINUTES, config_hash, parse_strategy
@@ -216,6 +216,9 @@ def trained_model_register(
         "per_class": result.get("per_class"),
         "confusion_matrix": result.get("confusion_matrix"),
         "class_balance": result.get("class_balance"),
+        "reports": result.get("reports"),
+        "feature_drift": result.get("feature_drift"),
+        "warnings": result.get("warnings") or meta.get("warnings") or [],
         "best_epoch": (result.get("training") or {}).get("best_epoch", meta.get("best_epoch")),
     }
     metadata = {
@@ -249,6 +252,7 @@ def trained_model_register(
                     artifact_path=_stored_path(path),
                     size_bytes=path.stat().st_size,
                     sha256=actual,
+                    weights_sha256=weights_sha256(bundle["state_dict"]),
                     operation_id=operation_id,
                     created_by=user if getattr(user, "is_authenticated", False) else None,
                 )

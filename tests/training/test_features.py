@@ -39,9 +39,10 @@ def test_missing_columns_are_named(slice_1h):
 
 def test_warmup_rows_are_dropped_and_counted(small_config, slice_1h):
     frame, close, warmup = feat.compute_features(small_config, "EURUSD", {"1h": slice_1h}, ["1h"])
-    # MACD(12, 26, 9) is the longest warm-up: its signal line starts at bar 26 + 9 - 2 = 33.
-    assert warmup == 33
-    assert frame.index[0] == slice_1h.index[33]
+    # MACD(12, 26, 9) converges last: 5 x (26 + 9) = 175 bars (its signal line is *defined* from
+    # bar 33, still carrying its seed); RSI and ATR(14) need 1 + 10 x 14 = 141.
+    assert warmup == 175
+    assert frame.index[0] == slice_1h.index[175]
     assert np.isfinite(frame.to_numpy()).all()
     assert close.index.equals(frame.index)
 

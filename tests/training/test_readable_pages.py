@@ -43,7 +43,8 @@ def test_accuracy_reads_the_same_on_the_models_list_the_model_page_and_the_opera
     # The finished run says what it achieved, not its last phase message.
     outcome = re.search(r'id="operation-outcome">([^<]*)<', op_page).group(1)
     assert re.fullmatch(
-        rf"Completed in [\d.]+ s: model {re.escape(str(model))} saved · test accuracy {shown}",
+        rf"Completed in [\d.]+ s: model {re.escape(str(model))} saved · test accuracy {shown} "
+        rf"\(majority class [\d.]+ %, lift [+-][\d.]+ pp\)( · \d+ warnings?)?",
         outcome.replace("&#x27;", "'"),
     )
     assert "saving model" not in op_page.split('id="operation-live"', 1)[1].split("</section>")[0]

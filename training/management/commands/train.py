@@ -66,5 +66,41 @@ class Command(BaseCommand):
                 f"test accuracy {test.get('accuracy')}, loss {test.get('loss')}; "
                 f"model {model.get('label', '-')} ({model.get('artifact_path', '-')})"
             )
+            self._baselines(result)
         elif final.status == "failed":
             raise CommandError(final.error_message)
+
+    def _baselines(self, result: dict) -> None:
+        """Every split's figures beside its baselines, then the run's warnings."""
+        metrics = result.get("metrics") or {}
+        weighted = (metrics.get("test") or {}).get("loss_class_weighted")
+        loss_name = "class-weighted loss" if weighted else "training loss"
+        self.stdout.write(
+            f"{'split':<11}{'samples':>8} {'accuracy':>9} {'majority':>9} {'acc lift':>9} "
+            f"{'log-loss':>9} {'prior':>9} {'ll lift':>8} {'macro F1':>9}  {loss_name}"
+        )
+        for split in ("train", "validation", "test"):
+            s = metrics.get(split) or {}
+            if s.get("majority_rate") is None:
+                continue
+            self.stdout.write(
+                f"{split:<11}{s['samples']:>8} {s['accuracy']:>9.2%} {s['majority_rate']:>9.2%} "
+                f"{100 * s['accuracy_lift']:>+6.1f} pp {s['log_loss']:>9.4f} "
+                f"{s['prior_log_loss']:>9.4f} {s['log_loss_lift']:>+8.4f} {s['macro_f1']:>9.3f}  "
+                f"{s['loss']:.4f}"
+            )
+        balance = (result.get("class_balance") or {}).get("train")
+        if balance:
+            self.stdout.write(
+                "train class balance: " + ", ".join(f"{k} {v}" for k, v in balance.items())
+            )
+        test = (result.get("reports") or {}).get("test") or {}
+        matrix = (test.get("confusion_matrix") or {}).get("matrix")
+        if matrix:
+            labels = test["confusion_matrix"]["labels"]
+            self.stdout.write("test confusion (rows true, columns predicted):")
+            self.stdout.write(" " * 6 + "".join(f"{label:>8}" for label in labels))
+            for label, row in zip(labels, matrix, strict=True):
+                self.stdout.write(f"{label:<6}" + "".join(f"{n:>8}" for n in row))
+        for warning in result.get("warnings") or []:
+            self.stdout.write(f"warning {warning['code']}: {warning['message']}")
