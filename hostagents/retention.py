@@ -13,15 +13,7 @@ from pathlib import Path
 
 from hostagents.artifacts import artifacts_dir, artifacts_root
 from hostagents.models import AgentStart, Artifact
-from operations.retention import Holding
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+from operations.retention import Holding, path_inside
 
 
 class AgentArtifacts:
@@ -32,7 +24,7 @@ class AgentArtifacts:
         out: dict[str, list[Holding]] = {}
         for artifact in Artifact.objects.filter(operation_id__in=operation_ids):
             path = Path(artifact.path)
-            paths = (path,) if _inside(path, root) else ()
+            paths = (path,) if path_inside(path, root) else ()
             out.setdefault(artifact.operation_id, []).append(
                 Holding(what=f"artifact {artifact.name}", paths=paths)
             )

@@ -93,6 +93,16 @@ class RetentionOwner(Protocol):
 _owners: dict[str, RetentionOwner] = {}
 
 
+def path_inside(path: Path, root: Path) -> bool:
+    """Whether `path` lies under `root` (links resolved): an owner only lets prune delete files
+    inside its own folder, whatever a row says."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def register_owner(owner: RetentionOwner) -> None:
     """Called in an app's `AppConfig.ready()`; one owner per name."""
     if owner.name in _owners and _owners[owner.name] is not owner:

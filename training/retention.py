@@ -18,17 +18,9 @@ from pathlib import Path
 
 from django.db.models import Max
 
-from operations.retention import Holding
+from operations.retention import Holding, path_inside
 from training.models import TrainedModel
 from training.selectors import models_dir
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 class TrainedModels:
@@ -60,7 +52,7 @@ class TrainedModels:
                 why = ""
             # Only files inside the models folder are ever removed (a row is not trusted with
             # a path elsewhere).
-            paths = (path,) if _inside(path, root) else ()
+            paths = (path,) if path_inside(path, root) else ()
             out.setdefault(model.operation_id, []).append(
                 Holding(what=f"model {model.label} ({path.name})", paths=paths, keep_because=why)
             )
