@@ -17,7 +17,7 @@ from typing import IO, Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from operations import execution, selectors
+from operations import execution, readable, selectors
 from operations.exceptions import IllegalTransition
 from operations.models import Operation
 from operations.serializers import is_stale
@@ -35,7 +35,10 @@ def describe_freshness(op: Operation) -> str:
 
 
 def describe_progress(op: Operation) -> str:
-    """One line for the bar: phase, message, ETA; how old the snapshot is when it is stale."""
+    """One line for the bar: phase, message, ETA; how old the snapshot is when it is stale. A
+    finished operation's line is its outcome, never the last phase it reported."""
+    if op.is_terminal:
+        return readable.operation_outcome(op)
     progress = op.progress or {}
     parts = [op.status]
     if progress.get("phase"):
