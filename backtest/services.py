@@ -1,0 +1,63 @@
+"""Every write of the backtest app: starting a backtest.
+
+`backtest_start` checks the request (errors name the field), resolves the model to its file,
+and submits a `backtest` operation through the one start path; it runs here, where the model
+file and the bars are (`backtest.kinds`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backtest.kinds import OPERATION_TYPE, checked_metadata
+from backtest.params import check_request, model_id_of
+from operations.exceptions import InvalidInput, NotFound
+from operations.execution import operation_submit
+from operations.models import Operation
+from training import selectors as training_selectors
+
+
+def backtest_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
+    """A backtest request checked and its model resolved: the operation's metadata.
+
+    `body`: model_id (required), symbol (default: the model's first), start, end, cost_bps or
+    cost_pips, slippage_bps or slippage_pips, pip_size, sizing, on_hold, signals, chunk_bars
+    (`backtest.params.check_request`)."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request must be a JSON object")
+    model_id = model_id_of(body.get("model_id"))
+    params = check_request(body)
+    try:
+        model = training_selectors.trained_model_get(model_id=model_id)
+        path = training_selectors.trained_model_file(model)
+    except NotFound as exc:
+        # In a request body an unknown model is bad input (400), not a missing resource.
+        raise InvalidInput(exc.message, field="model_id") from None
+    symbol = params["symbol"] or (model.symbols or [""])[0]
+    data = (model.metadata or {}).get("data") or {}
+    metadata = {
+        **params,
+        "symbol": symbol,
+        "model_id": model.pk,
+        "model_label": model.label,
+        "model_path": str(path),
+        "model_sha256": model.sha256,
+        "strategy": model.strategy_name,
+        "timeframe": model.timeframe,
+        "training_range": {"start": data.get("start"), "end": data.get("end")},
+    }
+    return checked_metadata(metadata)
+
+
+def backtest_start(*, body: dict[str, Any], user: Any = None, detach: bool = False) -> Operation:
+    """Validate a backtest request and start it here; returns the new (pending) operation."""
+    metadata = backtest_metadata(body=body)
+    return operation_submit(
+        operation_type=OPERATION_TYPE,
+        metadata=metadata,
+        execution_mode="local",
+        user=user,
+        strategy_name=metadata["strategy"],
+        input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
+        detach=detach,
+    )
