@@ -9,7 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from backtest import selectors, services
-from backtest.serializers import BacktestStartSerializer, TradesPageSerializer
+from backtest.serializers import (
+    BacktestListSerializer,
+    BacktestStartSerializer,
+    TradesPageSerializer,
+)
 from operations.api.parsers import body_object
 from operations.serializers import ErrorSerializer, OperationSerializer, serialize_operation
 
@@ -17,6 +21,7 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409:
 
 
 @extend_schema(
+    methods=["POST"],
     request=BacktestStartSerializer,
     responses={202: OperationSerializer, 503: ErrorSerializer, **ERRORS},
     tags=["backtests"],
@@ -25,8 +30,24 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409:
         "(its result_summary holds the figures, baselines, curve and the first trades)."
     ),
 )
-@api_view(["POST"])
+@extend_schema(
+    methods=["GET"],
+    request=None,
+    responses={200: BacktestListSerializer, **ERRORS},
+    tags=["backtests"],
+    description="The latest backtests, newest first (at most 50), with their headline figures.",
+)
+@api_view(["GET", "POST"])
 def backtest_create(request: Request) -> Response:
+    if request.method == "GET":
+        rows = [
+            {
+                **serialize_operation(op),
+                "figures": ((op.result_summary or {}).get("figures") or None),
+            }
+            for op in selectors.backtest_list()
+        ]
+        return Response({"backtests": rows})
     body = body_object(request)
     if hasattr(body, "dict"):  # form fields
         body = body.dict()

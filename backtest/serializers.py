@@ -42,3 +42,9 @@ class TradesPageSerializer(serializers.Serializer):
         help_text="direction, entry_time, exit_time, entry_price, exit_price, bars, size, "
         "return (net of costs), open",
     )
+
+
+class BacktestListSerializer(serializers.Serializer):
+    backtests = serializers.ListField(
+        child=serializers.DictField(), help_text="operations, each with its `figures` (or null)"
+    )

@@ -97,3 +97,11 @@ def test_trades_of_another_kind_or_bad_pages_are_refused(api, model):
     answer = api.get(f"{URL}{started['operation_id']}/trades/?limit=100000")
     assert answer.status_code == 400
     assert "limit" in answer.json()["error"]["details"]
+
+
+def test_the_list_shows_the_latest_backtests_with_their_figures(api, model):
+    api.post(URL, {"model_id": model.pk, "start": "2017-08-01"}, format="json")
+    assert local_runs.wait_idle(timeout=120)
+    (row,) = api.get(URL).json()["backtests"]
+    assert row["status"] == "completed"
+    assert "sharpe" in row["figures"]
