@@ -222,8 +222,8 @@ def run_backtest(ctx: WorkContext, *, load_bars: LoadBars = default_load_bars) -
             "chunk",
             {
                 "bars_done": done,
-                "time": index[done - 1].isoformat(),
-                "equity": main.equity[done - 1],
+                "time": int(index[done - 1].timestamp()),
+                "equity": float(main.equity[done - 1]),
             },
         )
     return _result(sims, meta, rule, index, unscored, partial=False)
