@@ -34,3 +34,36 @@ def test_the_operation_page_draws_equity_and_drawdown_and_lists_the_trades(logge
     assert 'id="backtest-warning-1"' in html
     assert "in-sample:" in html
     assert "rule baseline: long/short the zigzag leg confirmed so far" in html
+
+
+def test_the_backtests_page_starts_one_from_its_form_and_lists_it(logged_in, model):
+    page = logged_in.get("/backtests/")
+    assert page.status_code == 200
+    assert f'<option value="{model.pk}"' in page.content.decode()
+    answer = logged_in.post(
+        "/backtests/start/",
+        {
+            "model_id": model.pk,
+            "start": "2017-08-01",
+            "end": "2017-09-01",
+            "cost_bps": "0.5",
+            "sizing": "volatility",
+            "target_vol": "0.05",
+        },
+    )
+    op = Operation.objects.get(operation_type="backtest")
+    assert answer.status_code == 302
+    assert answer.url == f"/operations/{op.operation_id}/"
+    assert op.metadata["sizing"]["target_vol"] == 0.05
+    assert local_runs.wait_idle(timeout=120)
+    listed = logged_in.get("/backtests/").content.decode()
+    assert op.operation_id in listed
+
+
+def test_a_bad_form_comes_back_as_a_message_naming_the_field(logged_in, model):
+    answer = logged_in.post(
+        "/backtests/start/", {"model_id": model.pk, "cost_bps": "-1"}, follow=True
+    )
+    assert answer.status_code == 200
+    assert "cost_bps: cost_bps must be at least 0" in answer.content.decode()
+    assert not Operation.objects.filter(operation_type="backtest").exists()
