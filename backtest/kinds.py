@@ -93,8 +93,8 @@ def _describe_outcome(op: Operation) -> str:
 RUN_COLUMNS = (
     RunColumn("total_return", "total return", percent=True),
     RunColumn("sharpe", "Sharpe", places=2),
-    RunColumn("max_drawdown", "max drawdown", percent=True),
-    RunColumn("trades", "trades"),
+    RunColumn("max_drawdown", "max drawdown", percent=True, default=False),
+    RunColumn("trades", "trades", default=False),
     RunColumn("buy_and_hold_return", "buy-and-hold return", percent=True, default=False),
     RunColumn("rule_return", "rule baseline return", percent=True, default=False),
 )

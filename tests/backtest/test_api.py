@@ -105,3 +105,20 @@ def test_the_list_shows_the_latest_backtests_with_their_figures(api, model):
     (row,) = api.get(URL).json()["backtests"]
     assert row["status"] == "completed"
     assert "sharpe" in row["figures"]
+
+
+def test_a_finished_backtest_runs_again_with_the_same_inputs_and_is_a_run(api, model, logged_in):
+    first = api.post(
+        URL, {"model_id": model.pk, "start": "2017-08-01", "cost_bps": 2}, format="json"
+    ).json()
+    assert local_runs.wait_idle(timeout=120)
+    again = api.post(f"/api/v1/operations/{first['operation_id']}/rerun/")
+    assert again.status_code == 202, again.json()
+    assert local_runs.wait_idle(timeout=120)
+    a = Operation.objects.get(operation_id=first["operation_id"])
+    b = Operation.objects.get(operation_id=again.json()["operation_id"])
+    assert b.metadata["rerun_of"] == a.operation_id
+    assert b.result_summary["figures"] == a.result_summary["figures"]
+    runs = logged_in.get("/runs/?kind=backtest").content.decode()
+    assert a.operation_id in runs
+    assert b.operation_id in runs
