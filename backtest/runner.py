@@ -89,7 +89,8 @@ def _load(
     base = load_bars(symbol, base_tf, None, end)
     first = int(base.index.searchsorted(pd.Timestamp(start))) if start else 0
     if first >= len(base):
-        raise BacktestError(f"no {symbol} {base_tf} bars are stored from {start} to {end}")
+        span = f"from {str(start or 'the first bar')[:16]} to {str(end or 'the last bar')[:16]}"
+        raise BacktestError(f"no {symbol} {base_tf} bars are stored {span}")
     if len(base) - first > MAX_BARS:
         raise BacktestError(f"the range holds {len(base) - first:,} bars; at most {MAX_BARS:,}")
     cut = max(0, first - WARMUP_MARGIN_BARS)

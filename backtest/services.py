@@ -11,6 +11,7 @@ from typing import Any
 
 from backtest.kinds import OPERATION_TYPE, checked_metadata
 from backtest.params import check_request, model_id_of
+from marketdata import selectors as marketdata_selectors
 from operations.exceptions import InvalidInput, NotFound
 from operations.execution import operation_submit
 from operations.models import Operation
@@ -34,6 +35,12 @@ def backtest_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
         # In a request body an unknown model is bad input (400), not a missing resource.
         raise InvalidInput(exc.message, field="model_id") from None
     symbol = params["symbol"] or (model.symbols or [""])[0]
+    try:
+        marketdata_selectors.series_get(symbol=symbol, timeframe=model.timeframe)
+    except NotFound:
+        raise InvalidInput(
+            f"no {symbol} {model.timeframe} bars are stored (load them first)", field="symbol"
+        ) from None
     data = (model.metadata or {}).get("data") or {}
     metadata = {
         **params,

@@ -10,6 +10,7 @@ from backtest import services
 from backtest.kinds import BACKTEST, BacktestProgressBridge
 from backtest.runner import MAX_TRADES_IN_SUMMARY
 from operations.cancellation import CancellationToken, OperationCancelled
+from operations.exceptions import InvalidInput
 from operations.execution import operation_cancel, operation_submit
 from operations.kinds import OperationKind, kind_get, register_kind, unregister_kind
 from operations.local import WorkContext, local_runs
@@ -193,3 +194,29 @@ def test_a_cancelled_operation_ends_cancelled_with_its_partial_result(model, use
     assert summary["bars_done"] < summary["bars_total"]
     assert summary["figures"]["bars"] == 200
     assert summary["stopped_at"] == f"bar 200/{summary['bars_total']}"
+
+
+def test_the_model_s_prediction_at_t_uses_no_bar_after_t(model, stored_bars):
+    predictor = ModelPredictor.from_file(trained_model_file(model))
+    bars = stored_bars[stored_bars.index < "2017-10-01"]
+    full = predictor.predict({"1h": bars})
+    for k in (len(bars) - 500, len(bars) - 137, len(bars) - 1):
+        cut = predictor.predict({"1h": bars.iloc[: k + 1]})
+        t = bars.index[k]
+        assert cut.index[-1] == t
+        assert cut.loc[t, "signal"] == full.loc[t, "signal"]
+        assert cut.loc[t, "p_BUY"] == pytest.approx(full.loc[t, "p_BUY"], abs=1e-6)
+
+
+def test_a_range_with_no_stored_bars_fails_saying_so(model, user):
+    op = finished(
+        services.backtest_start(body={"model_id": model.pk, "start": "2019-01-01"}, user=user)
+    )
+    assert op.status == "failed"
+    assert "no EURUSD 1h bars are stored from 2019-01-01" in op.error_message
+
+
+def test_a_symbol_with_no_stored_bars_is_refused_at_the_start(model):
+    with pytest.raises(InvalidInput) as info:
+        services.backtest_start(body={"model_id": model.pk, "symbol": "GBPUSD"})
+    assert info.value.field == "symbol"
