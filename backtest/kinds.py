@@ -8,6 +8,9 @@ and the bars are: here (`stays_local`); `backtest.services` starts it with `exec
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from backtest.params import check_request, model_id_of
 from backtest.runner import run_backtest
@@ -19,6 +22,7 @@ from operations.models import Operation
 from operations.readable import percent
 
 OPERATION_TYPE = "backtest"
+COST_KEYS = ("cost_bps", "cost_pips", "slippage_bps", "slippage_pips")
 # What the service adds to the checked request: the model resolved to a file.
 MODEL_KEYS = ("model_id", "model_label", "model_path", "model_sha256", "strategy", "timeframe")
 
@@ -67,6 +71,24 @@ def _rerun(metadata: dict[str, Any]) -> Rerun:
         strategy_name=str(checked["strategy"]),
         input_series=[f"{checked['symbol']}:{checked['timeframe']}"],
     )
+
+
+def _edit_url(metadata: dict[str, Any]) -> str:
+    """The backtests page's form, pre-filled with this run's model, range, costs and sizing."""
+    sizing = metadata.get("sizing") if isinstance(metadata.get("sizing"), dict) else {}
+    query = {
+        "model_id": metadata.get("model_id"),
+        "symbol": metadata.get("symbol"),
+        "start": str(metadata.get("start") or "")[:10],
+        "end": str(metadata.get("end") or "")[:10],
+        **{k: metadata.get(k) for k in COST_KEYS},
+        "signals": metadata.get("signals"),
+        "on_hold": metadata.get("on_hold"),
+        "sizing": sizing.get("method"),
+        "target_vol": sizing.get("target_vol") if sizing.get("method") == "volatility" else None,
+    }
+    query = {k: v for k, v in query.items() if v not in (None, "", 0, 0.0)}
+    return f"{reverse('backtest:list')}?{urlencode(query)}#backtest-form"
 
 
 def _describe_outcome(op: Operation) -> str:
@@ -131,6 +153,7 @@ BACKTEST = OperationKind(
     prepare=_prepare,
     stays_local=lambda _metadata: True,
     rerun=_rerun,
+    edit_url=_edit_url,
     run_columns=RUN_COLUMNS,
     run_figures=_run_figures,
     run_params=_run_params,

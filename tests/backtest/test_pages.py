@@ -67,3 +67,23 @@ def test_a_bad_form_comes_back_as_a_message_naming_the_field(logged_in, model):
     assert answer.status_code == 200
     assert "cost_bps: cost_bps must be at least 0" in answer.content.decode()
     assert not Operation.objects.filter(operation_type="backtest").exists()
+
+
+def test_edit_and_run_opens_the_form_pre_filled(logged_in, model):
+    op = services.backtest_start(
+        body={
+            "model_id": model.pk,
+            "start": "2017-08-01",
+            "end": "2017-09-01",
+            "cost_pips": 0.7,
+            "sizing": {"method": "volatility", "target_vol": 0.2},
+        }
+    )
+    assert local_runs.wait_idle(timeout=120)
+    html = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
+    url = re.search(r'href="(/backtests/\?[^"]+)"', html).group(1).replace("&amp;", "&")
+    form = logged_in.get(url).content.decode()
+    assert 'name="cost_pips" inputmode="decimal" value="0.7"' in form
+    assert 'name="start" type="date" value="2017-08-01"' in form
+    assert 'name="target_vol" inputmode="decimal" value="0.2"' in form
+    assert "<option selected>volatility</option>" in form
