@@ -40,19 +40,36 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409:
 @api_view(["GET", "POST"])
 def backtest_create(request: Request) -> Response:
     if request.method == "GET":
-        rows = [
-            {
-                **serialize_operation(op),
-                "figures": ((op.result_summary or {}).get("figures") or None),
-            }
-            for op in selectors.backtest_list()
-        ]
+        rows = [_row(op) for op in selectors.backtest_list()]
         return Response({"backtests": rows})
     body = body_object(request)
     if hasattr(body, "dict"):  # form fields
         body = body.dict()
     op = services.backtest_start(body=body, user=request.user)
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
+def _row(op) -> dict:
+    """One backtest, compact: its inputs and headline figures, not its curve and trades."""
+    summary = op.result_summary if isinstance(op.result_summary, dict) else {}
+    meta = op.metadata or {}
+    return {
+        "operation_id": op.operation_id,
+        "status": op.status,
+        "created_at": op.created_at.isoformat(),
+        "model": {"id": meta.get("model_id"), "label": meta.get("model_label")},
+        "symbol": meta.get("symbol"),
+        "start": meta.get("start"),
+        "end": meta.get("end"),
+        "in_sample": (summary.get("in_sample") or {}).get("overlaps"),
+        "figures": summary.get("figures"),
+        "baselines": {
+            name: (summary.get("baselines") or {}).get(name, {}).get("total_return")
+            for name in ("buy_and_hold", "rule")
+        }
+        if summary.get("baselines")
+        else None,
+    }
 
 
 @extend_schema(
@@ -62,7 +79,7 @@ def backtest_create(request: Request) -> Response:
         OpenApiParameter("offset", int, description="first trade, from 0"),
         OpenApiParameter("limit", int, description=f"1-{selectors.MAX_TRADES_PAGE}, default 100"),
     ],
-    description="A page of a backtest's trades (those its result kept: the first 500).",
+    description="A page of a backtest's trades, oldest first (every one, from its trade records).",
 )
 @api_view(["GET"])
 def backtest_trades(request: Request, operation_id: str) -> Response:

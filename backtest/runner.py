@@ -40,8 +40,12 @@ LoadBars = Callable[[str, str, Any, Any], pd.DataFrame]
 # Bars read before `start` so indicators are warmed up when the range begins.
 WARMUP_MARGIN_BARS = 1000
 MAX_BARS = 500_000
-MAX_CURVE_POINTS = 1000
-MAX_TRADES_IN_SUMMARY = 500
+# What the result keeps, so an operation row (listed 50 at a time) stays ~100 kB at most.
+MAX_CURVE_POINTS = 500
+MAX_TRADES_IN_SUMMARY = 250
+# Every trade is also a `trade` metric record (paged by GET /api/v1/backtests/{id}/trades/), up
+# to this many.
+MAX_TRADE_RECORDS = 100_000
 # Of the percentage: loading and predicting, then the simulation's chunks.
 SIMULATION_START_PCT = 30.0
 
@@ -211,7 +215,9 @@ def run_backtest(ctx: WorkContext, *, load_bars: LoadBars = default_load_bars) -
     while main.done < n:
         if token.is_cancelled:
             stop = f"bar {main.done}/{n}"
-            raise OperationCancelled(stop, _result(sims, meta, rule, index, unscored, partial=True))
+            result = _result(sims, meta, rule, index, unscored, partial=True)
+            _record_trades(bridge, sims["strategy"].trades())
+            raise OperationCancelled(stop, result)
         done = main.advance(chunk)
         pct = SIMULATION_START_PCT + (100.0 - SIMULATION_START_PCT) * done / n
         bridge.update(
@@ -227,7 +233,14 @@ def run_backtest(ctx: WorkContext, *, load_bars: LoadBars = default_load_bars) -
                 "equity": float(main.equity[done - 1]),
             },
         )
-    return _result(sims, meta, rule, index, unscored, partial=False)
+    result = _result(sims, meta, rule, index, unscored, partial=False)
+    _record_trades(bridge, sims["strategy"].trades())
+    return result
+
+
+def _record_trades(bridge: Any, trades: list[dict[str, Any]]) -> None:
+    for number, trade in enumerate(trades[:MAX_TRADE_RECORDS], start=1):
+        bridge.append_metric("trade", {"trade": number, **trade})
 
 
 def _result(

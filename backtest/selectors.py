@@ -8,7 +8,7 @@ from typing import Any
 from backtest.kinds import OPERATION_TYPE
 from operations import selectors as operation_selectors
 from operations.exceptions import InvalidInput, NotFound
-from operations.models import Operation
+from operations.models import Operation, OperationMetric
 
 MAX_TRADES_PAGE = 500
 BACKTEST_LIST_LIMIT = 50
@@ -49,19 +49,22 @@ def _bounded(value: Any, field: str, lo: int, hi: int, default: int) -> int:
 
 
 def backtest_trades(*, operation_id: str, offset: Any = None, limit: Any = None) -> TradesPage:
-    """A page of the trades its result kept (`total`: all its trades; `kept`: those stored, the
-    first `backtest.runner.MAX_TRADES_IN_SUMMARY`). Empty while it has no result yet."""
+    """A page of its trades, oldest first: every trade is a `trade` metric record (up to
+    `backtest.runner.MAX_TRADE_RECORDS`), written when the run ends or is cancelled; `total`
+    counts the trades its result found, `kept` the records stored. Empty before that."""
     op = backtest_get(operation_id=operation_id)
     offset = _bounded(offset, "offset", 0, 10_000_000, 0)
     limit = _bounded(limit, "limit", 1, MAX_TRADES_PAGE, 100)
     summary = op.result_summary if isinstance(op.result_summary, dict) else {}
-    trades = summary.get("trades") if isinstance(summary.get("trades"), list) else []
+    records = OperationMetric.objects.filter(operation_id=op.pk, kind="trade")
+    kept = records.count()
+    rows = records.order_by("seq").values_list("payload", flat=True)[offset : offset + limit]
     return TradesPage(
         operation_id=op.operation_id,
         status=op.status,
-        trades=trades[offset : offset + limit],
-        total=int(summary.get("trades_total") or len(trades)),
-        kept=len(trades),
+        trades=[{k: v for k, v in row.items() if k != "trade"} for row in rows],
+        total=int(summary.get("trades_total") or kept),
+        kept=kept,
         offset=offset,
         limit=limit,
     )

@@ -46,5 +46,7 @@ class TradesPageSerializer(serializers.Serializer):
 
 class BacktestListSerializer(serializers.Serializer):
     backtests = serializers.ListField(
-        child=serializers.DictField(), help_text="operations, each with its `figures` (or null)"
+        child=serializers.DictField(),
+        help_text="operation_id, status, created_at, model, symbol, start, end, in_sample, "
+        "figures (or null), baselines (their total returns, or null)",
     )

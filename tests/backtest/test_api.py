@@ -40,6 +40,13 @@ def test_a_start_answers_202_with_the_operation_and_its_result_follows(api, mode
     assert page["total"] == summary["trades_total"]
     assert page["trades"] == summary["trades"][1:3]
     assert set(page["trades"][0]) >= {"direction", "entry_time", "exit_time", "return", "open"}
+    # Every trade is a record: the pages reach past what the summary keeps.
+    assert page["kept"] == summary["trades_total"]
+    everything = []
+    for offset in range(0, page["kept"], 7):
+        everything += api.get(f"{URL}{op_id}/trades/?offset={offset}&limit=7").json()["trades"]
+    assert everything[: len(summary["trades"])] == summary["trades"]
+    assert len(everything) == summary["trades_total"]
 
 
 @pytest.mark.parametrize(

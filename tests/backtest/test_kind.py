@@ -14,7 +14,7 @@ from operations.exceptions import InvalidInput
 from operations.execution import operation_cancel, operation_submit
 from operations.kinds import OperationKind, kind_get, register_kind, unregister_kind
 from operations.local import WorkContext, local_runs
-from operations.models import Operation
+from operations.models import Operation, OperationMetric
 from training.predict import ModelPredictor
 from training.selectors import trained_model_file
 
@@ -193,6 +193,8 @@ def test_a_cancelled_operation_ends_cancelled_with_its_partial_result(model, use
     assert summary["bars_done"] == 200
     assert summary["bars_done"] < summary["bars_total"]
     assert summary["figures"]["bars"] == 200
+    trades = OperationMetric.objects.filter(operation=op, kind="trade").count()
+    assert trades == summary["trades_total"]
     assert summary["stopped_at"] == f"bar 200/{summary['bars_total']}"
 
 
