@@ -1,27 +1,41 @@
 """The `backtest` operation kind: a trained model (or its strategy's rule) over stored bars.
 
-Registered in `BacktestConfig.ready()` (`docs/architecture.md` §3). It runs where the model file
-and the bars are: here (`stays_local`); `backtest.services` starts it with `execution_mode`
-`local`. On an agent it would need the model and bars as inputs — not done yet (docs/research.md).
+Registered in `BacktestConfig.ready()` (`docs/architecture.md` §3). It runs here unless an
+agent is asked for (`stays_local`): the model file and the bars are here. On an agent with the
+`training` role (it has torch), the model file and the bar window the run reads travel as
+content-addressed inputs (`model`, `SYMBOL:TF`, zstd Parquet) and the agent runs the same
+`run_backtest` on them; the result and the trade records come back through the usual pull.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from django.urls import reverse
 
 from backtest.params import check_request, model_id_of
-from backtest.runner import run_backtest
+from backtest.runner import default_load_bars, load_window, run_backtest
+from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes
 from operations.bridge import ProgressBridge
 from operations.exceptions import InvalidInput
-from operations.kinds import Inputs, Launch, OperationKind, Rerun, RunColumn
+from operations.kinds import (
+    Inputs,
+    Launch,
+    OperationKind,
+    RemoteInput,
+    RemotePayload,
+    Rerun,
+    RunColumn,
+)
 from operations.local import WorkContext
 from operations.models import Operation
 from operations.readable import percent
 
 OPERATION_TYPE = "backtest"
+MODEL_INPUT = "model"
 COST_KEYS = ("cost_bps", "cost_pips", "slippage_bps", "slippage_pips")
 # What the service adds to the checked request: the model resolved to a file.
 MODEL_KEYS = ("model_id", "model_label", "model_path", "model_sha256", "strategy", "timeframe")
@@ -47,11 +61,31 @@ def checked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return {**metadata, **params, **extra}
 
 
-def _prepare(metadata: dict[str, Any], _inputs: Inputs | None) -> Launch:
+def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
     metadata = checked_metadata(metadata)
 
-    def work(ctx: WorkContext) -> dict[str, Any]:
-        return run_backtest(ctx)
+    if inputs is None:
+
+        def work(ctx: WorkContext) -> dict[str, Any]:
+            return run_backtest(ctx)
+
+    else:
+        sent = inputs
+        if MODEL_INPUT not in sent:
+            raise InvalidInput("the model file was not sent", field="inputs")
+
+        def load_bars(symbol: str, timeframe: str, start: Any, end: Any) -> Any:
+            key = f"{symbol}:{timeframe}"
+            if key not in sent:
+                raise SeriesNotFound(symbol, timeframe)
+            return bytes_to_frame(sent[key])
+
+        def work(ctx: WorkContext) -> dict[str, Any]:
+            # The sent model file (sha256-checked again on load) in a folder of this run.
+            with tempfile.TemporaryDirectory(prefix="backtest-model-") as folder:
+                path = Path(folder) / "model.pt"
+                path.write_bytes(sent[MODEL_INPUT])
+                return run_backtest(ctx, load_bars=load_bars, model_path=path)
 
     work.__name__ = "run_backtest"
     return Launch(
@@ -63,11 +97,28 @@ def _prepare(metadata: dict[str, Any], _inputs: Inputs | None) -> Launch:
     )
 
 
+def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
+    """The request, the model file and the bar window the run reads (as a local run reads it)."""
+    timeframes = [str(t) for t in metadata.get("timeframes") or [metadata["timeframe"]]]
+    symbol = metadata["symbol"]
+    frames, _first = load_window(
+        default_load_bars, symbol, timeframes, metadata.get("start"), metadata.get("end")
+    )
+    inputs = [RemoteInput(key=MODEL_INPUT, data=Path(metadata["model_path"]).read_bytes())]
+    inputs += [
+        RemoteInput(key=f"{symbol}:{tf}", data=frame_to_bytes(frame), rows=len(frame))
+        for tf, frame in frames.items()
+    ]
+    return RemotePayload(params=dict(metadata), inputs=inputs)
+
+
 def _rerun(metadata: dict[str, Any]) -> Rerun:
     checked = checked_metadata(metadata)
+    placement = metadata.get("placement") if isinstance(metadata.get("placement"), dict) else {}
     return Rerun(
         metadata={k: v for k, v in checked.items() if k != "placement"},
-        execution_mode="local",
+        execution_mode=placement.get("execution_mode") or "local",
+        agent=placement.get("agent") or None,
         strategy_name=str(checked["strategy"]),
         input_series=[f"{checked['symbol']}:{checked['timeframe']}"],
     )
@@ -151,7 +202,9 @@ def _run_params(metadata: dict[str, Any]) -> dict[str, Any]:
 BACKTEST = OperationKind(
     name=OPERATION_TYPE,
     prepare=_prepare,
+    capability=lambda _metadata: "training",
     stays_local=lambda _metadata: True,
+    remote_payload=_remote_payload,
     rerun=_rerun,
     edit_url=_edit_url,
     run_columns=RUN_COLUMNS,

@@ -1,4 +1,4 @@
-"""One backtest run, wherever it is prepared: model → signals → simulation → result summary.
+"""One backtest run, here or on an agent: model → signals → simulation → result summary.
 
 Everything comes from `ctx.metadata` (the checked request, the model file and its sha256, the
 model's training range). Steps: load the model (`weights_only=True`, sha256 checked), read the
@@ -84,7 +84,7 @@ def rule_signal(rule: dict[str, Any], close: np.ndarray) -> np.ndarray:
     return momentum_signal(close, rule["lookback"])
 
 
-def _load(
+def load_window(
     load_bars: LoadBars, symbol: str, timeframes: list[str], start: Any, end: Any
 ) -> tuple[dict[str, pd.DataFrame], int]:
     """Bars per timeframe up to `end`, from WARMUP_MARGIN_BARS base bars before `start`; and
@@ -159,16 +159,22 @@ def in_sample_check(
     }
 
 
-def run_backtest(ctx: WorkContext, *, load_bars: LoadBars = default_load_bars) -> dict[str, Any]:
+def run_backtest(
+    ctx: WorkContext, *, load_bars: LoadBars = default_load_bars, model_path: Any = None
+) -> dict[str, Any]:
+    """`load_bars` and `model_path`: this process's store and the registered model file, or
+    (on an agent) the bars and model file sent with the start."""
     meta = ctx.metadata
     bridge, token = ctx.bridge, ctx.token
     bridge.update(phase="loading model", percentage=1.0, message=f"loading {meta['model_label']}")
     token.raise_if_cancelled("loading the model")
-    predictor = ModelPredictor.from_file(meta["model_path"], expected_sha256=meta["model_sha256"])
+    predictor = ModelPredictor.from_file(
+        model_path or meta["model_path"], expected_sha256=meta["model_sha256"]
+    )
     symbol, timeframes = meta["symbol"], predictor.timeframes
     bridge.update(phase="loading bars", percentage=5.0, message=f"reading {symbol} bars")
     token.raise_if_cancelled("loading bars")
-    bars, first = _load(load_bars, symbol, timeframes, meta.get("start"), meta.get("end"))
+    bars, first = load_window(load_bars, symbol, timeframes, meta.get("start"), meta.get("end"))
     base = bars[timeframes[0]]
     close_all = base["close"].to_numpy(dtype=float)
     index = base.index[first:]

@@ -28,6 +28,10 @@ class BacktestStartSerializer(serializers.Serializer):
     on_hold = serializers.ChoiceField(choices=["keep", "flat"], required=False)
     signals = serializers.ChoiceField(choices=["model", "rule"], required=False)
     chunk_bars = serializers.IntegerField(required=False, help_text="bars per progress step")
+    execution_mode = serializers.ChoiceField(
+        choices=["auto", "local", "agent"], required=False, help_text="default local"
+    )
+    agent = serializers.CharField(required=False, help_text="an agent's name (a training agent)")
 
 
 class TradesPageSerializer(serializers.Serializer):

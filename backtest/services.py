@@ -15,6 +15,7 @@ from marketdata import selectors as marketdata_selectors
 from operations.exceptions import InvalidInput, NotFound
 from operations.execution import operation_submit
 from operations.models import Operation
+from operations.placement import parse_execution_mode
 from training import selectors as training_selectors
 
 
@@ -51,18 +52,27 @@ def backtest_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
         "model_sha256": model.sha256,
         "strategy": model.strategy_name,
         "timeframe": model.timeframe,
+        "timeframes": list(model.timeframes or [model.timeframe]),
         "training_range": {"start": data.get("start"), "end": data.get("end")},
     }
     return checked_metadata(metadata)
 
 
 def backtest_start(*, body: dict[str, Any], user: Any = None, detach: bool = False) -> Operation:
-    """Validate a backtest request and start it here; returns the new (pending) operation."""
+    """Validate a backtest request and start it; returns the new (pending) operation.
+
+    It runs here unless `execution_mode` is `agent` or an `agent` is named (`auto` stays here
+    too: the model and bars are here); the placement rules are `docs/architecture.md` §7."""
     metadata = backtest_metadata(body=body)
+    agent = body.get("agent") or None
+    if agent is not None and not isinstance(agent, str):
+        raise InvalidInput("agent must be an agent's name", field="agent")
+    mode = parse_execution_mode(body.get("execution_mode") or ("agent" if agent else "local"))
     return operation_submit(
         operation_type=OPERATION_TYPE,
         metadata=metadata,
-        execution_mode="local",
+        execution_mode=mode,
+        agent=agent,
         user=user,
         strategy_name=metadata["strategy"],
         input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],

@@ -72,6 +72,9 @@ def test_a_start_answers_202_with_the_operation_and_its_result_follows(api, mode
         ({"symbol": "EUR USD"}, "symbol"),
         ({"pip_size": 0}, "pip_size"),
         ({"chunk_bars": 10}, "chunk_bars"),
+        ({"execution_mode": "cloud"}, "execution_mode"),
+        ({"agent": "nobody"}, "agent"),
+        ({"agent": 7}, "agent"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(api, model, change, field):
