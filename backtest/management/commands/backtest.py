@@ -2,7 +2,8 @@
 
 Starts a backtest through the same service as the API and follows it with the shared progress
 bar (Ctrl+C offers to cancel); then prints the figures beside the baselines and any warning.
-The run happens in this command's process (backtests run where the model and bars are).
+The run happens in this command's process (backtests run where the model and bars are), or on
+the agent named by `--agent`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-leverage", type=float, default=3.0)
         parser.add_argument("--signals", choices=SIGNAL_SOURCES, default="model")
         parser.add_argument("--on-hold", choices=ON_HOLD, default="keep")
+        parser.add_argument("--agent", default="", help="run it on this (training) agent")
 
     def handle(self, *args, **options) -> None:
         body = {
@@ -85,6 +87,7 @@ class Command(BaseCommand):
             },
             "signals": options["signals"],
             "on_hold": options["on_hold"],
+            "agent": options["agent"],
         }
         try:
             op = services.backtest_start(body=body)
