@@ -29,7 +29,7 @@ def test_the_operation_page_draws_equity_and_drawdown_and_lists_the_trades(logge
     assert [s["key"] for s in config["series"]] == ["equity", "buy_and_hold", "rule"]
     assert 'id="backtest-figures"' in html
     assert 'id="backtest-trades"' in html
-    assert html.count("<tr><td>") >= min(op.result_summary["trades_total"], 200)
+    assert html.count("<tr><td>") >= min(op.result_summary["trades_total"], 50)
     # The range starts inside the model's training data: flagged on the page.
     assert 'id="backtest-warning-1"' in html
     assert "in-sample:" in html
