@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from backtest.kinds import OPERATION_TYPE, checked_metadata
 from backtest.params import check_request, model_id_of
 from marketdata import selectors as marketdata_selectors
+from marketdata.store import read_index
+from operations.conf import ktrdr_setting
 from operations.exceptions import InvalidInput, NotFound
 from operations.execution import operation_submit
 from operations.models import Operation
@@ -42,6 +46,7 @@ def backtest_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(
             f"no {symbol} {model.timeframe} bars are stored (load them first)", field="symbol"
         ) from None
+    _check_bars_in_range(symbol, model.timeframe, params["start"], params["end"])
     data = (model.metadata or {}).get("data") or {}
     metadata = {
         **params,
@@ -56,6 +61,29 @@ def backtest_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
         "training_range": {"start": data.get("start"), "end": data.get("end")},
     }
     return checked_metadata(metadata)
+
+
+DEFAULT_MAX_BARS = 500_000
+
+
+def _check_bars_in_range(symbol: str, timeframe: str, start: Any, end: Any) -> None:
+    """The range holds stored bars, and at most KTRDR_BACKTEST_MAX_BARS (read from the
+    timestamps only)."""
+    most = int(ktrdr_setting("BACKTEST_MAX_BARS", DEFAULT_MAX_BARS))
+    index = read_index(symbol, timeframe)
+    lo = index.searchsorted(pd.Timestamp(start)) if start else 0
+    hi = index.searchsorted(pd.Timestamp(end)) if end else len(index)
+    if hi <= lo:
+        stored = f"{index[0]:%Y-%m-%d} to {index[-1]:%Y-%m-%d}" if len(index) else "none"
+        raise InvalidInput(
+            f"no {symbol} {timeframe} bars are stored in that range (stored: {stored})",
+            field="start",
+        )
+    if hi - lo > most:
+        raise InvalidInput(
+            f"the range holds {hi - lo:,} {timeframe} bars; a backtest takes at most {most:,}",
+            field="end",
+        )
 
 
 def backtest_start(*, body: dict[str, Any], user: Any = None, detach: bool = False) -> Operation:

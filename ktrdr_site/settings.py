@@ -395,6 +395,8 @@ KTRDR = {
     "TRAINING_DEVICE": os.environ.get("KTRDR_TRAINING_DEVICE", "auto"),
     # A training run does not start unless the models folder has this much free space (MB).
     "TRAINING_MIN_FREE_MB": env_float("KTRDR_TRAINING_MIN_FREE_MB", 64.0),
+    # Most bars one backtest may take (a start over more is refused, naming `end`).
+    "BACKTEST_MAX_BARS": env_int("KTRDR_BACKTEST_MAX_BARS", 500_000),
     # Data loads: attempts per segment, first retry wait (doubles up to the max), the wait after
     # an IB pacing error, IB request/connect timeouts, merge-save cadence, synthetic seed.
     "DATA_LOAD_MAX_ATTEMPTS": env_int("KTRDR_DATA_LOAD_MAX_ATTEMPTS", 4, minimum=1),

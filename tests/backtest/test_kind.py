@@ -210,12 +210,18 @@ def test_the_model_s_prediction_at_t_uses_no_bar_after_t(model, stored_bars):
         assert cut.loc[t, "p_BUY"] == pytest.approx(full.loc[t, "p_BUY"], abs=1e-6)
 
 
-def test_a_range_with_no_stored_bars_fails_saying_so(model, user):
-    op = finished(
-        services.backtest_start(body={"model_id": model.pk, "start": "2019-01-01"}, user=user)
-    )
-    assert op.status == "failed"
-    assert "no EURUSD 1h bars are stored from 2019-01-01" in op.error_message
+def test_a_range_with_no_stored_bars_is_refused_at_the_start(model):
+    with pytest.raises(InvalidInput) as info:
+        services.backtest_start(body={"model_id": model.pk, "start": "2019-01-01"})
+    assert info.value.field == "start"
+    assert "stored: 2017-01-02 to 2017-12-29" in info.value.message
+
+
+def test_a_range_too_long_is_refused_at_the_start(model, settings):
+    settings.KTRDR = {**settings.KTRDR, "BACKTEST_MAX_BARS": 1000}
+    with pytest.raises(InvalidInput) as info:
+        services.backtest_start(body={"model_id": model.pk})
+    assert info.value.field == "end"
 
 
 def test_a_symbol_with_no_stored_bars_is_refused_at_the_start(model):
