@@ -1,8 +1,9 @@
 """Every write of the backtest app: starting a backtest.
 
 `backtest_start` checks the request (errors name the field), resolves the model to its file,
-and submits a `backtest` operation through the one start path; it runs here, where the model
-file and the bars are (`backtest.kinds`).
+checks the range against the stored bars, and submits a `backtest` operation through the one
+start path; it runs here, where the model file and the bars are, or on an agent when asked
+(`backtest.kinds`).
 """
 
 from __future__ import annotations
