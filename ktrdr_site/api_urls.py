@@ -19,6 +19,7 @@ API_ROOT = {
     "training/strategies": "api-training-strategy-list",
     "training/strategies/validate": "api-training-strategy-validate",
     "training/models": "api-training-model-list",
+    "backtests": "api-backtest-create",
     "agents": "api-agent-list",
     "health": "api-health",
     "schema": "api-schema",
@@ -43,5 +44,6 @@ urlpatterns = [
     path("", include("operations.api.urls")),
     path("data/", include("marketdata.api_urls")),
     path("training/", include("training.api_urls")),
+    path("backtests/", include("backtest.api_urls")),
     path("", include("hostagents.api_urls")),
 ]

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "marketdata",
     "training",
     "hostagents",
+    "backtest",
     # Apps of your own (new operation kinds register themselves in their AppConfig.ready()).
     *[app.strip() for app in os.environ.get("KTRDR_EXTRA_APPS", "").split(",") if app.strip()],
 ]
@@ -398,6 +399,8 @@ KTRDR = {
     # rows than this in some split (training.evaluation).
     "TRAINING_MIN_CLASS_SHARE": env_float("KTRDR_TRAINING_MIN_CLASS_SHARE", 0.05),
     "TRAINING_MIN_CLASS_SAMPLES": env_int("KTRDR_TRAINING_MIN_CLASS_SAMPLES", 30, minimum=0),
+    # Most bars one backtest may take (a start over more is refused, naming `end`).
+    "BACKTEST_MAX_BARS": env_int("KTRDR_BACKTEST_MAX_BARS", 500_000),
     # Data loads: attempts per segment, first retry wait (doubles up to the max), the wait after
     # an IB pacing error, IB request/connect timeouts, merge-save cadence, synthetic seed.
     "DATA_LOAD_MAX_ATTEMPTS": env_int("KTRDR_DATA_LOAD_MAX_ATTEMPTS", 4, minimum=1),

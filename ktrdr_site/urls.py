@@ -29,6 +29,7 @@ urlpatterns = [
     path("operations/", include("operations.urls")),
     path("data/", include("marketdata.urls")),
     path("training/", include("training.urls")),
+    path("backtests/", include("backtest.urls")),
     path("agents/", include("hostagents.urls")),
     path("runs/", runs_views.run_list, name="runs"),
     path("runs/compare/", runs_views.run_compare, name="runs-compare"),

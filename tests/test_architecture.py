@@ -1,9 +1,10 @@
 """The apps depend one way (docs/architecture.md §2), checked on the source itself.
 
-training and marketdata → operations ← hostagents: nothing in training/ or marketdata/ imports
-hostagents, operations imports no other app of the project, hostagents knows no kind of work
-(it reads the kinds from the registry), and inside operations the modules import each other in
-one direction only.
+training and marketdata → operations ← hostagents, and backtest → training, marketdata,
+operations: nothing in training/ or marketdata/ imports hostagents, no app imports backtest,
+operations imports no other app of the project, hostagents knows no kind of work (it reads the
+kinds from the registry), and inside operations the modules import each other in one direction
+only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("operations", "marketdata", "training", "hostagents")
+APPS = ("operations", "marketdata", "training", "hostagents", "backtest")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -67,9 +68,29 @@ def test_operations_imports_no_other_app_of_the_project():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+@pytest.mark.parametrize("app", ["operations", "marketdata", "training", "hostagents"])
+def test_no_app_imports_backtest(app):
+    offenders = {
+        module_name(p): sorted(m for m in imports_of(p) if app_of(m) == "backtest")
+        for p in sources(app)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_backtest_imports_only_training_marketdata_and_operations():
+    others = set(APPS) - {"backtest", "training", "marketdata", "operations"}
+    offenders = {
+        module_name(p): sorted(m for m in imports_of(p) if app_of(m) in others)
+        for p in sources("backtest")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 def test_hostagents_knows_no_kind_of_work():
     offenders = {
-        module_name(p): sorted(m for m in imports_of(p) if app_of(m) in {"training", "marketdata"})
+        module_name(p): sorted(
+            m for m in imports_of(p) if app_of(m) in {"training", "marketdata", "backtest"}
+        )
         for p in sources("hostagents")
     }
     assert {k: v for k, v in offenders.items() if v} == {}

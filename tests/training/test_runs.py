@@ -12,6 +12,7 @@ import yaml
 from operations import runs
 from operations.countdown import countdown_start
 from operations.execution import operation_cancel
+from operations.kinds import run_kinds
 from operations.local import local_runs
 from operations.models import Operation, RunFigure
 from tests.training.conftest import SMALL_STRATEGY
@@ -59,7 +60,8 @@ def test_runs_table_lists_training_runs_with_their_figures(logged_in, three_runs
     test_acc = RunFigure.objects.get(operation=three_runs[0], name="test_accuracy").value
     assert test_acc == three_runs[0].result_summary["metrics"]["test"]["accuracy"]
     assert f"{100 * test_acc:.1f} %" in html
-    assert "<th>Kind</th>" not in html  # one run kind: no kind column unless chosen
+    # The kind column shows by default only when several kinds are runs (training, backtest).
+    assert ("<th>Kind</th>" in html) == (len(run_kinds()) > 1)
 
 
 def test_search_and_filters_give_the_right_rows(logged_in, three_runs):
