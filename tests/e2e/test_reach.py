@@ -89,3 +89,76 @@ def test_times_are_shown_in_the_viewers_zone_with_utc_on_hover(viewer):
     # Intl's medium style: "Dec 2, 2026, 3:13:03 PM" — Tokyo's hour, not UTC's.
     expect(shown).to_contain_text(f"{tokyo.hour % 12 or 12}:{tokyo:%M:%S}")
     expect(page.locator("dl.facts time[data-relative]")).to_contain_text(re.compile(r"now|ago"))
+
+
+# WCAG 2.1 contrast of every visible text against the background it is drawn on, computed in the
+# page (the relative-luminance formula of the standard): 4.5:1, or 3:1 for large text.
+CONTRAST_CHECK = """() => {
+  const parse = (c) => {
+    const m = c && c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(",").map((s) => parseFloat(s));
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const lum = (c) => {
+    const f = (v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+  };
+  const over = (top, under) => ({
+    r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
+    b: top.b * top.a + under.b * (1 - top.a), a: 1,
+  });
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+    }
+    let colour = parse(getComputedStyle(document.documentElement).backgroundColor);
+    if (!colour || colour.a === 0) colour = { r: 255, g: 255, b: 255, a: 1 };
+    for (const layer of layers.reverse()) colour = over(layer, colour);
+    return colour;
+  };
+  const failures = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || !el || seen.has(el)) continue;
+    seen.add(el);
+    const style = getComputedStyle(el);
+    const box = el.getBoundingClientRect();
+    if (!box.width || !box.height || style.visibility === "hidden") continue;
+    if (el.closest("[hidden], [disabled], script, template, noscript")) continue;
+    const bg = background(el);
+    const fg = over(parse(style.color), bg);
+    const ratio = (Math.max(lum(fg), lum(bg)) + 0.05) / (Math.min(lum(fg), lum(bg)) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (parseInt(style.fontWeight, 10) >= 700 && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) {
+      const text = el.textContent.trim().slice(0, 40);
+      failures.push(`${el.tagName.toLowerCase()}.${el.className} "${text}" ${ratio.toFixed(2)}:1`);
+    }
+  }
+  return failures;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast_is_aa_on_every_page_in_both_schemes(viewer, scheme):
+    user, open_page = viewer
+    op = _ended_countdown(user)
+    running = countdown_start(steps=500, step_seconds=0.2, user=user)
+    page = open_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    try:
+        paths = [*PAGES, "/runs/", "/system/", f"/operations/{op.operation_id}/"]
+        for path in [*paths, f"/operations/{running.operation_id}/"]:
+            page.goto(path)
+            page.wait_for_timeout(300)
+            assert page.evaluate(CONTRAST_CHECK) == [], f"{path} ({scheme})"
+    finally:
+        local_runs.cancel(running.operation_id, "test finished")
+        assert local_runs.wait_idle(10)
