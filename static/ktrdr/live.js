@@ -17,7 +17,9 @@
   function stateOf(id) {
     let state = pollers.get(id);
     if (!state) {
-      state = { timer: null, idle: 0, errors: 0, busy: false };
+      // `generation` moves whenever the page itself swaps the element (a sort link, a filter, the
+      // cancel button): a poll that was in flight then answers for what the page no longer shows.
+      state = { timer: null, idle: 0, errors: 0, busy: false, generation: 0, acting: 0 };
       pollers.set(id, state);
     }
     return state;
@@ -44,7 +46,12 @@
     const state = stateOf(id);
     if (!el || !el.dataset.pollUrl || state.busy) return;
     if (document.hidden) return; // visibilitychange resumes it
+    if (state.acting) {
+      schedule(id); // the page is swapping it right now; poll what comes after
+      return;
+    }
     state.busy = true;
+    const generation = state.generation;
     const headers = { "HX-Request": "true", "HX-Target": id, "HX-Current-URL": location.href };
     if (el.dataset.etag) headers["If-None-Match"] = el.dataset.etag;
     fetch(el.dataset.pollUrl, { headers: headers, credentials: "same-origin", cache: "no-store", redirect: "manual" })
@@ -64,7 +71,7 @@
         return resp.text();
       })
       .then(function (html) {
-        if (html === null) return;
+        if (html === null || generation !== state.generation) return;
         const target = document.getElementById(id);
         if (target) htmx.swap(target, html, { swapStyle: "outerHTML" });
       })
@@ -442,6 +449,18 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { setUp(document); });
+  // A request of the page's own (htmx: a sort link, a filter, the cancel button) aimed at a polled
+  // element wins over any poll in flight, and no poll starts until it has been swapped in.
+  function pageRequest(evt, starting) {
+    const target = evt.detail && evt.detail.target;
+    if (!target || !target.id || !pollers.has(target.id)) return;
+    const state = stateOf(target.id);
+    state.generation += 1;
+    state.acting = Math.max(0, state.acting + (starting ? 1 : -1));
+  }
+  document.addEventListener("htmx:beforeRequest", function (evt) { pageRequest(evt, true); });
+  document.addEventListener("htmx:afterRequest", function (evt) { pageRequest(evt, false); });
+
   // htmx swaps (polls, filters, the cancel button): new content may carry a poller or records.
   document.addEventListener("htmx:load", function (evt) { setUp(evt.target); });
 })();

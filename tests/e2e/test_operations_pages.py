@@ -70,6 +70,35 @@ def test_list_rows_update_live(logged_in_page):
     expect(row).to_contain_text("100.0%")
 
 
+def test_a_filter_wins_over_a_poll_that_was_in_flight(logged_in_page, user):
+    """A poll answered after the user changed the filter answers for the old page: dropped."""
+    page = logged_in_page
+    running = countdown_start(steps=400, step_seconds=0.1, user=user)
+    finished = countdown_start(steps=1, step_seconds=0.0, user=user)
+    page.goto("/operations/")
+    table = page.locator("#operations-table")
+    expect(table).to_contain_text(running.operation_id)
+    # Hold the list's next poll (the page's own URL, no query) until the filter has been swapped.
+    held = []
+    unfiltered = re.compile(r".*/operations/$")
+    page.route(unfiltered, lambda route: held.append(route))
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "no poll was sent"
+    page.select_option("select[name=status]", "completed")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table).to_contain_text(finished.operation_id)
+    held.pop().continue_()  # the stale poll answers now, with the unfiltered list
+    page.wait_for_timeout(1500)
+    expect(table).not_to_contain_text(running.operation_id)
+    expect(table.locator("tbody tr")).to_have_count(1)
+    page.unroute(unfiltered)
+    local_runs.cancel(running.operation_id, "test finished")
+    assert local_runs.wait_idle(10)
+
+
 def _hide(page, hidden: bool) -> None:
     page.evaluate(
         "h => { Object.defineProperty(document, 'hidden', {value: h, configurable: true});"
