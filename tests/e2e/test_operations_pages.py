@@ -81,7 +81,11 @@ def test_a_filter_wins_over_a_poll_that_was_in_flight(logged_in_page, user):
     # Hold the list's next poll (the page's own URL, no query) until the filter has been swapped.
     held = []
     unfiltered = re.compile(r".*/operations/$")
-    page.route(unfiltered, lambda route: held.append(route))
+
+    def hold(route) -> None:  # Playwright wants a function of its own, not a bound builtin
+        held.append(route)
+
+    page.route(unfiltered, hold)
     for _ in range(200):
         if held:
             break
