@@ -23,30 +23,27 @@ from operations.retention import operations_prune, parse_age
 from operations.serializers import serialize_operation
 
 
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _bounded(kind: type, low: float, high: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)` (int or float) between `low` and `high`."""
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
         return value
 
     return parse
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    return _bounded(int, low, high, "a whole number")
 
 
 def _bounded_float(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
-        return value
-
-    return parse
+    return _bounded(float, low, high, "a number")
 
 
 class Command(BaseCommand):
