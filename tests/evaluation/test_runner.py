@@ -161,18 +161,40 @@ def test_carried_folds_of_another_plan_are_refused(eurusd):
         run({**meta, "prior_folds": [moved]}, make_loader(eurusd))
 
 
-def test_on_a_random_walk_the_lift_interval_contains_zero(tmp_path):
+def random_walk_metadata(threshold: float, class_weights: str) -> dict:
     raw = copy.deepcopy(SMALL_STRATEGY)
     raw["training_data"]["history"] = {"start": None, "end": None}
-    raw["labels"] = {"type": "forward_return", "horizon": 6, "threshold": 0.003}
-    raw["model"]["training"]["class_weights"] = "none"
-    meta = small_metadata(raw, start=None, end=None, folds=5, seeds=2, epochs=3)
+    raw["labels"] = {"type": "forward_return", "horizon": 6, "threshold": threshold}
+    raw["model"]["training"]["class_weights"] = class_weights
+    return small_metadata(raw, start=None, end=None, folds=5, seeds=2, epochs=4)
+
+
+@pytest.mark.parametrize("walk", [5, 6, 7])
+def test_on_a_random_walk_the_lift_interval_contains_zero(walk):
+    """Unweighted, with HOLD the majority class: the model learns the majority, so its
+    accuracy lift is about 0 and the interval holds 0; no interval lies above 0."""
+    meta = random_walk_metadata(0.003, "none")
     assert meta["purge_bars"] == meta["embargo_bars"] == 6  # the label horizon by default
-    result, _ = run(meta, make_loader(random_walk_bars()))
+    result, _ = run(meta, make_loader(random_walk_bars(seed=walk)))
     lift = result["aggregate"]["ci"]["accuracy_lift"]
     assert lift["low"] <= 0.0 <= lift["high"], lift
     assert abs(lift["mean"]) < 0.05
-    assert abs(result["aggregate"]["ci"]["log_loss_lift"]["mean"]) < 0.05
+    assert result["aggregate"]["ci"]["log_loss_lift"]["low"] <= 0.0
+
+
+@pytest.mark.parametrize("walk", [5, 6, 7])
+def test_on_a_random_walk_no_skill_shows_and_the_log_loss_lift_interval_contains_zero(walk):
+    """Balanced classes and weights: the model predicts every class. Its log-loss lift (against
+    the training prior) has an interval holding 0; its accuracy lift (against the test fold's
+    own majority rate, the best constant in hindsight) is at most about 0: a model without skill
+    that does not always say the majority class scores below it, never above."""
+    result, _ = run(
+        random_walk_metadata(0.0015, "balanced"), make_loader(random_walk_bars(seed=walk))
+    )
+    ci = result["aggregate"]["ci"]
+    assert ci["log_loss_lift"]["low"] <= 0.0 <= ci["log_loss_lift"]["high"], ci
+    assert ci["accuracy_lift"]["high"] < 0.02, ci
+    assert abs(ci["log_loss_lift"]["mean"]) < 0.05
 
 
 def test_progress_names_the_fold_and_seed_and_measures_its_eta_from_finished_runs():
