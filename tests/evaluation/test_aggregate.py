@@ -18,7 +18,7 @@ def test_describe_is_exact_on_a_hand_made_list():
     assert describe([1.0, 2.0, 3.0, 10.0]) == {
         "mean": 4.0,
         "median": 2.5,
-        "std": pytest.approx(np.sqrt(((9 + 4 + 1 + 36) / 3))),
+        "std": pytest.approx(np.sqrt((9 + 4 + 1 + 36) / 3)),
         "min": 1.0,
         "max": 10.0,
         "n": 4,
@@ -49,7 +49,8 @@ def test_the_bootstrap_is_reproducible_by_its_seed_and_brackets_the_mean():
     assert a != bootstrap_ci(values, resamples=500, seed=4)
     assert a[0] < np.mean(values) < a[1]
     wider = bootstrap_ci(values, resamples=500, seed=3, confidence=0.99)
-    assert wider[0] <= a[0] and wider[1] >= a[1]
+    assert wider[0] <= a[0]
+    assert wider[1] >= a[1]
 
 
 def test_aggregate_counts_folds_and_seeds_and_resamples_folds_not_runs():

@@ -43,7 +43,8 @@ def test_a_start_answers_202_and_the_folds_and_their_aggregate_follow(
     ]
     assert all(r["train"]["rows"] + r["validation"]["rows"] == 400 for r in summary["fold_results"])
     ci = summary["aggregate"]["ci"]["accuracy_lift"]
-    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["folds"] == 3
+    assert ci["low"] <= ci["mean"] <= ci["high"]
+    assert ci["folds"] == 3
     metrics = api.get(f"/api/v1/operations/{op_id}/metrics/?kind=fold").json()["metrics"]
     assert [m["unit"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     listed = api.get(URL).json()["evaluations"]

@@ -49,7 +49,8 @@ def test_evaluation_folds_never_overlap_their_embargo(
         # Test folds never overlap one another, and all lie inside the series.
         for j in range(i + 1, folds):
             assert not tests[i] & tests[j]
-        assert 0 <= min(trained) and test_hi <= rows
+        assert min(trained) >= 0
+        assert test_hi <= rows
         assert fold.validation[1] - fold.validation[0] >= MIN_VALIDATION_BARS
         assert fold.train[1] == fold.validation[0]  # validation is the training range's tail
     assert plan[-1].test[1] == rows  # the last fold ends at the last row
@@ -93,4 +94,5 @@ def test_a_series_too_short_for_the_plan_is_refused_naming_the_field(kwargs, fie
         plan_folds(rows, **kwargs)
     assert caught.value.field == field
     if field == "start":
-        assert f"{rows:,} rows" in caught.value.message and "need" in caught.value.message
+        assert f"{rows:,} rows" in caught.value.message
+        assert "need" in caught.value.message

@@ -43,7 +43,8 @@ def test_each_fold_trains_before_its_purge_and_scores_its_own_test_rows(eurusd, 
     plan = plan_folds(rows, folds=3, purge_bars=30, embargo_bars=30)
     assert result["plan"] == [f.as_dict() for f in plan]
     assert result["units_done"] == result["units_total"] == 3
-    assert result["partial"] is False and result["models_saved"] is False
+    assert result["partial"] is False
+    assert result["models_saved"] is False
     for record, fold in zip(result["fold_results"], plan, strict=True):
         assert record["test"]["rows"] == fold.test[1] - fold.test[0]
         gap = pd.Timestamp(record["test"]["first"]) - pd.Timestamp(record["validation"]["last"])
@@ -74,7 +75,8 @@ def test_seeds_multiply_the_runs_and_the_same_seeds_give_the_same_figures(eurusd
     b, _ = run(meta, make_loader(eurusd))
     assert [(r["fold"], r["seed"]) for r in a["fold_results"]] == [(1, 5), (1, 9), (2, 5), (2, 9)]
     assert a["aggregate"] == b["aggregate"]
-    assert a["aggregate"]["seeds"] == 2 and a["aggregate"]["ci"]["accuracy_lift"]["folds"] == 2
+    assert a["aggregate"]["seeds"] == 2
+    assert a["aggregate"]["ci"]["accuracy_lift"]["folds"] == 2
 
 
 def test_a_cancel_between_folds_ends_with_the_finished_folds_and_their_aggregate(eurusd):
@@ -134,7 +136,8 @@ def test_a_failing_fold_fails_the_run_naming_it_and_keeps_the_folds_before(eurus
     assert str(caught.value).startswith("fold 3 of 3 · seed 1 of 1 failed: ")
     assert "not enough labelled rows in the test split" in str(caught.value)
     kept = bridge.final_result
-    assert kept["partial"] is True and [r["fold"] for r in kept["fold_results"]] == [1, 2]
+    assert kept["partial"] is True
+    assert [r["fold"] for r in kept["fold_results"]] == [1, 2]
 
 
 def test_carried_folds_are_not_run_again_and_give_the_same_aggregate(eurusd):
