@@ -212,7 +212,10 @@ def _describe_outcome(op: Operation) -> str:
     said = f"lift {_points(lift['mean'])} pt"
     if isinstance(lift.get("low"), (int, float)) and isinstance(lift.get("high"), (int, float)):
         said += f" [{_points(lift['low'])}, {_points(lift['high'])}]"
-    said += f" over {agg.get('folds')} folds × {agg.get('seeds')} seeds"
+    folds, seeds = agg.get("folds"), agg.get("seeds")
+    said += (
+        f" over {folds} fold{'s' if folds != 1 else ''} × {seeds} seed{'s' if seeds != 1 else ''}"
+    )
     if summary.get("partial"):
         said = f"after {summary.get('units_done')} of {summary.get('units_total')} runs: {said}"
     return said.replace("-", "\u2212")

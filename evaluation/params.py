@@ -105,7 +105,7 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         raise InvalidInput(f"{symbol!r} is not a valid symbol", field="symbol")
     timeframes = sorted(data["timeframes"], key=TIMEFRAME_MINUTES.get)
     timeframe = body.get("timeframe") or timeframes[0]
-    if timeframe not in TIMEFRAME_MINUTES:
+    if not isinstance(timeframe, str) or timeframe not in TIMEFRAME_MINUTES:
         raise InvalidInput(f"unknown timeframe {timeframe!r}", field="timeframe")
     if timeframe != timeframes[0]:
         raise InvalidInput(
@@ -118,7 +118,7 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
     if start is not None and end is not None and start >= end:
         raise InvalidInput("end must be after start", field="end")
     scheme = body.get("scheme") or "expanding"
-    if scheme not in SCHEMES:
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
         raise InvalidInput(f"scheme must be one of {', '.join(SCHEMES)}", field="scheme")
     test_bars = _optional_int(body, "test_bars", MIN_TEST_BARS, MAX_BARS)
     fraction = body.get("test_fraction")
@@ -133,7 +133,14 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         raise InvalidInput(
             f"purge_bars must be at least the label horizon ({horizon} bars)", field="purge_bars"
         )
-    raw_boot = body.get("bootstrap") if isinstance(body.get("bootstrap"), dict) else {}
+    raw_boot = body.get("bootstrap")
+    if raw_boot in (None, ""):
+        raw_boot = {}
+    if not isinstance(raw_boot, dict):
+        raise InvalidInput("bootstrap must be an object", field="bootstrap")
+    unknown = sorted(set(raw_boot) - {"resamples", "confidence", "seed"})
+    if unknown:
+        raise InvalidInput(f"unknown bootstrap key {unknown[0]!r}", field=f"bootstrap.{unknown[0]}")
     default_seed = int(config["model"]["training"]["seed"])
     return {
         "symbol": symbol.upper(),

@@ -23,13 +23,16 @@ AGGREGATE_ROWS = (
 
 
 def _cell(value: Any, style: str) -> str:
+    """A figure as the panel shows it; negative numbers with a minus sign, not a hyphen."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
     if style == "pct":
         return percent(value) or "-"
     if style == "pt":
         return f"{100.0 * value:+.1f} pt".replace("-", "\u2212")
-    return f"{value:.4f}"
+    if style == "pt_spread":  # a standard deviation: no sign
+        return f"{100.0 * value:.1f} pt"
+    return f"{value:.4f}".replace("-", "\u2212")
 
 
 def _span(part: Any) -> str:
@@ -76,12 +79,19 @@ def aggregate_rows(summary: Any) -> list[dict[str, str]]:
     summary = summary if isinstance(summary, dict) else {}
     figures = (summary.get("aggregate") or {}).get("figures") or {}
     return [
-        {"label": label, **{s: _cell((figures.get(key) or {}).get(s), style) for s in _STATS}}
+        {
+            "label": label,
+            **{s: _cell((figures.get(key) or {}).get(s), _spread(style, s)) for s in _STATS},
+        }
         for key, label, style in AGGREGATE_ROWS
     ]
 
 
 _STATS = ("mean", "median", "std", "min", "max")
+
+
+def _spread(style: str, stat: str) -> str:
+    return "pt_spread" if style == "pt" and stat == "std" else style
 
 
 @register.simple_tag

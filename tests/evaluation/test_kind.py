@@ -49,7 +49,8 @@ def test_a_finished_evaluation_says_its_lift_and_interval_and_stores_its_figures
     assert op.status == "completed", op.error_message
     ci = op.result_summary["aggregate"]["ci"]["accuracy_lift"]
     outcome = operation_outcome(op)
-    assert "over 3 folds × 1 seeds" in outcome
+    assert "over 3 folds × 1 seed" in outcome
+    assert outcome.endswith("1 seed")
     assert f"{100 * ci['mean']:+.1f}".replace("-", "\u2212") in outcome
     figures = dict(RunFigure.objects.filter(operation=op).values_list("name", "value"))
     assert figures["lift_mean"] == pytest.approx(ci["mean"])
