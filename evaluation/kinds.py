@@ -150,7 +150,8 @@ def resume_metadata(operation: Operation) -> dict[str, Any]:
             field="operation_id",
         )
     stored = operation.metadata or {}
-    metadata = {k: stored[k] for k in (*RUN_KEYS, "execution_mode", "agent") if k in stored}
+    keys = (*RUN_KEYS, "execution_mode", "agent", "require_gpu")
+    metadata = {k: stored[k] for k in keys if k in stored}
     summary = operation.result_summary if isinstance(operation.result_summary, dict) else {}
     finished = summary.get("fold_results")
     finished = finished if isinstance(finished, list) else []
@@ -164,7 +165,7 @@ def resume_metadata(operation: Operation) -> dict[str, Any]:
 def _rerun(metadata: dict[str, Any]) -> Rerun:
     """The same resolved strategy, data, plan and seeds, asked to run where the first was
     asked to; carried folds are not carried again (a re-run runs every fold)."""
-    keys = (*RUN_KEYS, "execution_mode", "agent")
+    keys = (*RUN_KEYS, "execution_mode", "agent", "require_gpu")
     checked = checked_metadata(
         {k: metadata[k] for k in keys if k in metadata and k != "prior_folds"}
     )
@@ -172,6 +173,7 @@ def _rerun(metadata: dict[str, Any]) -> Rerun:
         metadata=checked,
         execution_mode=checked.get("execution_mode") or "auto",
         agent=checked.get("agent") or None,
+        require_gpu=bool(checked.get("require_gpu")),
         strategy_name=checked["strategy"],
         input_series=[_input_key(checked["symbol"], checked["timeframe"])],
     )
@@ -290,6 +292,7 @@ EVALUATION = OperationKind(
         "units_total": "Fold × seed runs planned",
         "resumes": "Resumes",
         "models_saved": "Fold models saved",
+        "require_gpu": "GPU required",
     },
     hidden_fields=frozenset({"strategy_config", "prior_folds", "plan", "fold_results"}),
     describe_outcome=_describe_outcome,

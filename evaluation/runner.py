@@ -157,14 +157,14 @@ def run_evaluation(ctx: WorkContext, *, load_bars: LoadBars | None = None) -> di
         raise TypeError("an evaluation runs against an EvaluationProgressBridge")
     config = with_epochs(meta["strategy_config"], meta.get("epochs"))
     symbol, seeds = meta["symbol"], list(meta["seeds"])
-    folder = tempfile.mkdtemp(prefix="evaluation-")  # never written: save=False
     common: dict[str, Any] = {
         "config": config,
         "symbols": [symbol],
         "timeframes": meta["timeframes"],
         "start": meta.get("start"),
         "end": meta.get("end"),
-        "models_dir": Path(folder),
+        # Never written (save=False): fold models are not kept.
+        "models_dir": Path(tempfile.gettempdir()),
         "load_bars": load_bars,
         "token": ctx.token,
         "log": logging.getLogger("training.executor"),

@@ -69,7 +69,9 @@ def evaluation_metadata(*, body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"strategy {name!r} is invalid: {found.error}", field="strategy")
     metadata = checked_metadata({**body, "strategy_config": found.config})
     _check_bars(metadata)
-    return {k: v for k, v in metadata.items() if k not in ("execution_mode", "agent")}
+    return {
+        k: v for k, v in metadata.items() if k not in ("execution_mode", "agent", "require_gpu")
+    }
 
 
 def _check_bars(meta: dict[str, Any]) -> None:
@@ -121,7 +123,12 @@ def evaluation_start(*, body: dict[str, Any], user: Any = None, detach: bool = F
     mode, agent, require_gpu = _placement(body)
     return operation_submit(
         operation_type=OPERATION_TYPE,
-        metadata={**metadata, "execution_mode": mode, "agent": agent or ""},
+        metadata={
+            **metadata,
+            "execution_mode": mode,
+            "agent": agent or "",
+            "require_gpu": require_gpu,
+        },
         execution_mode=mode,
         agent=agent,
         require_gpu=require_gpu,
@@ -144,6 +151,7 @@ def evaluation_resume(*, operation_id: str, user: Any = None) -> Operation:
         metadata=metadata,
         execution_mode=mode,
         agent=agent,
+        require_gpu=bool(metadata.get("require_gpu")),
         user=user,
         strategy_name=metadata["strategy"],
         input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
