@@ -218,3 +218,10 @@ def test_progress_names_the_fold_and_seed_and_measures_its_eta_from_finished_run
         inner, done=0, total=4, label="fold 1 of 2 · seed 1 of 2", started=100.0, ran=0
     )
     assert bridge.snapshot()["eta_seconds"] is None  # nothing finished yet: no promise
+
+
+def test_a_test_fraction_sizes_every_test_fold_from_the_rows_after_the_warm_up(eurusd):
+    result, _ = run(small_metadata(folds=2, test_fraction=0.2), make_loader(eurusd))
+    rows = result["data"]["rows"]
+    assert [r["test"]["rows"] for r in result["fold_results"]] == [round(0.2 * rows)] * 2
+    assert result["plan"][-1]["test"][1] == rows
