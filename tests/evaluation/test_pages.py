@@ -10,8 +10,10 @@ import pytest
 from django.test import Client
 
 from evaluation import services
+from operations.execution import operation_cancel
 from operations.local import local_runs
 from operations.models import Operation
+from tests.evaluation.test_kind import wait_for_folds
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +90,23 @@ def test_the_form_needs_a_login_and_a_csrf_token(user, strategies_dir, stored_ba
     assert strict.post("/evaluations/start/", BODY).status_code == 403
     assert strict.get("/evaluations/start/").status_code == 405
     assert not Operation.objects.exists()
+
+
+def test_a_running_evaluation_shows_its_fold_and_a_cancelled_one_its_finished_folds(
+    logged_in, strategies_dir, stored_bars
+):
+    op = services.evaluation_start(body={**BODY, "strategy": "test_slow", "epochs": 40, "seeds": 1})
+    wait_for_folds(op.operation_id, 1)
+    running = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
+    assert re.search(r"fold [23] of 3 · seed 1 of 1", running)
+    assert 'id="chart-fold-lift"' in running
+    operation_cancel(operation_id=op.operation_id, reason="enough")
+    assert local_runs.wait_idle(timeout=120)
+    op = Operation.objects.get(pk=op.pk)
+    assert op.status == "cancelled"
+    html = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
+    done = op.result_summary["units_done"]
+    assert f"Cancelled after {done} of 3 runs: lift" in html
+    table = html[html.index('id="evaluation-folds"') :]
+    assert len(re.findall(r"<tr><td>\d+</td><td>\d+</td>", table)) == done
+    assert "partial: " in html
