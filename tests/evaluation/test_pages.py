@@ -110,3 +110,13 @@ def test_a_running_evaluation_shows_its_fold_and_a_cancelled_one_its_finished_fo
     table = html[html.index('id="evaluation-folds"') :]
     assert len(re.findall(r"<tr><td>\d+</td><td>\d+</td>", table)) == done
     assert "partial: " in html
+
+
+def test_edit_and_run_opens_the_form_filled_with_the_request(logged_in, strategies_dir):
+    page = logged_in.get(
+        "/evaluations/?strategy=test_small&folds=4&scheme=rolling&train_bars=500&seeds=3%2C4"
+    ).content.decode()
+    assert "<option selected>test_small</option>" in page
+    assert 'name="folds" inputmode="numeric" value="4"' in page
+    assert "<option selected>rolling</option>" in page
+    assert 'name="seeds" value="3,4"' in page
