@@ -238,7 +238,14 @@ def run_evaluation(ctx: WorkContext, *, load_bars: LoadBars | None = None) -> di
 
 
 def _chart_fields(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in ("fold", "seed", *FIGURES)}
+    """A `fold` metric record: the figures and the ranges (the page's live table and chart)."""
+    return {
+        **{k: record[k] for k in ("fold", "seed", *FIGURES)},
+        "train_first": record["train"]["first"],
+        "train_last": record["validation"]["last"],
+        "test_first": record["test"]["first"],
+        "test_last": record["test"]["last"],
+    }
 
 
 def _run_unit(

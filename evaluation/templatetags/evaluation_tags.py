@@ -42,6 +42,12 @@ def _span(part: Any) -> str:
     return f"{first} to {last} ({part.get('rows')})"
 
 
+@register.filter
+def lift_points(value: Any) -> str:
+    """A lift in percentage points, signed: "+0.8 pt", a minus sign for a fall."""
+    return _cell(value, "pt")
+
+
 @register.simple_tag
 def fold_rows(summary: Any) -> list[dict[str, str]]:
     """One row per fold × seed: fold, seed, training and test range, the figures."""

@@ -100,6 +100,16 @@ def test_a_running_evaluation_shows_its_fold_and_a_cancelled_one_its_finished_fo
     running = logged_in.get(f"/operations/{op.operation_id}/").content.decode()
     assert re.search(r"fold [23] of 3 · seed 1 of 1", running)
     assert 'id="chart-fold-lift"' in running
+    # The finished fold is a row of the live table (later ones are appended by the polls).
+    live = running[running.index('id="evaluation-run-rows"') :]
+    assert re.search(r"<tr><td>1</td><td>3</td><td>2017-01-\d\dT\d\d:00 to ", live)
+    # A poll from cursor 0 hands the finished folds to the page's table and chart.
+    poll = logged_in.get(
+        f"/operations/{op.operation_id}/?cursor=0",
+        headers={"HX-Request": "true", "HX-Target": "operation-live"},
+    ).content.decode()
+    assert 'hx-swap-oob="beforeend:#evaluation-run-rows"' in poll
+    assert re.search(r"<tr><td>1</td><td>3</td>", poll)
     operation_cancel(operation_id=op.operation_id, reason="enough")
     assert local_runs.wait_idle(timeout=120)
     op = Operation.objects.get(pk=op.pk)
