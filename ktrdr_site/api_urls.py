@@ -20,6 +20,7 @@ API_ROOT = {
     "training/strategies/validate": "api-training-strategy-validate",
     "training/models": "api-training-model-list",
     "backtests": "api-backtest-create",
+    "evaluations": "api-evaluation-create",
     "agents": "api-agent-list",
     "health": "api-health",
     "schema": "api-schema",
@@ -45,5 +46,6 @@ urlpatterns = [
     path("data/", include("marketdata.api_urls")),
     path("training/", include("training.api_urls")),
     path("backtests/", include("backtest.api_urls")),
+    path("evaluations/", include("evaluation.api_urls")),
     path("", include("hostagents.api_urls")),
 ]

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "training",
     "hostagents",
     "backtest",
+    "evaluation",
     # Apps of your own (new operation kinds register themselves in their AppConfig.ready()).
     *[app.strip() for app in os.environ.get("KTRDR_EXTRA_APPS", "").split(",") if app.strip()],
 ]

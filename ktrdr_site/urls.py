@@ -30,6 +30,7 @@ urlpatterns = [
     path("data/", include("marketdata.urls")),
     path("training/", include("training.urls")),
     path("backtests/", include("backtest.urls")),
+    path("evaluations/", include("evaluation.urls")),
     path("agents/", include("hostagents.urls")),
     path("runs/", runs_views.run_list, name="runs"),
     path("runs/compare/", runs_views.run_compare, name="runs-compare"),

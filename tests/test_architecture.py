@@ -1,7 +1,8 @@
 """The apps depend one way (docs/architecture.md §2), checked on the source itself.
 
-training and marketdata → operations ← hostagents, and backtest → training, marketdata,
-operations: nothing in training/ or marketdata/ imports hostagents, no app imports backtest,
+training and marketdata → operations ← hostagents, and backtest, evaluation → training,
+marketdata, operations: nothing in training/ or marketdata/ imports hostagents, no app imports
+backtest or evaluation (nor each other),
 operations imports no other app of the project, hostagents knows no kind of work (it reads the
 kinds from the registry), and inside operations the modules import each other in one direction
 only.
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("operations", "marketdata", "training", "hostagents", "backtest")
+APPS = ("operations", "marketdata", "training", "hostagents", "backtest", "evaluation")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -68,7 +69,9 @@ def test_operations_imports_no_other_app_of_the_project():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-@pytest.mark.parametrize("app", ["operations", "marketdata", "training", "hostagents"])
+@pytest.mark.parametrize(
+    "app", ["operations", "marketdata", "training", "hostagents", "evaluation"]
+)
 def test_no_app_imports_backtest(app):
     offenders = {
         module_name(p): sorted(m for m in imports_of(p) if app_of(m) == "backtest")
@@ -77,11 +80,21 @@ def test_no_app_imports_backtest(app):
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_backtest_imports_only_training_marketdata_and_operations():
-    others = set(APPS) - {"backtest", "training", "marketdata", "operations"}
+@pytest.mark.parametrize("app", ["operations", "marketdata", "training", "hostagents", "backtest"])
+def test_no_app_imports_evaluation(app):
+    offenders = {
+        module_name(p): sorted(m for m in imports_of(p) if app_of(m) == "evaluation")
+        for p in sources(app)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+@pytest.mark.parametrize("app", ["backtest", "evaluation"])
+def test_backtest_and_evaluation_import_only_training_marketdata_and_operations(app):
+    others = set(APPS) - {app, "training", "marketdata", "operations"}
     offenders = {
         module_name(p): sorted(m for m in imports_of(p) if app_of(m) in others)
-        for p in sources("backtest")
+        for p in sources(app)
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
@@ -89,7 +102,9 @@ def test_backtest_imports_only_training_marketdata_and_operations():
 def test_hostagents_knows_no_kind_of_work():
     offenders = {
         module_name(p): sorted(
-            m for m in imports_of(p) if app_of(m) in {"training", "marketdata", "backtest"}
+            m
+            for m in imports_of(p)
+            if app_of(m) in {"training", "marketdata", "backtest", "evaluation"}
         )
         for p in sources("hostagents")
     }

@@ -12,6 +12,7 @@ No Django, no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,6 @@ def build_dataset(
     per_symbol: dict[str, tuple[pd.DataFrame, pd.Series]],
 ) -> Dataset:
     """Split every symbol's features on shared time boundaries and label each segment."""
-    names = list(next(iter(per_symbol.values()))[0].columns)
     union = timestamp_union([frame.index for frame, _ in per_symbol.values()])
     total_needed = sum(MIN_ROWS.values())
     if len(union) < total_needed:
@@ -87,15 +87,64 @@ def build_dataset(
             f"needs at least {total_needed} ({', '.join(f'{k} {v}' for k, v in MIN_ROWS.items())})"
         )
     val_start, test_start = split_boundaries(union, config["split"])
+
+    def segment_of(index: pd.DatetimeIndex) -> np.ndarray:
+        return np.where(index < val_start, 0, np.where(index < test_start, 1, 2))
+
+    return _assemble(
+        config,
+        per_symbol,
+        segment_of,
+        {"validation_start": val_start.isoformat(), "test_start": test_start.isoformat()},
+    )
+
+
+def dataset_for_ranges(
+    config: dict[str, Any],
+    per_symbol: dict[str, tuple[pd.DataFrame, pd.Series]],
+    ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp | None]],
+) -> Dataset:
+    """A dataset of given time ranges: `ranges[split] = (first, end)`, `first` included and
+    `end` excluded (None: to the last row); rows in no range are left out.
+
+    The walk-forward evaluation's folds (`evaluation.folds`) are built this way. Each range is
+    labelled on its own closes, as a split is, so no label looks past its range's end; the same
+    minimum rows and the two-class check apply."""
+    bounds = [(SPLITS.index(split), lo, hi) for split, (lo, hi) in ranges.items()]
+
+    def segment_of(index: pd.DatetimeIndex) -> np.ndarray:
+        out = np.full(len(index), -1)
+        for s_i, lo, hi in bounds:
+            inside = index >= lo if hi is None else (index >= lo) & (index < hi)
+            out[inside] = s_i
+        return out
+
+    return _assemble(
+        config,
+        per_symbol,
+        segment_of,
+        {f"{split}_start": lo.isoformat() for split, (lo, _hi) in ranges.items()},
+    )
+
+
+def _assemble(
+    config: dict[str, Any],
+    per_symbol: dict[str, tuple[pd.DataFrame, pd.Series]],
+    segment_of: Callable[[pd.DatetimeIndex], np.ndarray],
+    boundaries: dict[str, str],
+) -> Dataset:
+    """Label each symbol's rows per segment (`segment_of(index)`: 0 train, 1 validation, 2 test,
+    -1 none) from that segment's closes only, and check the splits."""
+    names = list(next(iter(per_symbol.values()))[0].columns)
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, list[str], pd.DatetimeIndex]]] = {
         s: [] for s in SPLITS
     }
     unlabelled = dict.fromkeys(SPLITS, 0)
     for symbol, (frame, close) in per_symbol.items():
         index = frame.index
-        segment_of = np.where(index < val_start, 0, np.where(index < test_start, 1, 2))
+        segment = segment_of(index)
         for s_i, split in enumerate(SPLITS):
-            mask = segment_of == s_i
+            mask = segment == s_i
             if not mask.any():
                 continue
             y = segment_labels(close.to_numpy()[mask], config["labels"])
@@ -138,9 +187,6 @@ def build_dataset(
     return Dataset(
         feature_names=names,
         splits=splits,
-        boundaries={
-            "validation_start": val_start.isoformat(),
-            "test_start": test_start.isoformat(),
-        },
+        boundaries=boundaries,
         unlabelled_rows=unlabelled,
     )

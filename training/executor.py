@@ -216,6 +216,42 @@ class TrainingExecutor:
             "duration_seconds": duration,
         }
 
+    # --- seams for walk-forward evaluation (`evaluation.runner`) -------------------------------
+    # The evaluation trains one model per fold and seed with this same pipeline: the features
+    # once for the whole series, then per fold a dataset of its ranges, fitted and scored here.
+    def build_features(self) -> tuple[dict, dict[str, int]]:
+        """Steps 1-3 (bars, indicators, features) for every symbol, without a split: per symbol
+        (features, closes) after the warm-up, and the warm-up rows dropped."""
+        self._resolve_device()
+        bars = self._load()
+        inputs = self._indicators(bars)
+        return self._features(bars, inputs)
+
+    def fit(self, dataset: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Steps 5-6 on a given dataset: normalisation from its train split only, the model,
+        the training loop (validation split for the best epoch). Returns (prepared, training
+        info); cancellation raises `OperationCancelled` as in `run`."""
+        self.dataset = dataset
+        prepared = self._prepare(dataset)
+        try:
+            train_info = self._train(prepared)
+        finally:
+            self.throughput.end()
+        return prepared, train_info
+
+    def split_probabilities(
+        self, prepared: dict[str, Any], split: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true classes, softmax probabilities, predicted classes) of a fitted split."""
+        import torch
+
+        x, y = prepared["tensors"][split]
+        logits = self._logits(prepared["model"], x)
+        with torch.no_grad():
+            probs = torch.softmax(logits.cpu().double(), dim=1).numpy()
+            predicted = logits.argmax(1).cpu().numpy()
+        return y.cpu().numpy(), probs, predicted
+
     def _resolve_device(self) -> Any:
         """Pick the device once (idempotent); raises `TrainingDeviceError` when unusable."""
         if self.device is None:

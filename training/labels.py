@@ -26,6 +26,15 @@ SIGNAL_NAMES: tuple[str, ...] = tuple(s.name for s in Signal)
 NUM_CLASSES = len(Signal)
 
 
+def label_horizon(labels: dict) -> int | None:
+    """How many bars past a bar its label looks: `horizon` for forward-return labels; None for
+    zigzag labels, whose look-ahead runs to the next confirmed pivot (unbounded; labelling each
+    segment on its own closes is what keeps it inside the segment)."""
+    if labels.get("type") == "forward_return":
+        return int(labels["horizon"])
+    return None
+
+
 def forward_return_labels(close: np.ndarray, *, horizon: int, threshold: float) -> np.ndarray:
     """BUY if close[t+horizon]/close[t]-1 ≥ threshold, SELL if ≤ -threshold, else HOLD.
 

@@ -10,6 +10,7 @@ from tests.training.conftest import small_config_with
 from training.dataset import (
     SPLITS,
     build_dataset,
+    dataset_for_ranges,
     segment_labels,
     split_boundaries,
     timestamp_union,
@@ -150,3 +151,42 @@ def test_timestamp_union_is_the_sorted_set_of_every_index():
     expected = pd.DatetimeIndex(sorted(set(a) | set(b) | set(c)))
     assert timestamp_union([a, b, c]).equals(expected)
     assert timestamp_union([b]).equals(b)
+
+
+def test_ranges_keep_only_their_rows_and_label_each_on_its_own_closes(config):
+    """`dataset_for_ranges` (the evaluation's folds): rows outside every range are left out,
+    and no label looks past its range's end (the last `horizon` rows of each range)."""
+    features, close = frame_and_close(n=600)
+    index = features.index
+    ranges = {
+        "train": (index[50], index[300]),
+        "validation": (index[300], index[380]),
+        "test": (index[420], index[520]),
+    }
+    ds = dataset_for_ranges(config, {"A": (features, close)}, ranges)
+    horizon = config["labels"]["horizon"]
+    for split, (lo, hi) in ranges.items():
+        part = ds.splits[split]
+        assert part.timestamps.min() == lo
+        # The last labelled row is `horizon` rows before the range's end: its label's close
+        # is the range's last one.
+        assert part.timestamps.max() == index[index.get_loc(hi) - 1 - horizon]
+        own = segment_labels(
+            close[(close.index >= lo) & (close.index < hi)].to_numpy(), config["labels"]
+        )
+        assert np.array_equal(part.y, own[~np.isnan(own)].astype(np.int64))
+    assert ds.unlabelled_rows == dict.fromkeys(SPLITS, horizon)
+    assert ds.boundaries["test_start"] == index[420].isoformat()
+    assert len(ds.splits["train"]) + len(ds.splits["validation"]) + len(ds.splits["test"]) == (
+        250 + 80 + 100 - 3 * horizon
+    )
+
+
+def test_an_open_ended_range_runs_to_the_last_row(config):
+    features, close = frame_and_close(n=400)
+    index = features.index
+    ranges = {"train": (index[0], index[200]), "validation": (index[200], index[300])}
+    ds = dataset_for_ranges(
+        config, {"A": (features, close)}, {**ranges, "test": (index[320], None)}
+    )
+    assert ds.splits["test"].timestamps.max() == index[-1 - config["labels"]["horizon"]]

@@ -12,8 +12,9 @@ import torch
 
 from operations.cancellation import CancellationToken, OperationCancelled
 from tests.training.conftest import small_config_with
-from training.artifacts import load_artifact, sha256_file
+from training.artifacts import load_artifact, sha256_file, weights_sha256
 from training.bridge import TrainingProgressBridge
+from training.dataset import build_dataset
 from training.errors import TrainingDataError
 from training.executor import TrainingExecutor
 from training.predict import ModelPredictor
@@ -222,3 +223,29 @@ def test_nan_in_the_data_fails_naming_the_place(small_config, eurusd, tmp_path):
 def test_too_short_a_history_fails_before_training(small_config, csv_loader, tmp_path):
     with pytest.raises(TrainingDataError, match="not enough"):
         executor(small_config, csv_loader, tmp_path, start="2017-03-01", end="2017-03-03").run()
+
+
+def test_the_evaluation_seams_train_the_same_model_as_a_run(small_config, csv_loader, tmp_path):
+    """`build_features` + `fit` + `split_probabilities` (what the walk-forward evaluation calls)
+    are `run`'s own steps: on `run`'s split they give the same weights and test figures, and
+    the normalisation comes from the train split's rows only."""
+    whole = executor(small_config, csv_loader, tmp_path / "run", save=False)
+    result = whole.run()
+    seams = executor(small_config, csv_loader, tmp_path / "seams", save=False)
+    per_symbol, warmups = seams.build_features()
+    assert warmups == result["data"]["warmup_rows"]
+    dataset = build_dataset(small_config, per_symbol)
+    prepared, info = seams.fit(dataset)
+    state = {k: v.detach().cpu() for k, v in seams.model.state_dict().items()}
+    assert weights_sha256(state) == result["model"]["weights_sha256"]
+    assert info["best_epoch"] == result["training"]["best_epoch"]
+    spec = prepared["feature_spec"]
+    train_x = dataset.splits["train"].x
+    for j, name in enumerate(spec["names"]):
+        if spec["kinds"][name] != "fuzzy":
+            assert spec["means"][j] == pytest.approx(float(train_x[:, j].mean()))
+    truth, probs, predicted = seams.split_probabilities(prepared, "test")
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert len(truth) == len(predicted) == result["metrics"]["test"]["samples"]
+    accuracy = float((truth == predicted).mean())
+    assert accuracy == pytest.approx(result["metrics"]["test"]["accuracy"], abs=1e-6)

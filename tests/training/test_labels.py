@@ -9,6 +9,7 @@ from training.labels import (
     SIGNAL_NAMES,
     Signal,
     forward_return_labels,
+    label_horizon,
     zigzag_labels,
     zigzag_pivots,
 )
@@ -114,3 +115,8 @@ def test_zigzag_labels_equal_the_reference_on_plateaus_and_exact_threshold_moves
         np.testing.assert_array_equal(
             zigzag_labels(close, threshold=threshold), reference_zigzag_labels(close, threshold)
         )
+
+
+def test_the_label_horizon_is_the_forward_returns_and_none_for_zigzag():
+    assert label_horizon({"type": "forward_return", "horizon": 12, "threshold": 0.002}) == 12
+    assert label_horizon({"type": "zigzag", "threshold": 0.01}) is None
