@@ -88,6 +88,15 @@ def _check_bars(meta: dict[str, Any]) -> None:
     lo = index.searchsorted(pd.Timestamp(meta["start"])) if meta["start"] else 0
     hi = index.searchsorted(pd.Timestamp(meta["end"])) if meta["end"] else len(index)
     rows = max(int(hi - lo), 0)
+    if rows == 0:
+        stored = (
+            f"{index[0]:%Y-%m-%d %H:%M} to {index[-1]:%Y-%m-%d %H:%M}" if len(index) else "none"
+        )
+        raise InvalidInput(
+            f"no {symbol} {timeframe} bars are stored from {meta['start'] or 'the first'} to "
+            f"{meta['end'] or 'the last'} (stored: {stored}); choose start and end inside it",
+            field="start",
+        )
     test_bars = meta["test_bars"]
     if test_bars is None and meta["test_fraction"] is not None:
         test_bars = round(meta["test_fraction"] * rows)

@@ -89,6 +89,8 @@ def test_a_start_answers_202_and_the_folds_and_their_aggregate_follow(
         ({"colour": "red"}, "colour"),
         # Stored bars hold ~1,500 rows in a quarter: 10 folds of 200 test rows cannot fit.
         ({"folds": 10, "test_bars": 200}, "start"),
+        # A range outside the stored bars says what is stored.
+        ({"start": "2010-01-01", "end": "2011-01-01"}, "start"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(api, strategies_dir, stored_bars, change, field):
@@ -97,6 +99,8 @@ def test_bad_input_is_a_400_naming_the_field(api, strategies_dir, stored_bars, c
     assert answer.status_code == 400, answer.json()
     error = answer.json()["error"]
     assert field in error["details"], error
+    if change.get("start") == "2010-01-01":
+        assert "stored: " in error["message"], error
     assert Operation.objects.count() == 0
 
 
