@@ -212,12 +212,14 @@ def chart(
     y: str = "",
     best: str = "",
     log=False,
+    xlabel: str = "",
 ) -> SafeString:
     """An interactive line chart (uPlot, drawn by static/ktrdr/live.js) of `records` of `kind`:
     `series` is "key:label,key:label"; later polls append points (`chart_append`); `time`: `x`
     is a Unix time in seconds, shown as a clock time; `y`: the value axis's label (its unit);
     `best` ("key:min|max:label") marks and names the series' lowest or highest point; `log`
-    offers a log-scale toggle. Drag zooms in, a double-click resets (the figure's hint says so).
+    offers a log-scale toggle; `xlabel` names the x axis where the key `x` does not say it
+    well. Drag zooms in, a double-click resets (the figure's hint says so).
     Without JavaScript the figure says where the numbers are."""
     spec = _series(series)
     keys = {x, *(s["key"] for s in spec)}
@@ -229,6 +231,7 @@ def chart(
         "percent": bool(percent),
         "time": bool(time),
         "y": y,
+        "xlabel": xlabel,
         "best": _best(best),
     }
     return format_html(
@@ -242,7 +245,7 @@ def chart(
         title,
         LOG_TOGGLE if log else "",
         title,
-        x,
+        xlabel or x,
         json_script(points),
     )
 

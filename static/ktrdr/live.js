@@ -141,6 +141,9 @@
     return at;
   }
 
+  // What the x axis counts, as the page names it ("epoch", "fold × seed run").
+  function xName(config) { return config.xlabel || config.x; }
+
   function showBest(chart) {
     const at = bestIndex(chart);
     const label = chart.fig.querySelector(".chart-best");
@@ -153,7 +156,7 @@
     const x = chart.columns[0][at];
     const v = chart.columns[1 + chart.config.series.findIndex(function (s) { return s.key === best.key; })][at];
     chart.fig.dataset.bestX = String(x);
-    if (label) label.textContent = "◆ best " + chart.config.x + " " + x + ": " + best.label + " " + chart.fmt(v);
+    if (label) label.textContent = "◆ best " + xName(chart.config) + " " + x + ": " + best.label + " " + chart.fmt(v);
   }
 
   // A vertical dashed line and a diamond at the best point (a uPlot draw hook).
@@ -296,14 +299,14 @@
       hooks: hooks,
       bands: config.ohlc ? [{ series: [2, 3], fill: withAlpha(cssVar("--accent", "#1d5bc4"), 0.18) }] : [],
       axes: [
-        { label: config.time ? "time (UTC)" : config.x, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, incrs: config.time ? undefined : COUNT_INCRS,
+        { label: config.time ? "time (UTC)" : xName(config), stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, incrs: config.time ? undefined : COUNT_INCRS,
           values: config.time ? undefined : function (u, vals) { return ticks(chart, "xTicks", vals.map(String)); } },
-        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return ticks(chart, "yTicks", vals.map(function (v) { return v == null ? "" : fmt(v); })); }, size: 70,
+        { label: config.y || null, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor }, values: function (u, vals) { return ticks(chart, "yTicks", vals.map(function (v) { return v == null ? "" : chart.tick(v); })); }, size: 70,
           splits: chart.log ? logSplits : undefined,
           // uPlot hides a log axis's labels between powers of ten; these ticks are all wanted.
           filter: chart.log ? function (u, splits) { return splits; } : undefined },
       ],
-      series: [{ label: config.time ? "time" : config.x, value: config.time ? "{YYYY}-{MM}-{DD} {HH}:{mm}" : undefined }].concat(series),
+      series: [{ label: config.time ? "time" : xName(config), value: config.time ? "{YYYY}-{MM}-{DD} {HH}:{mm}" : undefined }].concat(series),
     };
     if (config.time) opts.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); };
     plot.textContent = "";
@@ -326,6 +329,10 @@
     chart.fmt = config.percent
       ? function (v) { return v == null ? "-" : (100 * v).toFixed(1) + " %"; }
       : function (v) { return v == null ? "-" : Number(v).toPrecision(config.ohlc ? 6 : 4); };
+    // Axis ticks without trailing zeros ("-0.05", not "-0.05000"); the legend keeps its width.
+    chart.tick = config.percent
+      ? chart.fmt
+      : function (v) { return String(Number(Number(v).toPrecision(config.ohlc ? 6 : 4))); };
     if (config.ohlc) {
       records.forEach(function (r) { r.forEach(function (v, i) { columns[i].push(v); }); });
     } else {

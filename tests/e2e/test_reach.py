@@ -20,6 +20,8 @@ PAGES = [
     "/training/",
     "/training/strategies/rsi_macd_zigzag/",
     "/training/models/",
+    "/backtests/",
+    "/evaluations/",
     "/agents/",
 ]
 
