@@ -67,7 +67,8 @@ class EvaluationProgressBridge(ProgressBridge):
         derived: dict[str, Any] = {
             "percentage": 100.0 * (done + fraction) / total,
             "phase": label,
-            "message": f"{label} · {snap['message']}" if snap["message"] else label,
+            # The phase names the fold and seed; the message says where that run is.
+            "message": snap["message"],
             "steps_completed": done,
             "steps_total": total,
             "items_processed": done,

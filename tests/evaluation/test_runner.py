@@ -210,7 +210,7 @@ def test_progress_names_the_fold_and_seed_and_measures_its_eta_from_finished_run
     )
     snap = bridge.snapshot()
     assert snap["phase"] == "fold 2 of 2 · seed 1 of 2"
-    assert snap["message"] == "fold 2 of 2 · seed 1 of 2 · epoch 1/2"
+    assert snap["message"] == "epoch 1/2"
     assert snap["percentage"] == pytest.approx(62.5)
     # 25 s for 2.5 runs: 10 s a run, 1.5 runs left.
     assert snap["eta_seconds"] == pytest.approx(15.0)
