@@ -26,7 +26,11 @@ def _counted_operations_api() -> list[URLPattern]:
     patterns = []
     for pattern in operations_api_urls.urlpatterns:
         route = str(pattern.pattern)
-        if route in ("operations/countdown/", "operations/<str:operation_id>/rerun/"):
+        if route in (
+            "operations/countdown/",
+            "operations/<str:operation_id>/rerun/",
+            "operations/<str:operation_id>/resume/",
+        ):
             continue  # every start on an agent goes through the idempotent `starts/`
         patterns.append(path(route, counted(route, pattern.callback), name=pattern.name))
     return patterns
