@@ -161,9 +161,7 @@ def test_a_resume_emits_again_the_records_its_operation_lacks(config, csv_loader
     assert [e["epoch"] for e in resumed.bridge.epochs()] == [2, 3, 4, 5, 6]
 
 
-def test_checkpoints_follow_the_epoch_cadence_and_skip_the_last_epoch(
-    config, csv_loader, tmp_path
-):
+def test_checkpoints_follow_the_epoch_cadence_and_skip_the_last_epoch(config, csv_loader, tmp_path):
     ex = executor(
         config,
         csv_loader,
