@@ -18,6 +18,7 @@ from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
 from operations.follow import describe_freshness, follow_logs, follow_operation
+from operations.local import sigterm_cancels_local_work
 from operations.placement import EXECUTION_MODES
 from operations.retention import operations_prune, parse_age
 from operations.serializers import serialize_operation
@@ -305,10 +306,14 @@ class Command(BaseCommand):
         self.stdout.write(f"started {op.operation_id} (resumes {options['operation_id']})")
         if options["no_wait"]:
             return
-        if options["follow"]:
-            op = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
-        else:
-            op = execution.wait_for_end(operation_id=op.operation_id)
+        # A SIGTERM cancels the work run here (it checkpoints again) instead of killing it.
+        with sigterm_cancels_local_work():
+            if options["follow"]:
+                op = follow_operation(
+                    operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin
+                )
+            else:
+                op = execution.wait_for_end(operation_id=op.operation_id)
         self._report_end(op)
 
     def _report_end(self, op: Any) -> None:
