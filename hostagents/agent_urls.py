@@ -50,6 +50,16 @@ api_patterns = [
         counted("artifacts", api_views.artifact_download),
         name="api-operation-artifact",
     ),
+    path(
+        "operations/<str:operation_id>/resume-files/",
+        counted("resume-files", api_views.resume_files_list),
+        name="agent-operation-resume-files",
+    ),
+    path(
+        "operations/<str:operation_id>/resume-files/<str:name>",
+        counted("resume-files", api_views.resume_file_download),
+        name="agent-operation-resume-file",
+    ),
     path("health", counted("health", api_views.health), name="api-health"),
     path("starts/", counted("starts/", agent_views.start), name="agent-start"),
     path("starts/<str:key>", agent_views.start_lookup, name="agent-start-lookup"),

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from operations.models import Operation
 
 KIND_NAME_MAX = 40
+# Where a run on an agent keeps what a resume of it needs (a training's checkpoint): this folder
+# of its artifacts folder (`WorkContext.artifacts_dir`). It holds no artifact of a completed run;
+# the agent serves its files after the run ended, however it ended — killed included — and the
+# backend fetches them when the resume is asked for (`docs/architecture.md` §15).
+RESUME_FOLDER = "resume"
 
 
 @dataclass(frozen=True)

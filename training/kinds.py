@@ -10,7 +10,7 @@ Registered in `TrainingConfig.ready()` (`docs/architecture.md` §3). The run is 
 
 Resume (`docs/architecture.md` §15): a failed or cancelled run goes on from its last checkpoint
 as a new operation. Here the checkpoint is read from `KTRDR_CHECKPOINTS_DIR/<operation>`; a run
-that was on an agent left it in its artifacts folder there (`_checkpoint/`), and it is fetched to
+that was on an agent left it in its artifacts folder there (`RESUME_FOLDER`), and it is fetched to
 that same folder here when the resume is asked for. A resume sent to an agent carries the
 checkpoint as a content-addressed input (`checkpoint`), like the bars.
 """
@@ -30,6 +30,7 @@ from operations import places
 from operations.conf import ktrdr_setting
 from operations.exceptions import Conflict, InvalidInput, NotFound
 from operations.kinds import (
+    RESUME_FOLDER,
     FetchedArtifact,
     Inputs,
     Launch,
@@ -73,10 +74,6 @@ RUN_KEYS = (
 )
 # The input a resume sent to an agent carries: the checkpoint file it goes on from.
 CHECKPOINT_INPUT = "checkpoint"
-# Where a run on an agent keeps its checkpoint: a folder in its artifacts folder, so it is no
-# artifact of a completed run (a completed run removes it anyway) but can be fetched after a
-# failure or a cancel.
-AGENT_CHECKPOINT_FOLDER = "_checkpoint"
 # What a re-run starts from: the run's inputs and where it was asked to run (not where it ran).
 RERUN_KEYS = (
     *RUN_KEYS[:7],
@@ -154,7 +151,7 @@ def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
             ctx,
             load_bars=load_bars,
             models_dir=folder / "_models",
-            checkpoint_dir=folder / AGENT_CHECKPOINT_FOLDER,
+            checkpoint_dir=folder / RESUME_FOLDER,
             read_checkpoint=read_checkpoint,
         )
         model = result.get("model") or {}
@@ -360,11 +357,11 @@ def _fetch_agent_checkpoint(op: Operation, folder: Path) -> dict[str, Any] | Non
     except CheckpointCorrupted:
         pass  # fetched again below
     place = places.place_for(op)
-    fetch = getattr(place, "fetch_files", None)
+    fetch = getattr(place, "fetch_resume_files", None)
     if fetch is None:
         return None
     try:
-        fetched = fetch(op, AGENT_CHECKPOINT_FOLDER, folder)
+        fetched = fetch(op, folder)
     except NotFound:
         return None
     return verify_checkpoint(folder) if fetched else None
