@@ -42,7 +42,7 @@ from operations.kinds import (
     RunColumn,
 )
 from operations.local import WorkContext
-from operations.models import RESUME_METRICS_SEQ, Executor, Operation
+from operations.models import RESUME_METRICS_SEQ, RESUME_OF, Executor, Operation
 from operations.readable import percent
 from training.checkpoint import remove_checkpoints
 from training.selectors import checkpoints_dir_for
@@ -177,11 +177,16 @@ def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
     return RemotePayload(params=dict(metadata), inputs=inputs)
 
 
+# What a run records of its own lineage: a re-run (or a resume, which sets its own) starts
+# without them.
+LINEAGE_KEYS = frozenset({"placement", "resume", RESUME_METRICS_SEQ, RESUME_OF, "rerun_of"})
+
+
 def _rerun(metadata: dict[str, Any]) -> Rerun:
     checked = checked_metadata(metadata)
     placement = metadata.get("placement") if isinstance(metadata.get("placement"), dict) else {}
     return Rerun(
-        metadata={k: v for k, v in checked.items() if k != "placement"},
+        metadata={k: v for k, v in checked.items() if k not in LINEAGE_KEYS},
         execution_mode=placement.get("execution_mode") or "local",
         agent=placement.get("agent") or None,
         strategy_name=str(checked["strategy"]),
@@ -192,7 +197,7 @@ def _rerun(metadata: dict[str, Any]) -> Rerun:
 def _resume(op: Operation) -> Rerun:
     """The same backtest from the bar it reached: its saved engine state (409 when it left
     none, 400 when that fails its sha256), asked to run where the first one was."""
-    plan = _rerun({k: v for k, v in (op.metadata or {}).items() if k != "resume"})
+    plan = _rerun(dict(op.metadata or {}))
     folder = checkpoints_dir_for(op.operation_id)
     try:
         record = engine_state_record(folder)

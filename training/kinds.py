@@ -105,6 +105,9 @@ def _checked(metadata: dict[str, Any]) -> dict[str, Any]:
     resume = metadata.get("resume")
     if resume is not None:
         metadata = {**metadata, "resume": _checked_resume(resume)}
+    offset = metadata.get(RESUME_METRICS_SEQ)
+    if offset is not None and (type(offset) is not int or offset < 0):
+        raise InvalidInput(f"{RESUME_METRICS_SEQ} must be a count", field=RESUME_METRICS_SEQ)
     return {**metadata, "strategy_config": config}
 
 

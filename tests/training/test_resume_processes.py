@@ -1,7 +1,8 @@
-"""A training run by a real `manage.py train` process survives that process: SIGKILLed, it is
+"""A training run by a real process survives that process. A `manage.py train` SIGKILLed is
 found interrupted and resumed here from its last checkpoint; SIGTERMed, it cancels itself,
-writing a checkpoint first. Either way the resumed run trains only the epochs after the
-checkpoint and ends with the weights of an uninterrupted run of the same seed."""
+writing a checkpoint first — and so does a run of a daphne backend sent SIGTERM. Either way the
+resumed run trains only the epochs after the checkpoint and ends with the weights of an
+uninterrupted run of the same seed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import copy
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from operations import selectors
 from operations.execution import operation_rerun, operation_resume
 from operations.local import local_runs
 from operations.models import Operation, OperationMetric
-from tests.processes import manage
+from tests.processes import ROOT, free_port, manage, process_env
 from tests.training.conftest import SMALL_STRATEGY
 from training.checkpoint import RECORD_NAME
 
@@ -125,4 +128,55 @@ def test_sigterm_cancels_a_training_run_by_a_command_which_checkpoints_first(hom
     )
     # The checkpoint of the last epoch it finished, written when it stopped.
     assert record["epoch"] == old.result_summary["epochs_completed"]
+    _resume_and_compare(old)
+
+
+def test_sigterm_to_a_daphne_backend_cancels_its_training_which_checkpoints_first(
+    home, django_user_model
+):
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    user = django_user_model.objects.create_user(username="carol", password="s3cret-carol!")
+    token = Token.objects.create(user=user).key
+    port = free_port()
+    with open(Path(home["KTRDR_CHECKPOINTS_DIR"]).parent / "daphne.log", "w+") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "ktrdr_site.asgi:application"],
+            cwd=ROOT, env=process_env(**home), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    requests.get(f"{url}/login/", timeout=5)
+                    break
+                except requests.ConnectionError:
+                    assert server.poll() is None, log.read()
+                    assert time.monotonic() < deadline, "the backend did not start"
+                    time.sleep(0.2)
+            answer = requests.post(
+                f"{url}/api/v1/training/runs/",
+                json={"strategy": "test_resume", "execution_mode": "local", "seed": 7},
+                headers={"Authorization": f"Token {token}"},
+                timeout=30,
+            )
+            assert answer.status_code == 202, answer.text
+            operation_id = answer.json()["operation_id"]
+            record = Path(home["KTRDR_CHECKPOINTS_DIR"]) / operation_id / RECORD_NAME
+            while not record.exists():
+                assert time.monotonic() < deadline, "no checkpoint written"
+                time.sleep(0.01)
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=WAIT)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=30)
+    old = Operation.objects.get(operation_id=operation_id)
+    assert old.status == "cancelled", (old.status, old.error_message)
+    saved = json.loads(record.read_text())
+    assert saved["epoch"] == old.result_summary["epochs_completed"]
     _resume_and_compare(old)
