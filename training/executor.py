@@ -31,6 +31,12 @@ Guarantees:
   `weights_only=True`), and the device (`cuda:0 NVIDIA H100…`/`cpu`) is in the step log, the
   progress context and `result["training"]["device"]`.
 * The model file is written atomically (no half-written model), after the last cancel check.
+* Checkpoints (`training.checkpoint`, `docs/architecture.md` §15): with a `checkpoint_dir`, the
+  state at an epoch boundary — model, optimiser, generators and process RNGs, best-so-far,
+  early-stopping counter, history, metrics position — is written by `checkpoint_policy` (every
+  N epochs or T seconds of `clock`) and on a cancel (the last finished epoch's state, kept in
+  memory). Given a `resume_state`, the run restores all of it and trains the epochs after it
+  only, ending bit-identical (on the CPU) to an uninterrupted run with the same seed.
 """
 
 from __future__ import annotations
