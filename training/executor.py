@@ -545,7 +545,7 @@ class TrainingExecutor:
             optimizer.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             if dropout_gen is not None and state.get("dropout_generator") is not None:
-                dropout_gen.set_state(state["dropout_generator"].to(dropout_gen.device))
+                dropout_gen.set_state(state["dropout_generator"])
             restore_rng_states(state["rng"])
             best = state["best"]
             best_loss, best_epoch = best["loss"], best["epoch"]

@@ -216,3 +216,37 @@ def test_rng_states_round_trip_through_a_weights_only_load(tmp_path):
     torch.manual_seed(1)
     restore_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_resumed_run_on_cuda_ends_with_the_weights_of_an_uninterrupted_one(
+    config, csv_loader, tmp_path
+):
+    # The dropout masks come from a generator on the device: its state is in the checkpoint too.
+    cuda = small_config_with(
+        model__training__epochs=EPOCHS, model__dropout=0.2, model__training__seed=4
+    )
+    plain = executor(cuda, csv_loader, tmp_path / "plain", save=False, device="cuda")
+    plain.run()
+    token = CancellationToken()
+    first = executor(
+        cuda,
+        csv_loader,
+        tmp_path / "m1",
+        save=False,
+        device="cuda",
+        token=token,
+        bridge=CancelAfterEpoch(token, 3),
+        checkpoint_dir=tmp_path / "ckpt",
+        checkpoint_policy=CheckpointPolicy(every_epochs=2, every_seconds=0),
+    )
+    with pytest.raises(OperationCancelled):
+        first.run()
+    record, data = read_checkpoint_bytes(tmp_path / "ckpt")
+    state = load_checkpoint_bytes(data, expected_sha256=record["sha256"], name=record["file"])
+    resumed = executor(
+        cuda, csv_loader, tmp_path / "m2", save=False, device="cuda", resume_state=state
+    )
+    resumed.run()
+    assert resumed.epochs_trained == EPOCHS - 3
+    assert weights_sha256(plain.model.state_dict()) == weights_sha256(resumed.model.state_dict())
