@@ -266,3 +266,27 @@ def test_a_countdown_cannot_be_resumed(api):
     Operation.objects.filter(pk=op.pk).update(status="failed")
     with pytest.raises(Conflict, match="cannot be resumed"):
         operation_resume(operation_id=op.operation_id)
+
+
+def test_a_resumed_run_cancelled_in_turn_resumes_again_to_the_same_weights(
+    user, checkpoints_dir, resumable_strategy, models_dir, store_bars
+):
+    old = cancelled_with_checkpoint(checkpoints_dir, user)
+    child = operation_resume(operation_id=old.operation_id, user=user)
+    # Cancelled as soon as it runs: from its own checkpoint if it wrote one, else from the one it
+    # started from.
+    _when(lambda: Operation.objects.get(pk=child.pk).status == "running", "running")
+    operation_cancel(operation_id=child.operation_id, user=None)
+    assert local_runs.wait_idle(timeout=WAIT)
+    child.refresh_from_db()
+    assert child.status in {"cancelled", "completed"}
+    if child.status == "completed":
+        pytest.skip("the resumed run finished before the cancel reached it")
+    grandchild = _finished(operation_resume(operation_id=child.operation_id).operation_id)
+    assert grandchild.resumed_from == child
+    assert _epochs_of(grandchild) == [(i, i + 1) for i in range(EPOCHS)]
+    again = _finished(operation_rerun(operation_id=old.operation_id, user=user).operation_id)
+    assert (
+        grandchild.result_summary["model"]["weights_sha256"]
+        == again.result_summary["model"]["weights_sha256"]
+    )
