@@ -5,10 +5,17 @@ agent is asked for (`stays_local`): the model file and the bars are here. On an 
 `training` role (it has torch), the model file and the bar window the run reads travel as
 content-addressed inputs (`model`, `SYMBOL:TF`, zstd Parquet) and the agent runs the same
 `run_backtest` on them; the result and the trade records come back through the usual pull.
+
+Resume (`docs/architecture.md` §15): a cancelled or failed run leaves its engine state at the
+last chunk boundary (`backtest.state`) in `KTRDR_CHECKPOINTS_DIR/<operation>` (on an agent in its
+artifacts folder's resume/, fetched when the resume is asked for); the resume hook starts the
+same backtest from that bar, with the chunk records up to it copied, and the state travelling to
+an agent as the input `engine_state`. A completed run removes its state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +25,14 @@ from django.urls import reverse
 
 from backtest.params import check_request, model_id_of
 from backtest.runner import default_load_bars, load_window, run_backtest
+from backtest.state import STATE_FILE, EngineStateError, engine_state_record
 from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes
+from operations import places
 from operations.bridge import ProgressBridge
-from operations.exceptions import InvalidInput
+from operations.conf import ktrdr_setting
+from operations.exceptions import Conflict, InvalidInput, NotFound
 from operations.kinds import (
+    RESUME_FOLDER,
     Inputs,
     Launch,
     OperationKind,
@@ -31,11 +42,14 @@ from operations.kinds import (
     RunColumn,
 )
 from operations.local import WorkContext
-from operations.models import Operation
+from operations.models import RESUME_METRICS_SEQ, RESUME_OF, Executor, Operation
 from operations.readable import percent
+from training.checkpoint import remove_checkpoints
+from training.selectors import checkpoints_dir_for
 
 OPERATION_TYPE = "backtest"
 MODEL_INPUT = "model"
+STATE_INPUT = "engine_state"
 COST_KEYS = ("cost_bps", "cost_pips", "slippage_bps", "slippage_pips")
 # What the service adds to the checked request: the model resolved to a file.
 MODEL_KEYS = ("model_id", "model_label", "model_path", "model_sha256", "strategy", "timeframe")
@@ -61,13 +75,49 @@ def checked_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return {**metadata, **params, **extra}
 
 
+def _save_every() -> float:
+    try:
+        return max(float(ktrdr_setting("CHECKPOINT_EVERY_SECONDS", 300.0)), 0.0)
+    except (TypeError, ValueError):
+        return 300.0
+
+
+def _checked_resume(resume: Any) -> dict[str, Any]:
+    if not isinstance(resume, dict):
+        raise InvalidInput("resume must be an object", field="resume")
+    of, sha = resume.get("checkpoint_of"), resume.get("sha256")
+    if not isinstance(of, str) or not of or "/" in of or of.startswith("."):
+        raise InvalidInput("resume.checkpoint_of must be an operation id", field="resume")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise InvalidInput("resume.sha256 must be a sha256", field="resume")
+    for key in ("bars_done", "bars_total"):
+        if not isinstance(resume.get(key), int) or resume[key] < 0:
+            raise InvalidInput(f"resume.{key} must be a count of bars", field="resume")
+    return dict(resume)
+
+
 def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
     metadata = checked_metadata(metadata)
+    if metadata.get("resume") is not None:
+        metadata = {**metadata, "resume": _checked_resume(metadata["resume"])}
+
+    def read_state(resume: dict[str, Any]) -> bytes:
+        # Checked against resume["sha256"] by the runner before it is used.
+        if inputs is not None:
+            if STATE_INPUT not in inputs:
+                raise InvalidInput("the engine state to resume from was not sent", field="inputs")
+            return inputs[STATE_INPUT]
+        return (checkpoints_dir_for(resume["checkpoint_of"]) / STATE_FILE).read_bytes()
 
     if inputs is None:
 
         def work(ctx: WorkContext) -> dict[str, Any]:
-            return run_backtest(ctx)
+            folder = checkpoints_dir_for(ctx.operation_id)
+            result = run_backtest(
+                ctx, state_dir=folder, read_state=read_state, save_every_seconds=_save_every()
+            )
+            remove_checkpoints(folder)
+            return result
 
     else:
         sent = inputs
@@ -85,7 +135,18 @@ def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
             with tempfile.TemporaryDirectory(prefix="backtest-model-") as folder:
                 path = Path(folder) / "model.pt"
                 path.write_bytes(sent[MODEL_INPUT])
-                return run_backtest(ctx, load_bars=load_bars, model_path=path)
+                state_dir = ctx.artifacts_dir / RESUME_FOLDER if ctx.artifacts_dir else None
+                result = run_backtest(
+                    ctx,
+                    load_bars=load_bars,
+                    model_path=path,
+                    state_dir=state_dir,
+                    read_state=read_state,
+                    save_every_seconds=_save_every(),
+                )
+                if state_dir is not None:
+                    remove_checkpoints(state_dir)
+                return result
 
     work.__name__ = "run_backtest"
     return Launch(
@@ -109,19 +170,64 @@ def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
         RemoteInput(key=f"{symbol}:{tf}", data=frame_to_bytes(frame), rows=len(frame))
         for tf, frame in frames.items()
     ]
+    resume = metadata.get("resume")
+    if isinstance(resume, dict):
+        state = checkpoints_dir_for(resume["checkpoint_of"]) / STATE_FILE
+        inputs.append(RemoteInput(key=STATE_INPUT, data=state.read_bytes()))
     return RemotePayload(params=dict(metadata), inputs=inputs)
+
+
+# What a run records of its own lineage: a re-run (or a resume, which sets its own) starts
+# without them.
+LINEAGE_KEYS = frozenset({"placement", "resume", RESUME_METRICS_SEQ, RESUME_OF, "rerun_of"})
 
 
 def _rerun(metadata: dict[str, Any]) -> Rerun:
     checked = checked_metadata(metadata)
     placement = metadata.get("placement") if isinstance(metadata.get("placement"), dict) else {}
     return Rerun(
-        metadata={k: v for k, v in checked.items() if k != "placement"},
+        metadata={k: v for k, v in checked.items() if k not in LINEAGE_KEYS},
         execution_mode=placement.get("execution_mode") or "local",
         agent=placement.get("agent") or None,
         strategy_name=str(checked["strategy"]),
         input_series=[f"{checked['symbol']}:{checked['timeframe']}"],
     )
+
+
+def _resume(op: Operation) -> Rerun:
+    """The same backtest from the bar it reached: its saved engine state (409 when it left
+    none, 400 when that fails its sha256), asked to run where the first one was."""
+    plan = _rerun(dict(op.metadata or {}))
+    folder = checkpoints_dir_for(op.operation_id)
+    try:
+        record = engine_state_record(folder)
+        if record is None and op.executor != Executor.LOCAL:
+            fetch = getattr(places.place_for(op), "fetch_resume_files", None)
+            if fetch is not None:
+                with contextlib.suppress(NotFound):  # the agent no longer knows the run
+                    fetch(op, folder)
+                record = engine_state_record(folder)
+    except EngineStateError as exc:
+        if exc.corrupted:
+            raise InvalidInput(str(exc), field="checkpoint") from None
+        raise Conflict(f"nothing to resume {op.operation_id} from: {exc}") from None
+    if record is None:
+        raise Conflict(
+            f"nothing to resume {op.operation_id} from: it left no engine state (it stopped "
+            "before its first chunk); re-run it instead",
+            details={"operation_id": op.operation_id},
+        )
+    if int(record.get("chunk_bars", -1)) != int(plan.metadata.get("chunk_bars", -2)):
+        raise Conflict(f"the saved state of {op.operation_id} is of other chunks")
+    plan.metadata = {
+        **plan.metadata,
+        "resume": {
+            "checkpoint_of": op.operation_id,
+            **{k: record[k] for k in ("sha256", "size", "bars_done", "bars_total")},
+        },
+        RESUME_METRICS_SEQ: int(record["metrics_seq"]),
+    }
+    return plan
 
 
 def _edit_url(metadata: dict[str, Any]) -> str:
@@ -206,6 +312,7 @@ BACKTEST = OperationKind(
     stays_local=lambda _metadata: True,
     remote_payload=_remote_payload,
     rerun=_rerun,
+    resume=_resume,
     edit_url=_edit_url,
     run_columns=RUN_COLUMNS,
     run_figures=_run_figures,

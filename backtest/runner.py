@@ -5,6 +5,10 @@ model's training range). Steps: load the model (`weights_only=True`, sha256 chec
 stored bars of each timeframe it needs with a warm-up margin before `start`, predict BUY/HOLD/SELL
 per base bar, turn them into signals, then simulate in chunks of bars — progress after each,
 a cancel acknowledged at the next chunk boundary with the figures of the bars done so far.
+When it stops (a cancel, an error) and every `KTRDR_CHECKPOINT_EVERY_SECONDS` while it runs, the
+strategy simulation's state at the last chunk boundary is saved to `state_dir`
+(`backtest.state`); a resume (`metadata["resume"]`) restores it and goes on from that bar, with
+the same chunk boundaries, so it ends with the same figures and trades as an uninterrupted run.
 Buy-and-hold and the rule baseline run over the same bars with the same costs and sizing.
 
 No Django; torch is imported by `training.predict` inside its functions.
@@ -12,7 +16,9 @@ No Django; torch is imported by `training.predict` inside its functions.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +36,7 @@ from backtest.engine import (
     signals_to_held,
     zigzag_direction_known,
 )
+from backtest.state import restore_engine_state, save_engine_state
 from marketdata.store import SeriesNotFound, read_bars
 from operations.cancellation import OperationCancelled
 from operations.local import WorkContext
@@ -160,10 +167,19 @@ def in_sample_check(
 
 
 def run_backtest(
-    ctx: WorkContext, *, load_bars: LoadBars = default_load_bars, model_path: Any = None
+    ctx: WorkContext,
+    *,
+    load_bars: LoadBars = default_load_bars,
+    model_path: Any = None,
+    state_dir: Path | None = None,
+    read_state: Callable[[dict[str, Any]], bytes] | None = None,
+    save_every_seconds: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """`load_bars` and `model_path`: this process's store and the registered model file, or
-    (on an agent) the bars and model file sent with the start."""
+    (on an agent) the bars and model file sent with the start. `state_dir`: where its engine
+    state is saved when it stops early (none: not saved); `read_state`: the saved state a
+    resumed run starts from."""
     meta = ctx.metadata
     bridge, token = ctx.bridge, ctx.token
     bridge.update(phase="loading model", percentage=1.0, message=f"loading {meta['model_label']}")
@@ -218,19 +234,8 @@ def run_backtest(
     main = sims["strategy"]
     n, chunk = main.n, int(meta["chunk_bars"])
     bridge.update(phase="simulating", percentage=SIMULATION_START_PCT, items_total=n)
-    while main.done < n:
-        if token.is_cancelled:
-            stop = f"bar {main.done}/{n}"
-            result = _result(sims, meta, rule, index, unscored, partial=True)
-            _record_trades(bridge, sims["strategy"].trades())
-            raise OperationCancelled(stop, result)
-        done = main.advance(chunk)
-        pct = SIMULATION_START_PCT + (100.0 - SIMULATION_START_PCT) * done / n
-        bridge.update(
-            percentage=pct,
-            items_processed=done,
-            message=f"bar {done:,}/{n:,} · equity {main.equity[done - 1]:.4f}",
-        )
+
+    def chunk_record(done: int) -> None:
         bridge.append_metric(
             "chunk",
             {
@@ -239,6 +244,51 @@ def run_backtest(
                 "equity": float(main.equity[done - 1]),
             },
         )
+
+    # The lineage's chunk records so far: one per chunk from bar 0 (a resume goes on counting).
+    chunks_recorded = 0
+    resume = meta.get("resume")
+    if isinstance(resume, dict):
+        if read_state is None:
+            raise BacktestError("a resumed backtest needs its saved engine state")
+        restore_engine_state(main, read_state(resume), resume)
+        chunks_recorded = -(-main.done // chunk)
+        # The records its operation lacks (copied from the resumed run up to `offset`).
+        offset = int(meta.get("resume_metrics_seq") or 0)
+        for seq in range(offset, chunks_recorded):
+            chunk_record(min((seq + 1) * chunk, main.done))
+    saved_at = clock()
+
+    def save_state() -> None:
+        if state_dir is not None and main.done > 0:
+            save_engine_state(state_dir, main, chunk_bars=chunk, metrics_seq=chunks_recorded)
+
+    try:
+        while main.done < n:
+            if token.is_cancelled:
+                stop = f"bar {main.done}/{n}"
+                save_state()
+                result = _result(sims, meta, rule, index, unscored, partial=True)
+                _record_trades(bridge, sims["strategy"].trades())
+                raise OperationCancelled(stop, result)
+            done = main.advance(chunk)
+            pct = SIMULATION_START_PCT + (100.0 - SIMULATION_START_PCT) * done / n
+            bridge.update(
+                percentage=pct,
+                items_processed=done,
+                message=f"bar {done:,}/{n:,} · equity {main.equity[done - 1]:.4f}",
+            )
+            chunk_record(done)
+            chunks_recorded += 1
+            if save_every_seconds > 0 and clock() - saved_at >= save_every_seconds and done < n:
+                save_state()
+                saved_at = clock()
+    except OperationCancelled:
+        raise
+    except Exception:
+        # A failure between chunks: the bars done so far are kept for a resume.
+        save_state()
+        raise
     result = _result(sims, meta, rule, index, unscored, partial=False)
     _record_trades(bridge, sims["strategy"].trades())
     return result

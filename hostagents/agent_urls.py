@@ -26,7 +26,11 @@ def _counted_operations_api() -> list[URLPattern]:
     patterns = []
     for pattern in operations_api_urls.urlpatterns:
         route = str(pattern.pattern)
-        if route in ("operations/countdown/", "operations/<str:operation_id>/rerun/"):
+        if route in (
+            "operations/countdown/",
+            "operations/<str:operation_id>/rerun/",
+            "operations/<str:operation_id>/resume/",
+        ):
             continue  # every start on an agent goes through the idempotent `starts/`
         patterns.append(path(route, counted(route, pattern.callback), name=pattern.name))
     return patterns
@@ -45,6 +49,16 @@ api_patterns = [
         "operations/<str:operation_id>/artifacts/<str:name>",
         counted("artifacts", api_views.artifact_download),
         name="api-operation-artifact",
+    ),
+    path(
+        "operations/<str:operation_id>/resume-files/",
+        counted("resume-files", api_views.resume_files_list),
+        name="agent-operation-resume-files",
+    ),
+    path(
+        "operations/<str:operation_id>/resume-files/<str:name>",
+        counted("resume-files", api_views.resume_file_download),
+        name="agent-operation-resume-file",
     ),
     path("health", counted("health", api_views.health), name="api-health"),
     path("starts/", counted("starts/", agent_views.start), name="agent-start"),

@@ -7,6 +7,7 @@ exceptions that the shared handler turns into the `{"error": …}` envelope.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.http import FileResponse
@@ -18,7 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hostagents import selectors
-from hostagents.artifacts import NAME_RE, artifact_get
+from hostagents.artifacts import NAME_RE, artifact_get, resume_file_path, resume_files
+from hostagents.artifacts import sha256_file as artifact_sha256
 from hostagents.conf import is_agent
 from hostagents.contract import HealthSerializer
 from hostagents.health import health_payload
@@ -96,6 +98,49 @@ def artifact_download(request: Request, operation_id: str, name: str) -> FileRes
     response["X-Content-SHA256"] = artifact.sha256
     response["Content-Length"] = str(artifact.size)
     ARTIFACT_BYTES.labels("sent").inc(artifact.size)
+    return response
+
+
+@extend_schema(
+    operation_id="operations_resume_files",
+    tags=["operations"],
+    responses={200: OpenApiResponse(description="{files: [{name, size, sha256}]}"), **ERRORS},
+    description=(
+        "The files an operation left for a resume of it (a training's checkpoint), however it "
+        "ended; an empty list when it left none. Agents only."
+    ),
+)
+@api_view(["GET"])
+def resume_files_list(request: Request, operation_id: str) -> Response:
+    op_selectors.operation_get(operation_id=operation_id)  # 404 for an unknown operation
+    return Response({"files": resume_files(operation_id)})
+
+
+@extend_schema(
+    operation_id="operations_resume_file",
+    tags=["operations"],
+    responses={200: OpenApiResponse(description="the file"), **ERRORS},
+    description="One file left for a resume, with X-Content-SHA256 and Content-Length.",
+)
+@api_view(["GET"])
+def resume_file_download(request: Request, operation_id: str, name: str) -> FileResponse:
+    op_selectors.operation_get(operation_id=operation_id)  # 404 for an unknown operation
+    path = resume_file_path(operation_id, name)
+    if path is None:
+        raise NotFound(
+            f"operation {operation_id} left no file {name!r} for a resume",
+            details={"operation_id": operation_id, "name": name},
+        )
+    handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it when the stream ends
+    # Size and hash of the very file opened (a later write replaces the name, not this file).
+    size = os.fstat(handle.fileno()).st_size
+    response = FileResponse(
+        handle, as_attachment=True, filename=name, content_type="application/octet-stream"
+    )
+    response.block_size = 1 << 20
+    response["X-Content-SHA256"] = artifact_sha256(path)
+    response["Content-Length"] = str(size)
+    ARTIFACT_BYTES.labels("sent").inc(size)
     return response
 
 

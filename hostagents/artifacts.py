@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from hostagents.models import Artifact
+from operations.kinds import RESUME_FOLDER
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 _OP_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,96}$")
@@ -78,3 +79,24 @@ def artifact_get(*, operation_id: str, name: str) -> Artifact | None:
 
 def artifacts_of(operation_id: str) -> list[Artifact]:
     return list(Artifact.objects.filter(operation_id=operation_id).order_by("name"))
+
+
+def resume_files(operation_id: str) -> list[dict[str, Any]]:
+    """The files a run left for its resume (`operations.kinds.RESUME_FOLDER` of its artifacts
+    folder): name, size and sha256 of each, hashed now (a killed run registered nothing)."""
+    folder = artifacts_dir(operation_id) / RESUME_FOLDER
+    if not folder.is_dir():
+        return []
+    files = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.is_symlink() or not NAME_RE.match(path.name):
+            continue
+        files.append({"name": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)})
+    return files
+
+
+def resume_file_path(operation_id: str, name: str) -> Path | None:
+    if not NAME_RE.match(name):
+        return None
+    path = artifacts_dir(operation_id) / RESUME_FOLDER / name
+    return path if path.is_file() and not path.is_symlink() else None

@@ -37,6 +37,7 @@ import hashlib
 import json as jsonlib
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -97,6 +98,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# A file name an agent may list (the same rule as its artifact names).
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 USER_AGENT = "ktrdr-backend/1"
 CHUNK_BYTES = 1 << 20
@@ -606,6 +609,34 @@ class AgentClient:
         )
         return parse_results(self._json(answer, f"results of {remote_id}"), agent=self.name)
 
+    def resume_files(self, remote_id: str) -> list[dict[str, Any]]:
+        """The files a run left for its resume: `[{name, size, sha256}]`, each checked."""
+        answer = self._request(
+            "GET",
+            f"operations/{quote(remote_id)}/resume-files/",
+            kind="resume-files",
+            idempotent=True,
+        )
+        body = self._json(answer, f"resume files of {remote_id}")
+        files = body.get("files") if isinstance(body, dict) else None
+        if not isinstance(files, list):
+            raise AgentUnreachable(self.name, f"resume files of {remote_id}: not a file list")
+        checked = []
+        for item in files:
+            ok = (
+                isinstance(item, dict)
+                and isinstance(item.get("name"), str)
+                and _FILE_NAME_RE.match(item["name"])
+                and isinstance(item.get("size"), int)
+                and item["size"] >= 0
+                and isinstance(item.get("sha256"), str)
+                and len(item["sha256"]) == 64
+            )
+            if not ok:
+                raise AgentUnreachable(self.name, f"resume files of {remote_id}: a bad entry")
+            checked.append({k: item[k] for k in ("name", "size", "sha256")})
+        return checked
+
     def list_operations(self, **params: Any) -> dict[str, Any]:
         answer = self._request(
             "GET", "operations/", kind="list", idempotent=True, params=params or None
@@ -683,8 +714,10 @@ class AgentClient:
         expected_sha256: str,
         expected_size: int,
         max_bytes: int,
+        route: str = "artifacts",
     ) -> FetchedArtifact:
         """Stream one artifact into `dest`: verified size and sha256, atomic rename, or nothing.
+        (`route="resume-files"`: one of the files a run left for its resume, the same way.)
 
         A transfer that stalls or runs past its deadline is an `ArtifactIntegrityError` like a
         truncated one: nothing is stored, and the fetch is tried again."""
@@ -694,7 +727,7 @@ class AgentClient:
             )
         response, deadline = self._request(
             "GET",
-            f"operations/{quote(remote_id)}/artifacts/{quote(name)}",
+            f"operations/{quote(remote_id)}/{route}/{quote(name)}",
             kind="artifact",
             idempotent=True,
             budget=self._transfer_budget(expected_size),

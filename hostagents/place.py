@@ -35,6 +35,7 @@ of work it runs — everything kind-specific comes from the kind's registry reco
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -90,6 +91,14 @@ FETCH_WAIT_SECONDS = 0.5
 # The background completion fetches of this process, by backend operation id (single flight).
 _fetches: dict[str, threading.Thread] = {}
 _fetches_lock = threading.Lock()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fetches_in_flight() -> list[str]:
@@ -359,6 +368,61 @@ class AgentPlace:
         if agent is None:
             return
         self._forward(client_for(agent), operation, reason)
+
+    def fetch_resume_files(self, operation: Operation, dest: Path) -> list[FetchedArtifact]:
+        """Fetch the files the run left on its agent for a resume of it (`RESUME_FOLDER`) into
+        `dest`, each verified (size, sha256) and renamed into place; a file already there with
+        the listed sha256 is not fetched again. Asked for when a resume is, never before: a run
+        the agent lost with its process still left them on its disk.
+
+        `NotFound` when the agent does not know the run; `ServiceUnavailable` (503) when it
+        cannot be reached or a transfer fails verification."""
+        op = operation
+        agent = Agent.objects.filter(name=op.agent).first()
+        if agent is None or not op.remote_operation_id:
+            raise NotFound(f"{op.operation_id} has no run on a registered agent to fetch from")
+        client = client_for(agent)
+        max_bytes = int(agent_setting("AGENT_MAX_ARTIFACT_BYTES"))
+        try:
+            listed = client.resume_files(op.remote_operation_id)
+            fetched = []
+            for item in listed:
+                target = dest / item["name"]
+                if target.is_file() and target.stat().st_size == item["size"]:
+                    have = FetchedArtifact(item["name"], target, item["size"], item["sha256"])
+                    if _sha256_of(target) == item["sha256"]:
+                        fetched.append(have)
+                        continue
+                fetched.append(
+                    client.download_artifact(
+                        op.remote_operation_id,
+                        item["name"],
+                        target,
+                        expected_sha256=item["sha256"],
+                        expected_size=item["size"],
+                        max_bytes=max_bytes,
+                        route="resume-files",
+                    )
+                )
+        except AgentNotFound as exc:
+            raise NotFound(
+                f"agent {agent.name} no longer knows {op.remote_operation_id}: {exc.message}"
+            ) from None
+        except AgentError as exc:
+            raise ServiceUnavailable(
+                f"could not fetch what {op.operation_id} left on agent {agent.name}: {exc.message}",
+                details={"agent": agent.name},
+            ) from None
+        log_event(
+            logger,
+            logging.INFO,
+            op.operation_id,
+            "resume_files_fetched",
+            "%d file(s) from agent %s",
+            len(fetched),
+            agent.name,
+        )
+        return fetched
 
     # --- helpers -------------------------------------------------------------------------------
     @staticmethod

@@ -396,6 +396,11 @@ KTRDR = {
     "TRAINING_DEVICE": os.environ.get("KTRDR_TRAINING_DEVICE", "auto"),
     # A training run does not start unless the models folder has this much free space (MB).
     "TRAINING_MIN_FREE_MB": env_float("KTRDR_TRAINING_MIN_FREE_MB", 64.0),
+    # Training checkpoints (resume after a crash or cancel): every N epochs or T seconds,
+    # whichever comes first (0 switches that trigger off), kept under CHECKPOINTS_DIR/<operation>.
+    "CHECKPOINT_EVERY_EPOCHS": env_int("KTRDR_CHECKPOINT_EVERY_EPOCHS", 10),
+    "CHECKPOINT_EVERY_SECONDS": env_float("KTRDR_CHECKPOINT_EVERY_SECONDS", 300.0),
+    "CHECKPOINTS_DIR": Path(os.environ.get("KTRDR_CHECKPOINTS_DIR", DATA_ROOT / "checkpoints")),
     # Training warnings: a class under this share of the training labels; a class with fewer
     # rows than this in some split (training.evaluation).
     "TRAINING_MIN_CLASS_SHARE": env_float("KTRDR_TRAINING_MIN_CLASS_SHARE", 0.05),

@@ -8,7 +8,8 @@ unless an agent is asked for. A start on an agent carries what the backend's sto
 of the series (`stored_ranges`, `planner.coverage_runs`), so the agent plans against the
 backend's coverage, not its own store; it leaves only the bars it fetched in that run as the
 artifact `bars.parquet`, and the backend merges them into its own store (merging never
-overwrites stored bars with a partial range).
+overwrites stored bars with a partial range). So a load resumes by construction: its `resume`
+hook starts the same load, which plans against what is stored and fetches only what is missing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from marketdata.progress import DataLoadingProgressBridge
 from marketdata.services import validate_load_params
 from marketdata.timeframes import get_timeframe
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput
+from operations.exceptions import Conflict, InvalidInput
 from operations.kinds import FetchedArtifact, Inputs, Launch, OperationKind, RemotePayload, Rerun
 from operations.local import WorkContext
 from operations.models import Operation
@@ -196,6 +197,24 @@ def _rerun(metadata: dict[str, Any]) -> Rerun:
     )
 
 
+def _resume(op: Operation) -> Rerun:
+    """The same load again, fetching only what is missing: loads merge into the store and never
+    overwrite it with a partial range, so a failed or cancelled load kept every bar it fetched,
+    and the resume plans against them — in `full` mode over the same range, whatever mode the
+    first load had (after a partial `backfill` the store already starts at the range's start, so
+    a backfill would see nothing left to do; `full` fetches exactly the holes left in the range).
+    Its segment records are its own (none copied: it plans anew)."""
+    metadata = dict(op.metadata or {})
+    if metadata.get("mode") == "local":
+        raise Conflict(
+            f"{op.operation_id} is a local-mode load, which fetches nothing: nothing to resume",
+            details={"operation_id": op.operation_id},
+        )
+    plan = _rerun({**metadata, "mode": "full"})
+    plan.metadata = {**plan.metadata, "resumed_mode": metadata.get("mode", "tail")}
+    return plan
+
+
 def _edit_url(metadata: dict[str, Any]) -> str:
     """The load form of the data page, pre-filled."""
     query = {
@@ -220,6 +239,7 @@ DATA_LOAD = OperationKind(
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
     rerun=_rerun,
+    resume=_resume,
     edit_url=_edit_url,
     description="load bars into the store (IB, synthetic)",
     field_labels={

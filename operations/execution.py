@@ -7,6 +7,9 @@
 * `operation_rerun` — start a finished operation again with the same inputs, through its kind's
   `rerun` hook; the new operation records which one it re-runs (`metadata["rerun_of"]`, and the
   `Operation.rerun_of` link).
+* `operation_resume` — go on with a failed or cancelled operation from where it stopped, through
+  its kind's `resume` hook: a new operation linked to it (`metadata["resume_of"]`,
+  `Operation.resumed_from`), since terminal statuses are final (`docs/architecture.md` §15).
 * `operation_cancel` — record the request on the row, then hand it to the place that runs the
   work. Work owned by another process learns of it from the row at its owner's next refresh.
 * `OwnerRefresh` — while this process runs local work, it refreshes each of its runs through the
@@ -30,9 +33,17 @@ from operations import places, selectors, services
 from operations.cancellation import CancellationToken
 from operations.conf import ktrdr_setting
 from operations.exceptions import Conflict, InvalidInput, NotAllowed, ServiceUnavailable
-from operations.kinds import Launch, kind_get
+from operations.kinds import Launch, kind_find, kind_get
 from operations.local import LocalRun, local_runs
-from operations.models import RERUN_OF, Executor, Operation, OperationStatus, new_operation_id
+from operations.models import (
+    RERUN_OF,
+    RESUME_METRICS_SEQ,
+    RESUME_OF,
+    Executor,
+    Operation,
+    OperationStatus,
+    new_operation_id,
+)
 from operations.oplog import log_event
 from operations.placement import choose_place
 
@@ -239,6 +250,75 @@ def operation_rerun(*, operation_id: str, user: Any = None, detach: bool = False
         user=user,
         strategy_name=again.strategy_name or old.strategy_name,
         input_series=again.input_series or list(old.input_series or []),
+        detach=detach,
+    )
+
+
+RESUMABLE_STATUSES = frozenset({OperationStatus.FAILED, OperationStatus.CANCELLED})
+
+
+def may_resume(user: Any, operation: Operation) -> bool:
+    """Who may cancel an operation may resume it: a resume goes on with that person's work
+    (`docs/architecture.md` §13)."""
+    return may_cancel(user, operation)
+
+
+def resumable(operation: Operation) -> bool:
+    """Failed or cancelled, of a kind with a `resume` hook (the page's button; the hook itself
+    says whether there is anything to resume from)."""
+    if operation.status not in RESUMABLE_STATUSES:
+        return False
+    kind = kind_find(operation.operation_type)
+    return kind is not None and kind.resume is not None
+
+
+def operation_resume(*, operation_id: str, user: Any = None, detach: bool = False) -> Operation:
+    """Go on with a failed or cancelled operation from where it stopped, as a new operation.
+
+    `OperationNotFound` (404) for an unknown id; `NotAllowed` (403) unless `may_resume`;
+    `Conflict` (409) unless it failed or was cancelled, when its kind has no `resume` hook, or
+    when the hook finds nothing to resume from; `InvalidInput` (400) when what it finds fails
+    its check (a checkpoint whose sha256 does not match). The new operation names the old one
+    in `metadata.resume_of` (the `resumed_from` link) and starts with the old one's metric
+    records up to the resume point, copied with the same seqs.
+    """
+    old = selectors.operation_get(operation_id=operation_id)
+    if not may_resume(user, old):
+        raise NotAllowed(
+            f"{user} may not resume {operation_id}: it was started by someone else "
+            "(users resume their own operations; staff resume any)",
+            details={"operation_id": operation_id},
+        )
+    if old.status not in RESUMABLE_STATUSES:
+        raise Conflict(
+            f"Operation {operation_id} is {old.status}; only a failed or cancelled operation "
+            "can be resumed",
+            details={"operation_id": operation_id, "status": old.status},
+        )
+    kind = kind_get(old.operation_type)
+    if kind.resume is None:
+        raise Conflict(
+            f"{kind.name} operations cannot be resumed (re-run it instead)",
+            details={"operation_id": operation_id, "operation_type": kind.name},
+        )
+    plan = kind.resume(old)
+    metadata = {**plan.metadata, RESUME_OF: old.operation_id}
+    upto = metadata.get(RESUME_METRICS_SEQ)
+    if isinstance(upto, int) and upto > 0:
+        # What the old run stored of its records before the resume point: a run killed between
+        # two pulls stored fewer; the new run's work emits the rest (seq numbering goes on).
+        metadata[RESUME_METRICS_SEQ] = selectors.operation_metrics_stored(
+            operation_id=old.operation_id, below=upto
+        )
+    return operation_submit(
+        operation_type=kind.name,
+        metadata=metadata,
+        execution_mode=plan.execution_mode,
+        agent=plan.agent,
+        require_gpu=plan.require_gpu,
+        user=user,
+        strategy_name=plan.strategy_name or old.strategy_name,
+        input_series=plan.input_series or list(old.input_series or []),
         detach=detach,
     )
 

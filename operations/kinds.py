@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from operations.models import Operation
 
 KIND_NAME_MAX = 40
+# Where a run on an agent keeps what a resume of it needs (a training's checkpoint): this folder
+# of its artifacts folder (`WorkContext.artifacts_dir`). It holds no artifact of a completed run;
+# the agent serves its files after the run ended, however it ended — killed included — and the
+# backend fetches them when the resume is asked for (`docs/architecture.md` §15).
+RESUME_FOLDER = "resume"
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,9 @@ class Launch:
 
 @dataclass
 class Rerun:
-    """How a finished operation's stored inputs become a new start (`OperationKind.rerun`):
-    the validated metadata and where to run it, as `operation_submit` takes them."""
+    """How a finished operation's stored inputs become a new start (`OperationKind.rerun`, and
+    `OperationKind.resume` for one that goes on from where it stopped): the validated metadata
+    and where to run it, as `operation_submit` takes them."""
 
     metadata: dict[str, Any]
     execution_mode: str | None = "auto"
@@ -173,6 +179,13 @@ class OperationKind:
       "Cancelled " (`operations.outcome`). "" says nothing more.
     * `rerun(metadata)` — how a finished operation's stored metadata becomes a new start with the
       same inputs (`Rerun`), validated again; None: this kind cannot be re-run.
+    * `resume(operation)` — how a failed or cancelled operation goes on from where it stopped: a
+      `Rerun` whose metadata tells the work where to start (training: the checkpoint, by file
+      and sha256; a backtest: the bar reached). It raises `Conflict` when there is nothing to
+      resume from, `InvalidInput` when what there is fails its check (a corrupted checkpoint);
+      `metadata["resume_metrics_seq"]` = N asks for the operation's metric records 0…N-1 to be
+      copied into the new one (its work then emits from seq N). None: this kind cannot resume
+      (`operations.execution.operation_resume`, `docs/architecture.md` §15).
     * `run_columns`, `run_figures(result_summary)`, `run_curves`, `run_params(metadata)` — a kind
       whose operations are runs to compare (the runs table and comparison page): the figures its
       columns show (computed once, when the operation ends), the metric curves to overlay and
@@ -192,6 +205,7 @@ class OperationKind:
         Callable[[Operation, dict[str, Any], list[FetchedArtifact]], dict[str, Any]] | None
     ) = None
     rerun: Callable[[dict[str, Any]], Rerun] | None = None
+    resume: Callable[[Operation], Rerun] | None = None
     edit_url: Callable[[dict[str, Any]], str | None] | None = None
     run_columns: tuple[RunColumn, ...] = ()
     run_figures: Callable[[dict[str, Any]], dict[str, float]] | None = None

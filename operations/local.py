@@ -15,10 +15,12 @@ through the services, so a worker never touches the database for progress.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +286,30 @@ def _cancel_all_at_exit() -> None:
     # the server's shutdown. Cancelled runs end at their next stop point and are recorded as such.
     for operation_id in local_runs.active_ids():
         local_runs.cancel(operation_id, "its process is shutting down")
+
+
+@contextlib.contextmanager
+def sigterm_cancels_local_work() -> Iterator[None]:
+    """While a command follows work it runs itself, SIGTERM cancels that work (its token; no
+    database write in the handler) instead of killing the process: the work stops at its next
+    stop point and records itself cancelled — a training writes its checkpoint first — and the
+    follow then ends. Why: a supervisor stopping the command (systemd, a container runtime)
+    sends SIGTERM; killed outright, the run would only be found interrupted later, its last
+    epochs lost. Daphne (backend and agents) stops its reactor on SIGTERM and the exit hook
+    below cancels the same way. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel_all(_signum: int, _frame: Any) -> None:
+        for operation_id in local_runs.active_ids():
+            local_runs.cancel(operation_id, "its process got SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, cancel_all)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Registered after concurrent.futures' hook, so it runs first (the hooks run in reverse order).

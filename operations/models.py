@@ -32,6 +32,10 @@ ACTIVE_STATUSES = frozenset(
 
 # The metadata key a re-run carries: the operation id it re-runs (made `Operation.rerun_of`).
 RERUN_OF = "rerun_of"
+# The metadata keys a resume carries: the operation id it resumes (made `Operation.resumed_from`)
+# and how many of that operation's metric records (seq 0…N-1) it starts with, copied at creation.
+RESUME_OF = "resume_of"
+RESUME_METRICS_SEQ = "resume_metrics_seq"
 
 
 class Executor(models.TextChoices):
@@ -108,6 +112,11 @@ class Operation(models.Model):
     # The finished operation this one started again with the same inputs (operation_rerun).
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    # The failed or cancelled operation this one goes on with from its checkpoint
+    # (operation_resume); terminal statuses are final, so a resume is a new, linked operation.
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumes"
     )
 
     class Meta:

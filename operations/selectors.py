@@ -293,6 +293,20 @@ class MetricsPage:
     new_cursor: int
 
 
+def operation_metrics_stored(*, operation_id: str, below: int) -> int:
+    """How many of the records seq 0, 1, 2… below `below` are stored without a gap (what a
+    resume can copy: a run killed between two pulls stored fewer than it produced)."""
+    seqs = OperationMetric.objects.filter(
+        operation__operation_id=operation_id, seq__lt=below
+    ).order_by("seq")
+    count = 0
+    for seq in seqs.values_list("seq", flat=True).iterator():
+        if seq != count:
+            break
+        count += 1
+    return count
+
+
 def operation_metrics(
     *, operation_id: str, cursor: int = 0, limit: int | None = None, kind: str | None = None
 ) -> MetricsPage:

@@ -28,6 +28,8 @@ from operations.instance import current_instance_id
 from operations.kinds import kind_find
 from operations.models import (
     RERUN_OF,
+    RESUME_METRICS_SEQ,
+    RESUME_OF,
     Executor,
     Operation,
     OperationLog,
@@ -243,11 +245,18 @@ def operation_create(
     operation_id: str | None = None,
 ) -> Operation:
     rerun_of = (metadata or {}).get(RERUN_OF)
+    resume_of = (metadata or {}).get(RESUME_OF)
+    resumed_from = (
+        Operation.objects.filter(operation_id=resume_of).first()
+        if isinstance(resume_of, str) and resume_of
+        else None
+    )
     op = Operation.objects.create(
         # A re-run names the operation it re-runs in its metadata (on an agent it is not there).
         rerun_of=Operation.objects.filter(operation_id=rerun_of).first()
         if isinstance(rerun_of, str) and rerun_of
         else None,
+        resumed_from=resumed_from,
         operation_id=operation_id or new_operation_id(operation_type),
         operation_type=operation_type,
         metadata=metadata or {},
@@ -258,10 +267,30 @@ def operation_create(
         strategy_name=strategy_name,
         input_series=list(input_series),
     )
+    if resumed_from is not None:
+        _copy_resumed_metrics(op, resumed_from, (metadata or {}).get(RESUME_METRICS_SEQ))
     log_event(logger, logging.INFO, op.operation_id, "created", "%s, %s", operation_type, executor)
     if _store_own_lines(op):
         op.save(update_fields=["logs_cursor"])
     return op
+
+
+def _copy_resumed_metrics(op: Operation, parent: Operation, upto: Any) -> None:
+    """A resume starts with its parent's records seq 0…upto-1 (same seq, kind, time, payload),
+    and its own work's records are stored from `upto` on: one curve, no gap, no duplicate
+    (`docs/architecture.md` §15). Copied in the transaction that creates the row, so no pull
+    of the new run is stored before them."""
+    if not isinstance(upto, int) or isinstance(upto, bool) or upto <= 0:
+        return
+    records = [
+        OperationMetric(
+            operation=op, seq=m.seq, kind=m.kind, recorded_at=m.recorded_at, payload=m.payload
+        )
+        for m in OperationMetric.objects.filter(operation=parent, seq__lt=upto).order_by("seq")
+    ]
+    OperationMetric.objects.bulk_create(records, batch_size=1000)
+    op.metrics_cursor = upto
+    op.save(update_fields=["metrics_cursor"])
 
 
 # --- lifecycle ----------------------------------------------------------------------------------

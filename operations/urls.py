@@ -13,5 +13,6 @@ urlpatterns = [
     path("<str:operation_id>/", views.operation_detail, name="detail"),
     path("<str:operation_id>/cancel/", views.operation_cancel, name="cancel"),
     path("<str:operation_id>/rerun/", views.operation_rerun, name="rerun"),
+    path("<str:operation_id>/resume/", views.operation_resume, name="resume"),
     path("<str:operation_id>/logs/", views.operation_logs, name="logs"),
 ]

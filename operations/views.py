@@ -34,9 +34,10 @@ from operations import metrics, polling, readable, selectors, system
 from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import InvalidInput, KtrdrError, OperationNotFound
-from operations.execution import may_cancel, rerun_edit_url
+from operations.execution import may_cancel, may_resume, rerun_edit_url, resumable
 from operations.execution import operation_cancel as operation_cancel_service
 from operations.execution import operation_rerun as operation_rerun_service
+from operations.execution import operation_resume as operation_resume_service
 from operations.kinds import kind_names
 from operations.models import Operation, OperationStatus
 from operations.serializers import is_stale
@@ -211,6 +212,9 @@ def _live_context(
             "cancel": reverse("operations:cancel", args=[op.operation_id]),
             "logs": reverse("operations:logs", args=[op.operation_id]),
             "rerun": reverse("operations:rerun", args=[op.operation_id]),
+            "resume": reverse("operations:resume", args=[op.operation_id])
+            if resumable(op) and may_resume(request.user, op)
+            else None,
             "edit": rerun_edit_url(op) if op.is_terminal else None,
         },
         "type_panel": panel,
@@ -310,6 +314,21 @@ def operation_rerun(request: HttpRequest, operation_id: str) -> HttpResponse:
         messages.error(request, f"{field}: {exc.message}" if field else exc.message)
         return redirect("operations:detail", operation_id=operation_id)
     messages.success(request, f"Started again as {op.operation_id}")
+    return redirect("operations:detail", operation_id=op.operation_id)
+
+
+@require_POST
+@login_required
+def operation_resume(request: HttpRequest, operation_id: str) -> HttpResponse:
+    """ "Resume": a new operation going on from where this one stopped; its page on success."""
+    _get_or_404(operation_id)
+    try:
+        op = operation_resume_service(operation_id=operation_id, user=request.user)
+    except KtrdrError as exc:
+        field = getattr(exc, "field", None)
+        messages.error(request, f"{field}: {exc.message}" if field else exc.message)
+        return redirect("operations:detail", operation_id=operation_id)
+    messages.success(request, f"Resumed as {op.operation_id}")
     return redirect("operations:detail", operation_id=op.operation_id)
 
 

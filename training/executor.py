@@ -31,10 +31,17 @@ Guarantees:
   `weights_only=True`), and the device (`cuda:0 NVIDIA H100…`/`cpu`) is in the step log, the
   progress context and `result["training"]["device"]`.
 * The model file is written atomically (no half-written model), after the last cancel check.
+* Checkpoints (`training.checkpoint`, `docs/architecture.md` §15): with a `checkpoint_dir`, the
+  state at an epoch boundary — model, optimiser, generators and process RNGs, best-so-far,
+  early-stopping counter, history, metrics position — is written by `checkpoint_policy` (every
+  N epochs or T seconds of `clock`) and on a cancel (the last finished epoch's state, kept in
+  memory). Given a `resume_state`, the run restores all of it and trains the epochs after it
+  only, ending bit-identical (on the CPU) to an uninterrupted run with the same seed.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -57,6 +64,13 @@ from training.artifacts import (
     weights_sha256,
 )
 from training.bridge import TRAIN_END_PCT, TRAIN_START_PCT, TrainingProgressBridge
+from training.checkpoint import (
+    CheckpointError,
+    CheckpointPolicy,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from training.dataset import SPLITS, Dataset, build_dataset
 from training.device import describe_device, enable_cuda_determinism, resolve_device
 from training.errors import TrainingDataError
@@ -109,6 +123,11 @@ class TrainingExecutor:
         device: str | None = "auto",
         min_free_bytes: int = 0,
         warning_thresholds: dict[str, Any] | None = None,
+        checkpoint_dir: Path | None = None,
+        checkpoint_policy: CheckpointPolicy | None = None,
+        resume_state: dict[str, Any] | None = None,
+        metrics_offset: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         data = config["training_data"]
         self.config = config
@@ -142,6 +161,19 @@ class TrainingExecutor:
         self.history: list[dict[str, Any]] = []
         # This run's share of the samples/s metric, recorded once per epoch (never per batch).
         self.throughput = TrainingThroughput()
+        # Checkpoints (training.checkpoint): where, when, and the state a resumed run starts
+        # from. `metrics_offset` is how many of the lineage's metric records the operation
+        # already holds (copied from the run it resumes): records past it are emitted again.
+        self.clock = clock
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_policy = checkpoint_policy or CheckpointPolicy(clock=clock)
+        self.resume_state = resume_state
+        self.metrics_offset = int(metrics_offset)
+        self.checkpoint: dict[str, Any] | None = None
+        # Epochs this executor itself trained (a resumed run skips those before its checkpoint).
+        self.epochs_trained = 0
+        # The epochs whose checkpoint this executor wrote, in order.
+        self.checkpoints_written: list[int] = []
 
     # --- small helpers ----------------------------------------------------------------------
     def _step(self, number: int, text: str, phase: str, *, context: dict | None = None) -> None:
@@ -168,11 +200,16 @@ class TrainingExecutor:
             raise OperationCancelled(where, self._partial())
 
     def _partial(self) -> dict[str, Any]:
-        return {
+        partial: dict[str, Any] = {
             "epochs_completed": len(self.history),
             "history": list(self.history),
             "model_saved": False,
         }
+        if self.checkpoint is not None:
+            partial["checkpoint"] = {
+                k: self.checkpoint[k] for k in ("file", "sha256", "size", "epoch", "metrics_seq")
+            }
+        return partial
 
     # --- the path -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -424,6 +461,7 @@ class TrainingExecutor:
             "tensors": tensors,
             "resident": resident,
             "generator": generator,
+            "dropout_generator": dropout_generator,
             "model": model,
             "class_weights": torch.tensor(weights, dtype=torch.float32, device=device),
             "feature_spec": {
@@ -522,9 +560,64 @@ class TrainingExecutor:
         best_loss, best_epoch, best_state = math.inf, 0, None
         patience_left = patience
         early_stopped = False
+        fingerprint = {
+            "config_hash": config_hash(self.config),
+            "seed": self.seed,
+            "train_samples": n,
+            "features": int(x_train.shape[1]),
+        }
+        dropout_gen = prepared.get("dropout_generator")
+        if dropout_gen is gen:
+            dropout_gen = None
+        start_epoch = 0
+        if self.resume_state is not None:
+            state = self.resume_state
+            if state.get("fingerprint") != fingerprint:
+                raise CheckpointError(
+                    f"the checkpoint is of another run ({state.get('fingerprint')}); this run "
+                    f"is {fingerprint}"
+                )
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            if dropout_gen is not None and state.get("dropout_generator") is not None:
+                dropout_gen.set_state(state["dropout_generator"])
+            restore_rng_states(state["rng"])
+            best = state["best"]
+            best_loss, best_epoch = best["loss"], best["epoch"]
+            patience_left = best["patience_left"]
+            if best["state"] is not None:
+                best_state = {k: v.to(device) for k, v in best["state"].items()}
+            start_epoch = int(state["epoch"])
+            self.history = [dict(h) for h in state["history"]]
+            # The records the operation lacks (its copy of the resumed run's stops at
+            # `metrics_offset`): emitted again, so its curves have every epoch once.
+            for record in self.history[self.metrics_offset :]:
+                self.bridge.on_epoch(
+                    record["epoch"],
+                    record["train_loss"],
+                    record["train_accuracy"],
+                    record["val_loss"],
+                    record["val_accuracy"],
+                    record["learning_rate"],
+                    record["duration_seconds"],
+                    best_epoch,
+                    patience_left,
+                )
+            self.log.info(
+                "[%s]   resumed from the checkpoint of epoch %d (best epoch %d)",
+                self.run_id,
+                start_epoch,
+                best_epoch,
+            )
+        policy = self.checkpoint_policy
+        policy.start()
+        # The state at the end of the last finished epoch, not yet written: a cancel mid-epoch
+        # writes it, so the run resumes from the last epoch boundary it reached.
+        unsaved: tuple[int, dict[str, Any]] | None = None
         train_started = time.perf_counter()
-        epochs_run = 0
-        for epoch in range(1, epochs + 1):
+        epochs_run = start_epoch
+        for epoch in range(start_epoch + 1, epochs + 1):
             epoch_started = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=gen)
@@ -537,6 +630,8 @@ class TrainingExecutor:
             loss_sum: Any = 0.0 if on_cpu else torch.zeros((), device=device)
             for b in range(batches):
                 if token.is_cancelled:
+                    if unsaved is not None:
+                        self._write_checkpoint(*unsaved)
                     raise OperationCancelled(
                         f"epoch {epoch} batch {b + 1}/{batches}", self._partial()
                     )
@@ -573,6 +668,7 @@ class TrainingExecutor:
             del x_epoch, y_epoch, predicted, xb, yb
             val_loss, val_acc = self._score(model, criterion, x_val, y_val)
             epochs_run = epoch
+            self.epochs_trained += 1
             if val_loss < best_loss - min_delta:
                 best_loss, best_epoch = val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -625,8 +721,29 @@ class TrainingExecutor:
                     patience,
                 )
                 break
+            if self.checkpoint_dir is not None and epoch < epochs:
+                unsaved = (
+                    epoch,
+                    self._checkpoint_state(
+                        epoch,
+                        model,
+                        optimizer,
+                        gen,
+                        dropout_gen,
+                        fingerprint,
+                        best_loss,
+                        best_epoch,
+                        best_state,
+                        patience_left,
+                    ),
+                )
+                if policy.due(epoch):
+                    self._write_checkpoint(*unsaved)
+                    unsaved = None
         # Last chance to stop before anything is evaluated or saved: a cancel that arrived
         # during the final epoch still means "no model".
+        if token.is_cancelled and unsaved is not None:
+            self._write_checkpoint(*unsaved)
         self._check_cancel(f"after epoch {epochs_run}")
         if best_state is not None:
             model.load_state_dict(best_state)
@@ -645,8 +762,68 @@ class TrainingExecutor:
             "torch_threads": self.num_threads,
             "device": self.device_label,
             "dataset_on_device": bool(prepared.get("resident", True)),
+            "resumed_from_epoch": start_epoch,
+            "epochs_trained": self.epochs_trained,
             "history": list(self.history),
         }
+
+    def _checkpoint_state(  # noqa: PLR0917
+        self,
+        epoch: int,
+        model: Any,
+        optimizer: Any,
+        gen: Any,
+        dropout_gen: Any,
+        fingerprint: dict[str, Any],
+        best_loss: float,
+        best_epoch: int,
+        best_state: dict[str, Any] | None,
+        patience_left: int | None,
+    ) -> dict[str, Any]:
+        """Everything the next epoch depends on, copied now (CPU tensors, plain values).
+
+        One copy of the model and optimiser state per epoch while checkpoints are on: the
+        price of resuming from the last epoch boundary whenever a cancel arrives."""
+
+        def cpu(tensors: dict[str, Any]) -> dict[str, Any]:
+            return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+
+        return {
+            "fingerprint": dict(fingerprint),
+            "epoch": epoch,
+            "model": cpu(model.state_dict()),
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            # No learning-rate scheduler in this executor yet; the slot keeps the format.
+            "scheduler": None,
+            "generator": gen.get_state(),
+            "dropout_generator": dropout_gen.get_state().cpu() if dropout_gen is not None else None,
+            "rng": rng_states(),
+            "best": {
+                "loss": float(best_loss),
+                "epoch": int(best_epoch),
+                "state": cpu(best_state) if best_state is not None else None,
+                "patience_left": patience_left,
+            },
+            "history": [dict(h) for h in self.history],
+            # A training's metric records are its epochs, one each from seq 0 through the
+            # lineage (a resumed run continues its parent's numbering): the next seq.
+            "metrics_seq": len(self.history),
+        }
+
+    def _write_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
+        assert self.checkpoint_dir is not None
+        self.checkpoint = save_checkpoint(
+            self.checkpoint_dir, state, epoch=epoch, metrics_seq=int(state["metrics_seq"])
+        )
+        self.checkpoint_policy.saved()
+        self.checkpoints_written.append(epoch)
+        self.log.info(
+            "[%s]   checkpoint of epoch %d saved (%d bytes, sha256 %s)",
+            self.run_id,
+            epoch,
+            self.checkpoint["size"],
+            self.checkpoint["sha256"][:12],
+        )
 
     @staticmethod
     def _logits(model: Any, x: Any, chunk: int = 65536) -> Any:

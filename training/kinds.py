@@ -7,6 +7,12 @@ Registered in `TrainingConfig.ready()` (`docs/architecture.md` §3). The run is 
 * on an agent: the resolved strategy and its input bars travel with the start (zstd Parquet,
   content-addressed), the model is left as the artifact `model.pt`, and the backend registers
   it when the run completed and the file was fetched and verified.
+
+Resume (`docs/architecture.md` §15): a failed or cancelled run goes on from its last checkpoint
+as a new operation. Here the checkpoint is read from `KTRDR_CHECKPOINTS_DIR/<operation>`; a run
+that was on an agent left it in its artifacts folder there (`RESUME_FOLDER`), and it is fetched to
+that same folder here when the resume is asked for. A resume sent to an agent carries the
+checkpoint as a content-addressed input (`checkpoint`), like the bars.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes, read_bars
+from operations import places
 from operations.conf import ktrdr_setting
-from operations.exceptions import InvalidInput, NotFound
+from operations.exceptions import Conflict, InvalidInput, NotFound
 from operations.kinds import (
+    RESUME_FOLDER,
     FetchedArtifact,
     Inputs,
     Launch,
@@ -34,22 +42,41 @@ from operations.kinds import (
     RunCurve,
 )
 from operations.local import WorkContext
-from operations.models import Operation
+from operations.models import RESUME_METRICS_SEQ, Executor, Operation
 from operations.readable import percent
 from training.bridge import TrainingProgressBridge
+from training.checkpoint import (
+    CheckpointCorrupted,
+    CheckpointError,
+    checkpoint_record,
+    verify_checkpoint,
+)
 from training.device import cuda_available
 from training.errors import StrategyError
 from training.runner import run_training
+from training.selectors import checkpoints_dir_for
 from training.services import trained_model_register
 from training.strategy import validate_strategy
 
 OPERATION_TYPE = "training"
 MODEL_ARTIFACT = "model.pt"
 # What of a training operation's metadata the run needs (the rest is the backend's record).
-RUN_KEYS = ("strategy", "strategy_config", "symbols", "timeframes", "start", "end", "seed")
+RUN_KEYS = (
+    "strategy",
+    "strategy_config",
+    "symbols",
+    "timeframes",
+    "start",
+    "end",
+    "seed",
+    "resume",
+    RESUME_METRICS_SEQ,
+)
+# The input a resume sent to an agent carries: the checkpoint file it goes on from.
+CHECKPOINT_INPUT = "checkpoint"
 # What a re-run starts from: the run's inputs and where it was asked to run (not where it ran).
 RERUN_KEYS = (
-    *RUN_KEYS,
+    *RUN_KEYS[:7],
     "config_hash",
     "base_timeframe",
     "execution_mode",
@@ -75,7 +102,28 @@ def _checked(metadata: dict[str, Any]) -> dict[str, Any]:
         value = metadata.get(field)
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise InvalidInput(f"{field} must be a non-empty list of strings", field=field)
+    resume = metadata.get("resume")
+    if resume is not None:
+        metadata = {**metadata, "resume": _checked_resume(resume)}
+    offset = metadata.get(RESUME_METRICS_SEQ)
+    if offset is not None and (type(offset) is not int or offset < 0):
+        raise InvalidInput(f"{RESUME_METRICS_SEQ} must be a count", field=RESUME_METRICS_SEQ)
     return {**metadata, "strategy_config": config}
+
+
+def _checked_resume(resume: Any) -> dict[str, Any]:
+    """The checkpoint a resumed run starts from: the operation whose folder holds it, the file
+    (a bare `checkpoint-eNNNNNN.pt` name) and its sha256."""
+    if not isinstance(resume, dict):
+        raise InvalidInput("resume must be an object", field="resume")
+    of, name, sha = resume.get("checkpoint_of"), resume.get("file"), resume.get("sha256")
+    if not isinstance(of, str) or not of or "/" in of or of.startswith("."):
+        raise InvalidInput("resume.checkpoint_of must be an operation id", field="resume")
+    if not isinstance(name, str) or not name.startswith("checkpoint-e") or "/" in name:
+        raise InvalidInput("resume.file must name a checkpoint file", field="resume")
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise InvalidInput("resume.sha256 must be a sha256", field="resume")
+    return dict(resume)
 
 
 def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
@@ -90,11 +138,25 @@ def _prepare(metadata: dict[str, Any], inputs: Inputs | None) -> Launch:
                 raise NotFound(f"no bars were sent for {symbol} {timeframe}")
             return bytes_to_frame(sent[key])
 
+    def read_checkpoint(resume: dict[str, Any]) -> bytes:
+        # Checked against resume["sha256"] by the runner before it is loaded.
+        if inputs is not None:
+            if CHECKPOINT_INPUT not in inputs:
+                raise NotFound("the checkpoint to resume from was not sent")
+            return inputs[CHECKPOINT_INPUT]
+        return (checkpoints_dir_for(resume["checkpoint_of"]) / resume["file"]).read_bytes()
+
     def work(ctx: WorkContext) -> dict[str, Any]:
         if ctx.artifacts_dir is None:
-            return run_training(ctx, load_bars=load_bars)
+            return run_training(ctx, load_bars=load_bars, read_checkpoint=read_checkpoint)
         folder = ctx.artifacts_dir
-        result = run_training(ctx, load_bars=load_bars, models_dir=folder / "_models")
+        result = run_training(
+            ctx,
+            load_bars=load_bars,
+            models_dir=folder / "_models",
+            checkpoint_dir=folder / RESUME_FOLDER,
+            read_checkpoint=read_checkpoint,
+        )
         model = result.get("model") or {}
         if model.get("artifact_path"):
             # The executor's own layout stays (this process's model row points at it); a link at
@@ -138,7 +200,13 @@ def _remote_payload(metadata: dict[str, Any]) -> RemotePayload:
                     key=_input_key(symbol, timeframe), data=frame_to_bytes(frame), rows=len(frame)
                 )
             )
-    return RemotePayload(params={k: metadata.get(k) for k in RUN_KEYS}, inputs=inputs)
+    resume = metadata.get("resume")
+    if isinstance(resume, dict):
+        folder = checkpoints_dir_for(resume["checkpoint_of"])
+        data = (folder / resume["file"]).read_bytes()
+        inputs.append(RemoteInput(key=CHECKPOINT_INPUT, data=data))
+    params = {k: metadata.get(k) for k in RUN_KEYS if k in metadata}
+    return RemotePayload(params=params, inputs=inputs)
 
 
 def _remote_completed(
@@ -232,6 +300,76 @@ def _rerun(metadata: dict[str, Any]) -> Rerun:
     )
 
 
+def _resume(op: Operation) -> Rerun:
+    """The same run, going on from its last checkpoint (or, when it wrote none of its own, from
+    the checkpoint it was itself resumed from), where the first run was asked to run.
+
+    409 when there is no checkpoint; 400 naming it when its sha256 does not match."""
+    plan = _rerun(dict(op.metadata or {}))
+    folder = checkpoints_dir_for(op.operation_id)
+    record = None
+    if op.executor != Executor.LOCAL:
+        record = _fetch_agent_checkpoint(op, folder)
+    try:
+        if record is None and checkpoint_record(folder) is not None:
+            record = verify_checkpoint(folder)
+            checkpoint_of = op.operation_id
+        elif record is not None:
+            checkpoint_of = op.operation_id
+        else:
+            earlier = (op.metadata or {}).get("resume")
+            if not isinstance(earlier, dict):
+                raise Conflict(
+                    f"nothing to resume {op.operation_id} from: it left no checkpoint (it "
+                    "stopped before its first one was written); re-run it instead",
+                    details={"operation_id": op.operation_id},
+                )
+            earlier = _checked_resume(earlier)
+            checkpoint_of = earlier["checkpoint_of"]
+            record = verify_checkpoint(checkpoints_dir_for(checkpoint_of))
+            if record["sha256"] != earlier["sha256"]:
+                raise CheckpointCorrupted(
+                    f"checkpoint corrupted: sha256 mismatch for {earlier['file']} of "
+                    f"{checkpoint_of} (resumed from {earlier['sha256']}, now {record['sha256']})"
+                )
+    except CheckpointCorrupted as exc:
+        raise InvalidInput(str(exc), field="checkpoint") from None
+    except CheckpointError as exc:
+        raise Conflict(
+            f"nothing to resume {op.operation_id} from: {exc}",
+            details={"operation_id": op.operation_id},
+        ) from None
+    resume = {
+        "checkpoint_of": checkpoint_of,
+        **{k: record[k] for k in ("file", "sha256", "size", "epoch", "metrics_seq")},
+    }
+    plan.metadata = {
+        **plan.metadata,
+        "resume": resume,
+        RESUME_METRICS_SEQ: int(record["metrics_seq"]),
+    }
+    return plan
+
+
+def _fetch_agent_checkpoint(op: Operation, folder: Path) -> dict[str, Any] | None:
+    """Bring the checkpoint a run on an agent left to `folder` (once: a fetched, verified one is
+    used again); None when the agent has none."""
+    try:
+        if checkpoint_record(folder) is not None:
+            return verify_checkpoint(folder)
+    except CheckpointCorrupted:
+        pass  # fetched again below
+    place = places.place_for(op)
+    fetch = getattr(place, "fetch_resume_files", None)
+    if fetch is None:
+        return None
+    try:
+        fetched = fetch(op, folder)
+    except NotFound:
+        return None
+    return verify_checkpoint(folder) if fetched else None
+
+
 def _edit_url(metadata: dict[str, Any]) -> str | None:
     """The strategy's training form, pre-filled with this run's data, range and placement."""
     strategy = metadata.get("strategy")
@@ -316,6 +454,7 @@ TRAINING = OperationKind(
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,
     rerun=_rerun,
+    resume=_resume,
     edit_url=_edit_url,
     run_columns=RUN_COLUMNS,
     run_figures=_run_figures,

@@ -20,7 +20,7 @@ from django.db.models import Max
 
 from operations.retention import Holding, path_inside
 from training.models import TrainedModel
-from training.selectors import models_dir
+from training.selectors import checkpoints_dir_for, checkpoints_root, models_dir
 
 
 class TrainedModels:
@@ -63,3 +63,25 @@ class TrainedModels:
 
 
 TRAINED_MODELS = TrainedModels()
+
+
+class TrainingCheckpoints:
+    """The checkpoint folder a failed or cancelled training left (a completed one removes its
+    own): it goes with its operation. Only folders inside `KTRDR_CHECKPOINTS_DIR` are listed."""
+
+    name = "training_checkpoints"
+
+    def holdings(self, operation_ids: list[str]) -> dict[str, list[Holding]]:
+        root = checkpoints_root()
+        out: dict[str, list[Holding]] = {}
+        for operation_id in operation_ids:
+            folder = checkpoints_dir_for(operation_id)
+            if folder.is_dir() and path_inside(folder, root):
+                out[operation_id] = [Holding(what=f"checkpoint ({folder.name})", paths=(folder,))]
+        return out
+
+    def forget(self, operation_ids: list[str]) -> None:
+        """No rows: the folder is removed from the holding's path after commit."""
+
+
+TRAINING_CHECKPOINTS = TrainingCheckpoints()

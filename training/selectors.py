@@ -25,6 +25,16 @@ def models_dir() -> Path:
     return Path(ktrdr_setting("MODELS_DIR"))
 
 
+def checkpoints_root() -> Path:
+    return Path(ktrdr_setting("CHECKPOINTS_DIR", Path("var/checkpoints")))
+
+
+def checkpoints_dir_for(operation_id: str) -> Path:
+    """Where a training run of this process keeps its checkpoint (and where the checkpoint of
+    one that ran on an agent is fetched to, to resume it)."""
+    return checkpoints_root() / operation_id
+
+
 def strategy_list() -> list[StrategyFile]:
     """Every `*.yaml` strategy, valid or not (an invalid one carries its error), by name."""
     directory = strategies_dir()

@@ -21,6 +21,9 @@ urlpatterns = [
     ),
     path("operations/<str:operation_id>/rerun/", views.operation_rerun, name="api-operation-rerun"),
     path(
+        "operations/<str:operation_id>/resume/", views.operation_resume, name="api-operation-resume"
+    ),
+    path(
         "operations/<str:operation_id>/results/",
         views.operation_results,
         name="api-operation-results",

@@ -218,6 +218,26 @@ def operation_rerun(request: Request, operation_id: str) -> Response:
     return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(
+    operation_id="operations_resume",
+    request=None,
+    responses={202: OperationSerializer, **ERRORS},
+    tags=["operations"],
+    description=(
+        "Go on with a failed or cancelled operation from where it stopped (a training from its "
+        "last checkpoint, a load fetching only what is missing, a backtest from the bar it "
+        "reached): a new operation of the caller, whose `metadata.resume_of` names this one and "
+        "which starts with its metric records up to that point. 403 unless the caller started "
+        "it or is staff; 409 unless it failed or was cancelled, for a kind that cannot resume, "
+        "or when there is nothing to resume from; 400 when the checkpoint fails its sha256."
+    ),
+)
+@api_view(["POST"])
+def operation_resume(request: Request, operation_id: str) -> Response:
+    op = execution.operation_resume(operation_id=operation_id, user=request.user)
+    return Response(serialize_operation(op), status=status.HTTP_202_ACCEPTED)
+
+
 class ResultsSerializer(serializers.Serializer):
     operation_id = serializers.CharField()
     status = serializers.CharField()

@@ -64,3 +64,40 @@ def test_a_backtest_on_an_agent_gives_the_same_result_as_here(model_here, agent:
         assert there.result_summary[key] == here.result_summary[key], key
     remote_trades = OperationMetric.objects.filter(operation=there, kind="trade").count()
     assert remote_trades == here.result_summary["trades_total"]
+
+
+def test_a_cancelled_backtest_resumes_on_an_agent_with_its_engine_state_sent(
+    model_here, agent: AgentProcess, tmp_path, backend_settings
+):
+    from backtest.kinds import BACKTEST
+    from operations.execution import operation_launch, operation_resume
+    from tests.backtest.test_resume import CHUNK, CancelAfter, records, strip
+
+    backend_settings.KTRDR = {**backend_settings.KTRDR, "CHECKPOINTS_DIR": tmp_path / "ckpt"}
+    agent_services.agent_add(name="bt2", base_url=agent.url)
+    body = {"model_id": model_here.pk, "start": "2017-08-01", "end": "2017-12-01"}
+    metadata = services.backtest_metadata(body={**body, "chunk_bars": CHUNK})
+    # Cancelled here after three chunks; it was asked to run on bt2, where its resume goes.
+    launch = BACKTEST.prepare(
+        {**metadata, "placement": {"execution_mode": "agent", "agent": "bt2"}}, None
+    )
+    launch.bridge = bridge = CancelAfter(3)
+    old = operation_launch(operation_type="backtest", launch=launch)
+    bridge.operation_id = old.operation_id
+    assert local_runs.wait_idle(timeout=120)
+    old = Operation.objects.get(pk=old.pk)
+    assert old.status == "cancelled"
+
+    new = operation_resume(operation_id=old.operation_id)
+    assert new.executor == Executor.AGENT
+    assert new.metadata["inputs_sent_bytes"] > 0
+    new = wait_done(new.operation_id)
+    assert new.status == "completed", new.error_message
+    assert new.result_summary["partial"] is False
+
+    whole = services.backtest_start(body={**body, "chunk_bars": CHUNK})
+    assert local_runs.wait_idle(timeout=120)
+    whole = Operation.objects.get(pk=whole.pk)
+    for key in ("figures", "baselines", "trades", "curve", "trades_total"):
+        assert new.result_summary[key] == whole.result_summary[key], key
+    assert strip(records(new, "chunk")) == strip(records(whole, "chunk"))

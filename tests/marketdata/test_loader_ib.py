@@ -260,3 +260,35 @@ def test_cancel_mid_load_ends_cancelled_and_keeps_what_was_fetched(simulator_fac
     pd.testing.assert_frame_equal(
         stored, source_bars(start="2022-01-01", end="2024-01-01").loc[stored.index]
     )
+
+
+def test_a_cancelled_load_resumed_fetches_only_the_missing_segments(simulator_factory, api, user):
+    # These tests run without our own pacing limiter (FAST_KNOBS), and the resume asks again
+    # within seconds of the first load (with no limiter the simulator answered a burst of pacing
+    # violations, each retry counted against it, as IB does). The simulator's pacing is off so
+    # the count is the resume's plan alone.
+    sim = simulator_factory(response_delay=0.2, enforce_pacing=False)
+    op = load(start="2022-01-01", end="2024-01-01", user=user)  # 24 segments
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = api.get(f"/api/v1/operations/{op.operation_id}/metrics/").json()
+        if len(page["metrics"]) >= 2:
+            break
+        time.sleep(0.05)
+    api.post(f"/api/v1/operations/{op.operation_id}/cancel/", {"reason": "test"})
+    first = wait_terminal(op.operation_id)
+    assert first.status == "cancelled"
+    done = sum(1 for s in first.result_summary["segments"] if s["status"] == "ok")
+    assert 0 < done < 24
+    asked_before = sim.stats.historical_requests
+
+    response = api.post(f"/api/v1/operations/{op.operation_id}/resume/")
+    assert response.status_code == 202, response.content
+    second = wait_terminal(response.json()["operation_id"], timeout=120)
+    assert second.status == "completed", second.error_message
+    # Only the months the first load did not store were asked for.
+    asked = sim.stats.historical_requests - asked_before
+    assert asked == second.result_summary["segments_total"] == 24 - done
+    pd.testing.assert_frame_equal(
+        store.read_bars("EURUSD", "1h"), source_bars(start="2022-01-01", end="2024-01-01")
+    )

@@ -1,4 +1,4 @@
-"""`manage.py ops list|show|cancel|follow|logs|countdown|prune|rerun` — from the terminal.
+"""`manage.py ops list|show|cancel|follow|logs|countdown|prune|rerun|resume` — the terminal.
 
 Thin wrappers over the selectors and services: the same read path as the API and the pages.
 """
@@ -18,6 +18,7 @@ from operations.conf import ktrdr_setting
 from operations.countdown import countdown_start
 from operations.exceptions import KtrdrError
 from operations.follow import describe_freshness, follow_logs, follow_operation
+from operations.local import sigterm_cancels_local_work
 from operations.placement import EXECUTION_MODES
 from operations.retention import operations_prune, parse_age
 from operations.serializers import serialize_operation
@@ -115,6 +116,19 @@ class Command(BaseCommand):
             "--follow", action="store_true", help="a live progress bar (else: wait silently)"
         )
         rerun.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="return at once (only for work sent to an agent; work run here is refused)",
+        )
+        resume = sub.add_parser(
+            "resume",
+            help="go on with a failed or cancelled operation from where it stopped (a new one)",
+        )
+        resume.add_argument("operation_id")
+        resume.add_argument(
+            "--follow", action="store_true", help="a live progress bar (else: wait silently)"
+        )
+        resume.add_argument(
             "--no-wait",
             action="store_true",
             help="return at once (only for work sent to an agent; work run here is refused)",
@@ -283,6 +297,23 @@ class Command(BaseCommand):
             op = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
         else:
             op = execution.wait_for_end(operation_id=op.operation_id)
+        self._report_end(op)
+
+    def _resume(self, options: dict[str, Any]) -> None:
+        op = execution.operation_resume(
+            operation_id=options["operation_id"], detach=options["no_wait"]
+        )
+        self.stdout.write(f"started {op.operation_id} (resumes {options['operation_id']})")
+        if options["no_wait"]:
+            return
+        # A SIGTERM cancels the work run here (it checkpoints again) instead of killing it.
+        with sigterm_cancels_local_work():
+            if options["follow"]:
+                op = follow_operation(
+                    operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin
+                )
+            else:
+                op = execution.wait_for_end(operation_id=op.operation_id)
         self._report_end(op)
 
     def _report_end(self, op: Any) -> None:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from operations.exceptions import KtrdrError
 from operations.follow import follow_operation
+from operations.local import sigterm_cancels_local_work
 from operations.placement import EXECUTION_MODES
 from training import services
 
@@ -56,7 +57,10 @@ class Command(BaseCommand):
         self.stdout.write(f"started {op.operation_id}")
         if options["no_follow"]:
             return
-        final = follow_operation(operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin)
+        with sigterm_cancels_local_work():
+            final = follow_operation(
+                operation_id=op.operation_id, stdout=self.stdout, stdin=sys.stdin
+            )
         self.stdout.write(f"{final.operation_id}: {final.status}")
         if final.status == "completed":
             result = final.result_summary or {}
