@@ -8,7 +8,9 @@ content-addressed inputs (`SYMBOL:TF`, zstd Parquet), and the agent runs the sam
 no artifact (fold models are not kept).
 
 `resume_metadata(op)` builds, from a cancelled or failed evaluation, the metadata of a run that
-carries its finished folds (`prior_folds`) and runs only the others.
+carries its finished folds (`prior_folds`) and runs only the others; the `resume` hook starts
+it (`operations.execution.operation_resume`: the page's Resume button, `POST …/resume/`,
+`ops resume`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from evaluation.bridge import EvaluationProgressBridge
 from evaluation.params import check_request
 from evaluation.runner import run_evaluation
 from marketdata.store import SeriesNotFound, bytes_to_frame, frame_to_bytes, read_bars
-from operations.exceptions import InvalidInput, NotFound
+from operations.exceptions import Conflict, InvalidInput, NotFound
 from operations.kinds import (
     Inputs,
     Launch,
@@ -158,8 +160,28 @@ def resume_metadata(operation: Operation) -> dict[str, Any]:
     carried = {(r.get("fold"), r.get("seed")): r for r in stored.get("prior_folds") or []}
     carried.update({(r.get("fold"), r.get("seed")): r for r in finished if isinstance(r, dict)})
     metadata["prior_folds"] = list(carried.values())
-    metadata["resumes"] = operation.operation_id
     return checked_metadata(metadata)
+
+
+def _resume(operation: Operation) -> Rerun:
+    """The `resume` hook (`operations.execution.operation_resume`): the same evaluation,
+    carrying the folds it finished, asked to run where the first one was; 409 when it finished
+    none (a re-run does the same)."""
+    metadata = resume_metadata(operation)
+    if not metadata["prior_folds"]:
+        raise Conflict(
+            f"nothing to resume {operation.operation_id} from: it finished no fold × seed run; "
+            "re-run it instead",
+            details={"operation_id": operation.operation_id},
+        )
+    return Rerun(
+        metadata=metadata,
+        execution_mode=metadata.get("execution_mode") or "auto",
+        agent=metadata.get("agent") or None,
+        require_gpu=bool(metadata.get("require_gpu")),
+        strategy_name=metadata["strategy"],
+        input_series=[_input_key(metadata["symbol"], metadata["timeframe"])],
+    )
 
 
 def _rerun(metadata: dict[str, Any]) -> Rerun:
@@ -271,6 +293,7 @@ EVALUATION = OperationKind(
     prefers_gpu=True,
     remote_payload=_remote_payload,
     rerun=_rerun,
+    resume=_resume,
     edit_url=_edit_url,
     run_columns=RUN_COLUMNS,
     run_figures=_run_figures,
@@ -290,7 +313,6 @@ EVALUATION = OperationKind(
         "epochs": "Epochs (override)",
         "units_done": "Fold × seed runs done",
         "units_total": "Fold × seed runs planned",
-        "resumes": "Resumes",
         "models_saved": "Fold models saved",
         "require_gpu": "GPU required",
     },

@@ -145,6 +145,14 @@ def carried_folds(
             value = record.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidInput(f"prior_folds: fold {fold} lacks {key}", field="prior_folds")
+        for key in ("train", "validation"):
+            span = record.get(key)
+            if not isinstance(span, dict) or not all(
+                isinstance(span.get(end), str) for end in ("first", "last")
+            ):
+                raise InvalidInput(
+                    f"prior_folds: fold {fold} lacks its {key} range", field="prior_folds"
+                )
         out[(fold, int(seed))] = record
     return out
 
@@ -205,6 +213,9 @@ def run_evaluation(ctx: WorkContext, *, load_bars: LoadBars | None = None) -> di
     ran = 0
     for done, (fold, s_i, seed) in enumerate(units):
         if (fold.number, seed) in carried:
+            # Charted and listed as this run's own, marked: the curve of a resumed run is whole.
+            chart = _chart_fields(carried[(fold.number, seed)])
+            bridge.append_metric("fold", {"unit": done + 1, **chart, "carried": True})
             continue
         label = f"fold {fold.number} of {len(plan)} · seed {s_i} of {len(seeds)}"
         if ctx.token.is_cancelled:

@@ -1,10 +1,11 @@
-"""Every write of the evaluation app: starting (and resuming) a walk-forward evaluation.
+"""Every write of the evaluation app: starting a walk-forward evaluation.
 
 `evaluation_start` checks the request (errors name the field), resolves the strategy, checks
 that the stored bars can hold the fold plan, and submits an `evaluation` operation through the
 one start path; the operations core decides where it runs (`docs/architecture.md` §7: a
-training agent in `auto`, GPU ones first, else here). `evaluation_resume` starts a run that
-carries a cancelled or failed evaluation's finished folds (`evaluation.kinds.resume_metadata`).
+training agent in `auto`, GPU ones first, else here). A cancelled or failed evaluation resumes
+through `operations.execution.operation_resume` and the kind's `resume` hook, carrying its
+finished folds (`evaluation.kinds.resume_metadata`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any
 import pandas as pd
 
 from evaluation.folds import plan_folds
-from evaluation.kinds import OPERATION_TYPE, checked_metadata, resume_metadata
+from evaluation.kinds import OPERATION_TYPE, checked_metadata
 from marketdata import selectors as marketdata_selectors
 from marketdata.store import read_index
-from operations import selectors as operation_selectors
 from operations.exceptions import InvalidInput, NotFound
 from operations.execution import operation_submit
 from operations.models import Operation
@@ -145,23 +145,4 @@ def evaluation_start(*, body: dict[str, Any], user: Any = None, detach: bool = F
         strategy_name=metadata["strategy"],
         input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
         detach=detach,
-    )
-
-
-def evaluation_resume(*, operation_id: str, user: Any = None) -> Operation:
-    """Start a run carrying a cancelled or failed evaluation's finished folds, where the first
-    was asked to run; only the folds it had not finished are trained."""
-    op = operation_selectors.operation_get(operation_id=operation_id)
-    metadata = resume_metadata(op)
-    mode = metadata.get("execution_mode") or "auto"
-    agent = metadata.get("agent") or None
-    return operation_submit(
-        operation_type=OPERATION_TYPE,
-        metadata=metadata,
-        execution_mode=mode,
-        agent=agent,
-        require_gpu=bool(metadata.get("require_gpu")),
-        user=user,
-        strategy_name=metadata["strategy"],
-        input_series=[f"{metadata['symbol']}:{metadata['timeframe']}"],
     )

@@ -10,8 +10,8 @@ import pytest
 from evaluation import services
 from evaluation.kinds import EVALUATION, resume_metadata
 from operations import selectors
-from operations.exceptions import InvalidInput
-from operations.execution import operation_cancel, operation_rerun
+from operations.exceptions import Conflict, InvalidInput
+from operations.execution import operation_cancel, operation_rerun, operation_resume
 from operations.kinds import kind_get
 from operations.local import local_runs
 from operations.models import Operation, OperationMetric, RunFigure
@@ -88,12 +88,17 @@ def test_a_cancel_keeps_the_finished_folds_and_a_resume_runs_only_the_rest(
     assert operation_outcome(op).startswith(f"Cancelled after {done} of 3 runs: lift ")
 
     meta = resume_metadata(op)
-    assert meta["resumes"] == op.operation_id
     assert len(meta["prior_folds"]) == done
-    again = finished(services.evaluation_resume(operation_id=op.operation_id))
+    again = finished(operation_resume(operation_id=op.operation_id))
     assert again.status == "completed", again.error_message
-    trained = OperationMetric.objects.filter(operation=again, kind="fold")
-    assert sorted(m.payload["fold"] for m in trained) == list(range(done + 1, 4))
+    assert again.metadata["resume_of"] == op.operation_id
+    assert again.resumed_from_id == op.pk
+    # Every fold is charted, the carried ones marked; only the others were trained.
+    records = OperationMetric.objects.filter(operation=again, kind="fold").order_by("seq")
+    assert [m.payload["fold"] for m in records] == [1, 2, 3]
+    assert [m.payload.get("carried", False) for m in records] == [True] * done + [False] * (
+        3 - done
+    )
     assert [r["fold"] for r in again.result_summary["fold_results"]] == [1, 2, 3]
     assert again.result_summary["fold_results"][:done] == summary["fold_results"]
 
@@ -128,3 +133,14 @@ def test_a_failed_fold_fails_the_operation_with_the_reason(strategies_dir, store
     assert op.status == "failed"
     assert "fold 1 of 3 · seed 1 of 1 failed: not enough labelled rows" in op.error_message
     assert op.result_summary["partial"] is True
+
+
+def test_an_evaluation_that_finished_no_fold_has_nothing_to_resume(strategies_dir, stored_bars):
+    body = {**BODY, "strategy": "test_slow", "epochs": 30}
+    op = services.evaluation_start(body=body)
+    operation_cancel(operation_id=op.operation_id, reason="changed my mind")
+    op = finished(op)
+    assert op.status == "cancelled"
+    assert not op.result_summary or not op.result_summary.get("fold_results")
+    with pytest.raises(Conflict, match="finished no fold"):
+        operation_resume(operation_id=op.operation_id)

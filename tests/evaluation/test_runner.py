@@ -150,8 +150,17 @@ def test_carried_folds_are_not_run_again_and_give_the_same_aggregate(eurusd):
     assert len(carried) == 3
     resumed, bridge = run({**meta, "prior_folds": carried}, make_loader(eurusd))
     records, _ = bridge.metrics_since(0)
-    # Only the 3 runs not carried were trained: (2, 2), (3, 1), (3, 2).
-    assert [(r["fold"], r["seed"]) for r in records] == [(2, 2), (3, 1), (3, 2)]
+    # Every run is charted; only the 3 runs not carried were trained: (2, 2), (3, 1), (3, 2).
+    assert [(r["fold"], r["seed"]) for r in records] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+        (3, 1),
+        (3, 2),
+    ]
+    trained = [(r["fold"], r["seed"]) for r in records if not r.get("carried")]
+    assert trained == [(2, 2), (3, 1), (3, 2)]
     assert resumed["fold_results"] == whole["fold_results"]
     assert resumed["aggregate"] == whole["aggregate"]
 
