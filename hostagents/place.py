@@ -351,6 +351,10 @@ class AgentPlace:
                 ),
             )
         stop_point = (summary or {}).get("stopped_at") if isinstance(summary, dict) else None
+        # Why the agent stopped it (its shutdown, a cancel asked of it directly), for a row whose
+        # own cancel request gave no reason.
+        remote_cancel = remote.get("cancel") if isinstance(remote.get("cancel"), dict) else {}
+        reason = remote_cancel.get("reason") if isinstance(remote_cancel.get("reason"), str) else ""
         return self._safely(
             op,
             lambda: services.operation_acknowledge_cancel(
@@ -358,6 +362,7 @@ class AgentPlace:
                 stop_point=str(stop_point or f"on agent {agent.name}"),
                 partial_result=summary if isinstance(summary, dict) else None,
                 pull=pull,
+                reason=f"on agent {agent.name}: {reason}" if reason else "",
             ),
         )
 

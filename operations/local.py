@@ -214,11 +214,14 @@ class LocalRuns:
             )
             partial = exc.partial_result or run.bridge.final_result
             stop_point = exc.stop_point
+            # Why this process stopped it (SIGTERM, shutdown) where no request on the row said.
+            reason = ctx.token.reason
             return lambda: services.operation_acknowledge_cancel(
                 operation_id=op_id,
                 stop_point=stop_point,
                 partial_result=partial,
                 pull=services.pull_from_bridge(run.bridge),
+                reason=reason,
             )
         except Exception as exc:
             # The traceback for the console; the operation's log gets the "failed" line.

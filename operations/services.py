@@ -472,10 +472,15 @@ def operation_acknowledge_cancel(
     stop_point: str,
     partial_result: dict[str, Any] | None = None,
     pull: Pull | None = None,
+    reason: str = "",
 ) -> Operation:
+    """The worker stopped at `stop_point`: cancelled. `reason`: why the worker's own process
+    stopped it, recorded where no cancel request on the row gave one."""
     op = _locked(operation_id)
     if op.cancel_requested_at is None:
         op.cancel_requested_at = timezone.now()
+    if not op.cancel_reason and reason:
+        op.cancel_reason = reason[:500]
     op.cancel_acknowledged_at = timezone.now()
     summary = {**(partial_result or {}), "stopped_at": stop_point}
     return _finish(

@@ -281,8 +281,15 @@ def _describe_outcome(op: Operation) -> str:
         if done == 0:
             return "before the first epoch finished (no model saved)"
         of = f" of {total}" if isinstance(total, int) else ""
-        return f"after epoch {done}{of} (no model saved)"
+        return f"after epoch {done}{of} (no model saved{_resumable_from(summary)})"
     return ""
+
+
+def _resumable_from(summary: dict[str, Any]) -> str:
+    """ "; resumable from epoch 110" when the run left a checkpoint, else ""."""
+    checkpoint = summary.get("checkpoint")
+    epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
+    return f"; resumable from epoch {epoch}" if isinstance(epoch, int) and epoch > 0 else ""
 
 
 def _rerun(metadata: dict[str, Any]) -> Rerun:

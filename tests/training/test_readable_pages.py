@@ -89,5 +89,8 @@ def test_an_eta_shows_once_an_epoch_is_measured_and_a_cancel_says_where_it_stopp
     assert op.status == "cancelled"
     done = op.result_summary["epochs_completed"]
     live = logged_in.get(op_url).content.decode().split('id="operation-live"', 1)[1]
-    assert f'id="operation-outcome">Cancelled after epoch {done} of 400 (no model saved)<' in live
+    # A cancel writes the checkpoint of the last finished epoch, and the outcome says so.
+    assert op.result_summary["checkpoint"]["epoch"] == done
+    said = f"Cancelled after epoch {done} of 400 (no model saved; resumable from epoch {done})"
+    assert f'id="operation-outcome">{said}<' in live
     assert "ETA" not in live.split("</section>", 1)[0]

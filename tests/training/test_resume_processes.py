@@ -123,6 +123,7 @@ def test_sigterm_cancels_a_training_run_by_a_command_which_checkpoints_first(hom
     assert f"{operation_id}: cancelled" in out
     old = Operation.objects.get(operation_id=operation_id)
     assert old.status == "cancelled"
+    assert old.cancel_reason == "its process got SIGTERM"  # said on the row, not just stopped
     record = json.loads(
         (Path(home["KTRDR_CHECKPOINTS_DIR"]) / operation_id / RECORD_NAME).read_text()
     )
