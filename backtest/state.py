@@ -15,15 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from backtest.engine import Simulation
-from operations.files import follow_umask
+from operations.files import write_atomic
 
 STATE_FORMAT = "ktrdr-backtest-state/1"
 STATE_FILE = "engine-state.npz"
@@ -39,21 +37,6 @@ class EngineStateError(Exception):
         self.corrupted = corrupted
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        follow_umask(fd)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_engine_state(
     folder: Path, sim: Simulation, *, chunk_bars: int, metrics_seq: int
 ) -> dict[str, Any]:
@@ -64,7 +47,7 @@ def save_engine_state(
     buffer = io.BytesIO()
     np.savez(buffer, **{name: getattr(sim, name)[:k] for name in ARRAYS})
     data = buffer.getvalue()
-    _write_atomic(folder / STATE_FILE, data)
+    write_atomic(folder / STATE_FILE, data)
     record = {
         "format": STATE_FORMAT,
         "file": STATE_FILE,
@@ -76,7 +59,7 @@ def save_engine_state(
         "metrics_seq": int(metrics_seq),
         "first_bar": sim.index[0].isoformat() if sim.n else None,
     }
-    _write_atomic(folder / STATE_RECORD, json.dumps(record).encode())
+    write_atomic(folder / STATE_RECORD, json.dumps(record).encode())
     return record
 
 

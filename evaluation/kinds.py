@@ -37,7 +37,7 @@ from operations.kinds import (
 )
 from operations.local import WorkContext
 from operations.models import Operation
-from training.device import cuda_available
+from training.device import gpu_unavailable_here
 from training.errors import StrategyError
 from training.strategy import config_hash, validate_strategy
 
@@ -279,17 +279,11 @@ def _run_params(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
-    if require_gpu and not cuda_available():
-        return "this backend has no GPU"
-    return ""
-
-
 EVALUATION = OperationKind(
     name=OPERATION_TYPE,
     prepare=_prepare,
     capability=lambda _metadata: "training",
-    local_unavailable=_local_unavailable,
+    local_unavailable=gpu_unavailable_here,
     prefers_gpu=True,
     remote_payload=_remote_payload,
     rerun=_rerun,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from evaluation.folds import plan_folds
-from evaluation.kinds import OPERATION_TYPE, checked_metadata
+from evaluation.kinds import OPERATION_TYPE, REQUEST_KEYS, checked_metadata
 from marketdata import selectors as marketdata_selectors
 from marketdata.store import read_index
 from operations.exceptions import InvalidInput, NotFound
@@ -28,26 +28,7 @@ from training import selectors as training_selectors
 AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Keys a start request may carry; anything else is refused naming it (a typo is not ignored).
 BODY_KEYS = frozenset(
-    {
-        "strategy",
-        "symbol",
-        "timeframe",
-        "start",
-        "end",
-        "folds",
-        "scheme",
-        "train_bars",
-        "test_bars",
-        "test_fraction",
-        "purge_bars",
-        "embargo_bars",
-        "seeds",
-        "epochs",
-        "bootstrap",
-        "execution_mode",
-        "agent",
-        "require_gpu",
-    }
+    {"strategy", *REQUEST_KEYS, "execution_mode", "agent", "require_gpu"} - {"timeframes"}
 )
 
 

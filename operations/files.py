@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 _DEFAULT_UMASK = 0o022
 
@@ -34,6 +37,41 @@ def new_file_mode() -> int:
 def follow_umask(fd: int) -> None:
     """Give a file made by `mkstemp` the mode a plain `open()` would have given it."""
     os.fchmod(fd, new_file_mode())
+
+
+def write_atomic(path: Path, content: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write `content` (bytes, or a function writing to the open file) to `path` atomically:
+    a temporary file beside it, flushed and fsynced, renamed into place; on any error it is
+    removed and `path` is left as it was."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        follow_umask(fd)
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(content, bytes):
+                fh.write(content)
+            else:
+                content(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames in `directory` durable (where the file system allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _CAUSES = {

@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from operations.files import follow_umask
+from operations.files import fsync_dir, write_atomic
 
 CHECKPOINT_FORMAT = "ktrdr-checkpoint/1"
 RECORD_NAME = "checkpoint.json"
@@ -77,34 +75,6 @@ def _sha256(data_path: Path) -> str:
         while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        follow_umask(fd)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def rng_states() -> dict[str, Any]:
@@ -173,7 +143,7 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{FILE_PREFIX}{epoch:06d}.pt"
     path = directory / name
-    _write_atomic(path, lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh))
+    write_atomic(path, lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh))
     record = {
         "format": CHECKPOINT_FORMAT,
         "file": name,
@@ -183,8 +153,8 @@ def save_checkpoint(
         "metrics_seq": int(metrics_seq),
         "saved_at": time.time(),
     }
-    _write_atomic(directory / RECORD_NAME, lambda fh: fh.write(json.dumps(record).encode()))
-    _fsync_dir(directory)
+    write_atomic(directory / RECORD_NAME, json.dumps(record).encode())
+    fsync_dir(directory)
     # The record names the new file now: older ones are no longer anybody's checkpoint.
     for old in directory.glob(f"{FILE_PREFIX}*.pt"):
         if old.name != name:

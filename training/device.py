@@ -120,3 +120,11 @@ def cuda_available() -> bool:
     except ImportError:  # pragma: no cover - torch is a dependency
         return False
     return bool(torch.cuda.is_available() and torch.cuda.device_count() > 0)
+
+
+def gpu_unavailable_here(_metadata: dict[str, Any], require_gpu: bool) -> str:
+    """An `OperationKind.local_unavailable` for work that trains: why this process cannot run
+    work that asks for a GPU ("" when it can)."""
+    if require_gpu and not cuda_available():
+        return "this backend has no GPU"
+    return ""

@@ -51,7 +51,7 @@ from training.checkpoint import (
     checkpoint_record,
     verify_checkpoint,
 )
-from training.device import cuda_available
+from training.device import gpu_unavailable_here
 from training.errors import StrategyError
 from training.runner import run_training
 from training.selectors import checkpoints_dir_for
@@ -446,17 +446,11 @@ def _run_params(metadata: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _local_unavailable(_metadata: dict[str, Any], require_gpu: bool) -> str:
-    if require_gpu and not cuda_available():
-        return "this backend has no GPU"
-    return ""
-
-
 TRAINING = OperationKind(
     name=OPERATION_TYPE,
     prepare=_prepare,
     capability=lambda _metadata: "training",
-    local_unavailable=_local_unavailable,
+    local_unavailable=gpu_unavailable_here,
     prefers_gpu=True,
     remote_payload=_remote_payload,
     remote_completed=_remote_completed,

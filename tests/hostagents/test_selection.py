@@ -82,7 +82,7 @@ def local_gpu(monkeypatch):
     """Pretend this backend has (True) or lacks (False) a CUDA device, whatever the test host."""
 
     def set_gpu(available: bool) -> None:
-        monkeypatch.setattr("training.kinds.cuda_available", lambda: available)
+        monkeypatch.setattr("training.device.cuda_available", lambda: available)
 
     return set_gpu
 
