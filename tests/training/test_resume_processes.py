@@ -132,9 +132,13 @@ def test_sigterm_cancels_a_training_run_by_a_command_which_checkpoints_first(hom
     _resume_and_compare(old)
 
 
-def test_sigterm_to_a_daphne_backend_cancels_its_training_which_checkpoints_first(
-    home, django_user_model
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_daphne_backend_stopped_mid_training_resumes_it_here_bit_identical(
+    home, django_user_model, stop
 ):
+    """SIGTERM: the backend cancels its training, which checkpoints first. SIGKILL: nothing
+    runs; the run is found interrupted and resumes from its last periodic checkpoint. Either
+    way this process (a backend started again on the same database and home) resumes it."""
     import requests
     from rest_framework.authtoken.models import Token
 
@@ -170,14 +174,21 @@ def test_sigterm_to_a_daphne_backend_cancels_its_training_which_checkpoints_firs
             while not record.exists():
                 assert time.monotonic() < deadline, "no checkpoint written"
                 time.sleep(0.01)
-            server.send_signal(signal.SIGTERM)
+            server.send_signal(stop)
             server.wait(timeout=WAIT)
         finally:
             if server.poll() is None:
                 server.kill()
                 server.wait(timeout=30)
-    old = Operation.objects.get(operation_id=operation_id)
-    assert old.status == "cancelled", (old.status, old.error_message)
-    saved = json.loads(record.read_text())
-    assert saved["epoch"] == old.result_summary["epochs_completed"]
+    if stop == signal.SIGTERM:
+        old = Operation.objects.get(operation_id=operation_id)
+        assert old.status == "cancelled", (old.status, old.error_message)
+        saved = json.loads(record.read_text())
+        assert saved["epoch"] == old.result_summary["epochs_completed"]
+    else:
+        # Its process is gone: the next look finds the run interrupted.
+        old = selectors.operation_get(operation_id=operation_id, force_refresh=True)
+        assert old.status == "failed", old.status
+        assert "interrupted" in old.error_message
+        assert json.loads(record.read_text())["epoch"] >= 2
     _resume_and_compare(old)
