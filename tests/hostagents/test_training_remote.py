@@ -122,7 +122,10 @@ def test_local_and_agent_training_give_clients_the_same_experience_and_model(
         strategy_name=TINY["name"],
         input_series=["EURUSD:1h"],
     )
-    assert remote.metadata["inputs_sent_bytes"] > 0
+    # The bars went to the agent, unless an earlier test on this shared agent sent the same
+    # bytes already (content-addressed: then they are not sent again).
+    sent = remote.metadata["inputs_sent_bytes"]
+    assert sent > 0 or remote.metadata["inputs_cached_on_agent"] >= 1, remote.metadata
 
     local_final, local_seen = follow(api, local.operation_id, timeout=120)
     remote_final, remote_seen = follow(api, remote.operation_id, timeout=120)
