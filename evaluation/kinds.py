@@ -247,8 +247,8 @@ def _describe_outcome(op: Operation) -> str:
 
 RUN_COLUMNS = (
     RunColumn("lift_mean", "mean accuracy lift", percent=True),
-    RunColumn("lift_ci_low", "lift CI low", percent=True),
-    RunColumn("lift_ci_high", "lift CI high", percent=True),
+    RunColumn("lift_ci_low", "lift CI low", percent=True, default=False),
+    RunColumn("lift_ci_high", "lift CI high", percent=True, default=False),
     RunColumn("log_loss_lift_mean", "mean log-loss lift", default=False),
     RunColumn("accuracy_mean", "mean accuracy", percent=True, default=False),
     RunColumn("folds_done", "fold × seed runs", default=False),

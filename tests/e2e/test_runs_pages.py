@@ -91,6 +91,8 @@ def test_runs_table_filters_in_place_and_compares_the_ticked_runs(logged_in_page
     expect(page.locator("#runs-table tbody tr")).to_have_count(3)
     page.click("th >> text=test accuracy")
     page.wait_for_url("**sort=test_accuracy**")
+    # The sorted table is in (it brings the sort the filters form sends next).
+    expect(page.locator("#runs-table p.muted").first).to_contain_text("sorted by test_accuracy")
     # A filter changed after sorting keeps the sort.
     page.fill("input[name=strategy]", "test_small")
     page.press("input[name=strategy]", "Enter")
