@@ -6,10 +6,10 @@ Used by `backtest.services` on a start and by `backtest.kinds` again when the ru
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from marketdata.store import parse_bound
+from operations.bounds import bounded_float, bounded_int
 from operations.exceptions import InvalidInput
 from training.strategy import SYMBOL_RE
 
@@ -23,31 +23,6 @@ CHUNK_BARS_DEFAULT = 5000
 CHUNK_BARS_RANGE = (50, 1_000_000)
 
 
-def _number(value: Any, field: str, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(value, bool):
-        raise InvalidInput(f"{field} must be a number", field=field)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a number (got {value!r})", field=field) from None
-    if not math.isfinite(number) or number < lo or number > hi or (lo_open and number == lo):
-        bound = f"above {lo:g}" if lo_open else f"at least {lo:g}"
-        raise InvalidInput(f"{field} must be {bound} and at most {hi:g}", field=field)
-    return number
-
-
-def _integer(value: Any, field: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise InvalidInput(f"{field} must be a whole number", field=field)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a whole number (got {value!r})", field=field) from None
-    if not lo <= number <= hi:
-        raise InvalidInput(f"{field} must be between {lo} and {hi}", field=field)
-    return number
-
-
 def _choice(value: Any, field: str, choices: tuple[str, ...], default: str) -> str:
     if value is None or value == "":
         return default
@@ -57,8 +32,8 @@ def _choice(value: Any, field: str, choices: tuple[str, ...], default: str) -> s
 
 
 def _cost_pair(body: dict[str, Any], bps_key: str, pips_key: str) -> tuple[float, float]:
-    bps = _number(body.get(bps_key) or 0, bps_key, 0.0, MAX_COST_BPS)
-    pips = _number(body.get(pips_key) or 0, pips_key, 0.0, MAX_COST_PIPS)
+    bps = bounded_float(body.get(bps_key) or 0, bps_key, 0.0, MAX_COST_BPS)
+    pips = bounded_float(body.get(pips_key) or 0, pips_key, 0.0, MAX_COST_PIPS)
     if bps and pips:
         raise InvalidInput(f"give {bps_key} or {pips_key}, not both", field=pips_key)
     return bps, pips
@@ -67,7 +42,7 @@ def _cost_pair(body: dict[str, Any], bps_key: str, pips_key: str) -> tuple[float
 def model_id_of(value: Any) -> int:
     if value is None or value == "":
         raise InvalidInput("model_id is required", field="model_id")
-    return _integer(value, "model_id", 1, 2**63 - 1)
+    return bounded_int(value, "model_id", 1, 2**63 - 1)
 
 
 def check_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +66,9 @@ def check_request(body: dict[str, Any]) -> dict[str, Any]:
     cost_bps, cost_pips = _cost_pair(body, "cost_bps", "cost_pips")
     slippage_bps, slippage_pips = _cost_pair(body, "slippage_bps", "slippage_pips")
     pip_size = body.get("pip_size")
-    pip_size = None if pip_size in (None, "") else _number(pip_size, "pip_size", 0, 1, lo_open=True)
+    pip_size = (
+        None if pip_size in (None, "") else bounded_float(pip_size, "pip_size", 0, 1, lo_open=True)
+    )
     raw_sizing = body.get("sizing")
     if raw_sizing in (None, ""):
         raw_sizing = {}
@@ -104,12 +81,12 @@ def check_request(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"unknown sizing key {unknown[0]!r}", field=f"sizing.{unknown[0]}")
     sizing = {
         "method": _choice(raw_sizing.get("method"), "sizing.method", SIZING_METHODS, "fixed"),
-        "size": _number(raw_sizing.get("size", 1.0), "sizing.size", 0, 10, lo_open=True),
-        "target_vol": _number(
+        "size": bounded_float(raw_sizing.get("size", 1.0), "sizing.size", 0, 10, lo_open=True),
+        "target_vol": bounded_float(
             raw_sizing.get("target_vol", 0.10), "sizing.target_vol", 0, 2, lo_open=True
         ),
-        "lookback": _integer(raw_sizing.get("lookback", 20), "sizing.lookback", 2, 10_000),
-        "max_leverage": _number(
+        "lookback": bounded_int(raw_sizing.get("lookback", 20), "sizing.lookback", 2, 10_000),
+        "max_leverage": bounded_float(
             raw_sizing.get("max_leverage", 3.0), "sizing.max_leverage", 0, 20, lo_open=True
         ),
     }
@@ -128,5 +105,5 @@ def check_request(body: dict[str, Any]) -> dict[str, Any]:
         "signals": _choice(body.get("signals"), "signals", SIGNAL_SOURCES, "model"),
         "chunk_bars": CHUNK_BARS_DEFAULT
         if chunk in (None, "")
-        else _integer(chunk, "chunk_bars", *CHUNK_BARS_RANGE),
+        else bounded_int(chunk, "chunk_bars", *CHUNK_BARS_RANGE),
     }

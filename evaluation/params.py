@@ -6,12 +6,12 @@ Used by `evaluation.services` on a start and by `evaluation.kinds` again when th
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from evaluation.aggregate import DEFAULT_BOOTSTRAP_SEED, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
 from evaluation.folds import MIN_TEST_BARS, MIN_TRAIN_BARS, SCHEMES
 from marketdata.store import parse_bound
+from operations.bounds import bounded_float, bounded_int
 from operations.exceptions import InvalidInput
 from training.labels import label_horizon
 from training.strategy import SYMBOL_RE, TIMEFRAME_MINUTES
@@ -31,37 +31,13 @@ MAX_SEED = 2**31 - 1
 ZIGZAG_GAP_BARS = 24
 
 
-def integer(value: Any, field: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise InvalidInput(f"{field} must be a whole number", field=field)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a whole number (got {value!r})", field=field) from None
-    if not lo <= number <= hi:
-        raise InvalidInput(f"{field} must be between {lo} and {hi}", field=field)
-    return number
-
-
-def _number(value: Any, field: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool):
-        raise InvalidInput(f"{field} must be a number", field=field)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a number (got {value!r})", field=field) from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise InvalidInput(f"{field} must be between {lo:g} and {hi:g}", field=field)
-    return number
-
-
 def _given(value: Any, default: Any) -> Any:
     return default if value in (None, "") else value
 
 
 def _optional_int(body: dict[str, Any], field: str, lo: int, hi: int) -> int | None:
     value = body.get(field)
-    return None if value in (None, "") else integer(value, field, lo, hi)
+    return None if value in (None, "") else bounded_int(value, field, lo, hi)
 
 
 def seed_list(value: Any, default_seed: int) -> list[int]:
@@ -76,11 +52,11 @@ def seed_list(value: Any, default_seed: int) -> list[int]:
             raise InvalidInput(
                 f"seeds must list {SEEDS_RANGE[0]} to {SEEDS_RANGE[1]} seeds", field="seeds"
             )
-        seeds = [integer(v, "seeds", 0, MAX_SEED) for v in value]
+        seeds = [bounded_int(v, "seeds", 0, MAX_SEED) for v in value]
         if len(set(seeds)) != len(seeds):
             raise InvalidInput("a seed is listed twice", field="seeds")
         return seeds
-    count = integer(value, "seeds", *SEEDS_RANGE)
+    count = bounded_int(value, "seeds", *SEEDS_RANGE)
     return [(default_seed + i) % (MAX_SEED + 1) for i in range(count)]
 
 
@@ -122,7 +98,9 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         raise InvalidInput(f"scheme must be one of {', '.join(SCHEMES)}", field="scheme")
     test_bars = _optional_int(body, "test_bars", MIN_TEST_BARS, MAX_BARS)
     fraction = body.get("test_fraction")
-    fraction = None if fraction in (None, "") else _number(fraction, "test_fraction", 0.01, 0.5)
+    fraction = (
+        None if fraction in (None, "") else bounded_float(fraction, "test_fraction", 0.01, 0.5)
+    )
     if test_bars is not None and fraction is not None:
         raise InvalidInput("give test_bars or test_fraction, not both", field="test_fraction")
     gap = default_gap(config["labels"])
@@ -148,7 +126,7 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         "timeframes": timeframes,
         "start": start.isoformat() if start is not None else None,
         "end": end.isoformat() if end is not None else None,
-        "folds": integer(_given(body.get("folds"), FOLDS_DEFAULT), "folds", *FOLDS_RANGE),
+        "folds": bounded_int(_given(body.get("folds"), FOLDS_DEFAULT), "folds", *FOLDS_RANGE),
         "scheme": scheme,
         "train_bars": _optional_int(body, "train_bars", MIN_TRAIN_BARS, MAX_BARS),
         "test_bars": test_bars,
@@ -158,17 +136,17 @@ def check_request(body: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
         "seeds": seed_list(body.get("seeds"), default_seed),
         "epochs": _optional_int(body, "epochs", *EPOCHS_RANGE),
         "bootstrap": {
-            "resamples": integer(
+            "resamples": bounded_int(
                 _given(raw_boot.get("resamples"), DEFAULT_RESAMPLES),
                 "bootstrap.resamples",
                 *RESAMPLES_RANGE,
             ),
-            "confidence": _number(
+            "confidence": bounded_float(
                 _given(raw_boot.get("confidence"), DEFAULT_CONFIDENCE),
                 "bootstrap.confidence",
                 *CONFIDENCE_RANGE,
             ),
-            "seed": integer(
+            "seed": bounded_int(
                 _given(raw_boot.get("seed"), DEFAULT_BOOTSTRAP_SEED),
                 "bootstrap.seed",
                 0,
