@@ -224,7 +224,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "ktrdr_site.redis_cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("KTRDR_CACHE_PREFIX", "ktrdr"),
             # A Redis that is down costs a read this long, then it is served from the database.

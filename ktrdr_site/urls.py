@@ -20,6 +20,8 @@ handler404 = error_views.page_not_found
 handler500 = error_views.server_error
 
 urlpatterns = [
+    # First: API clients poll it most, and each pattern tried before it costs every answer.
+    path("api/v1/", include("ktrdr_site.api_urls")),
     path("", RedirectView.as_view(pattern_name="operations:list", permanent=False)),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin, the browsable API).
     path("favicon.ico", RedirectView.as_view(url=static("ktrdr/favicon.svg"), permanent=True)),
@@ -38,7 +40,6 @@ urlpatterns = [
     # Prometheus: a scrape token or a staff session (docs/monitoring.md).
     path("metrics", operations_views.metrics_endpoint, name="metrics"),
     path("api/", RedirectView.as_view(pattern_name="api-root", permanent=False)),
-    path("api/v1/", include("ktrdr_site.api_urls")),
     path(
         "api/schema/",
         login_redirect_for_browsers(SpectacularAPIView.as_view()),

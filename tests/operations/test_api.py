@@ -248,3 +248,31 @@ def test_fast_rendering_equals_the_serializer_for_every_state(api):
         assert isinstance(fast["freshness"].pop("age_seconds"), (float, type(None)))
         slow["freshness"].pop("age_seconds")
         assert fast == slow
+
+
+def test_fast_rendering_equals_the_serializer_in_another_time_zone(api):
+    from django.utils import timezone
+
+    from operations import selectors
+    from operations.serializers import OperationSerializer, operation_payload, serialize_operation
+
+    op = selectors.operation_get(operation_id=_finished_countdown(api, steps=2))
+    with timezone.override("America/New_York"):
+        fast = serialize_operation(op)
+        slow = OperationSerializer(operation_payload(op)).data
+    fast["freshness"].pop("age_seconds")
+    slow["freshness"].pop("age_seconds")
+    assert fast == slow
+    assert fast["created_at"].endswith(("-05:00", "-04:00"))
+    # A progress written loosely (numbers as text, holes, an ETA on a running operation) is
+    # normalised into the contract's types (the serializer would pass the holes through).
+    running = services.operation_create(operation_type="test", executor=Executor.LOCAL)
+    services.operation_start(operation_id=running.operation_id)
+    running.progress = {"percentage": "12.5", "steps_completed": None, "eta_seconds": "3",
+                        "message": None, "context": None, "unknown": 1}  # fmt: skip
+    fast = serialize_operation(running)
+    assert OperationSerializer(data=fast).is_valid()
+    assert fast["progress"] == {
+        "percentage": 12.5, "message": "", "phase": "", "steps_completed": 0, "steps_total": 0,
+        "items_processed": 0, "items_total": 0, "context": {}, "eta_seconds": 3.0,
+    }  # fmt: skip
