@@ -317,7 +317,7 @@ REST_FRAMEWORK = {
     # keeps the browsable API and the htmx pages working for logged-in users.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "operations.api.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON bodies are capped in size and nesting (operations.api.parsers).
@@ -330,6 +330,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "operations.api.renderers.StrictBrowsableAPIRenderer",
     ],
+    # DRF's negotiation, with a short path for JSON clients (operations.api.negotiation).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "operations.api.negotiation.JSONFirstNegotiation",
     "DEFAULT_SCHEMA_CLASS": "operations.api.schema.KtrdrAutoSchema",
     "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -57,3 +57,11 @@ def test_one_client_serves_every_call_from_every_thread(redis_cache):
     for t in threads:
         t.join()
     assert all(client is first for client in seen)
+
+
+def test_a_dropped_connection_is_made_again_on_the_next_call(redis_cache):
+    redis_cache.set("kept", "value", 30)
+    client = redis_cache._cache.get_client()
+    client.connection.disconnect()  # as a Redis restart would leave it
+    assert redis_cache.get("kept") == "value"
+    assert redis_cache._cache.get_client() is client

@@ -276,3 +276,49 @@ def test_fast_rendering_equals_the_serializer_in_another_time_zone(api):
         "percentage": 12.5, "message": "", "phase": "", "steps_completed": 0, "steps_total": 0,
         "items_processed": 0, "items_total": 0, "context": {}, "eta_seconds": 3.0,
     }  # fmt: skip
+
+
+def test_session_api_calls_need_the_csrf_token_to_change_anything(django_user_model):
+    from django.test import Client
+
+    user = django_user_model.objects.create_user(username="csrf", password="x")
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.get("/api/v1/operations/").status_code == 200
+    refused = strict.post(
+        "/api/v1/operations/countdown/", {"steps": 1}, content_type="application/json"
+    )
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["error"]["message"]
+    page = strict.get("/operations/")
+    token = page.cookies["csrftoken"].value
+    accepted = strict.post(
+        "/api/v1/operations/countdown/",
+        {"steps": 1, "step_seconds": 0},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert accepted.status_code == 202, accepted.content
+
+
+def test_the_schema_names_the_session_and_token_schemes(logged_in):
+    schema = logged_in.get("/api/schema/", headers={"Accept": "application/json"})
+    schemes = schema.json()["components"]["securitySchemes"]
+    assert {"cookieAuth", "tokenAuth"} <= set(schemes)
+
+
+def test_a_polled_answer_is_what_drf_would_render(api, logged_in):
+    from rest_framework.renderers import JSONRenderer
+
+    op_id = _finished_countdown(api, steps=2)
+    for path in (f"/api/v1/operations/{op_id}/", f"/api/v1/operations/{op_id}/metrics/",
+                 f"/api/v1/operations/{op_id}/logs/"):  # fmt: skip
+        fast = logged_in.get(path)
+        assert fast.headers["Content-Type"] == "application/json"
+        assert fast.headers["Vary"] == "Accept, Cookie"
+        assert fast.content == JSONRenderer().render(fast.json())
+        indented = logged_in.get(path, headers={"Accept": "application/json; indent=2"})
+        assert indented.json().keys() == fast.json().keys()
+        assert b"\n  " in indented.content
+        browsable = logged_in.get(path, headers={"Accept": "text/html"})
+        assert browsable.headers["Content-Type"].startswith("text/html")
