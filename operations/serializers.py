@@ -6,6 +6,7 @@ agent sent back: a shape change shows up in both places at once (the contract te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -154,15 +155,41 @@ def is_stale(op: Operation) -> bool:
     return op.status != OperationStatus.PENDING and age is not None and age > stale_after_seconds()
 
 
-def _freshness(op: Operation) -> dict[str, Any]:
+def _same(value: Any) -> Any:
+    return value
+
+
+def _shaped(op: Operation, progress: dict[str, Any], when: Callable[[Any], Any]) -> dict[str, Any]:
+    """The operation in the API's shape, its datetimes passed through `when`."""
     age = op.snapshot_age_seconds
-    age = None if age is None else round(age, 3)
-    stale = is_stale(op)
     return {
-        "refreshed_at": op.refreshed_at,
-        "age_seconds": age,
-        "stale": stale,
-        "unreachable_since": op.unreachable_since,
+        "operation_id": op.operation_id,
+        "operation_type": op.operation_type,
+        "status": op.status,
+        "created_at": when(op.created_at),
+        "started_at": when(op.started_at),
+        "completed_at": when(op.completed_at),
+        "updated_at": when(op.updated_at),
+        "progress": progress,
+        "metadata": dict(op.metadata or {}),
+        "result_summary": op.result_summary,
+        "error_message": op.error_message,
+        "location": {
+            "executor": op.executor,
+            "agent": op.agent,
+            "remote_operation_id": op.remote_operation_id,
+        },
+        "cancel": {
+            "requested_at": when(op.cancel_requested_at),
+            "acknowledged_at": when(op.cancel_acknowledged_at),
+            "reason": op.cancel_reason,
+        },
+        "freshness": {
+            "refreshed_at": when(op.refreshed_at),
+            "age_seconds": None if age is None else round(age, 3),
+            "stale": is_stale(op),
+            "unreachable_since": when(op.unreachable_since),
+        },
     }
 
 
@@ -172,30 +199,7 @@ def operation_payload(op: Operation) -> dict[str, Any]:
     progress.update({k: v for k, v in (op.progress or {}).items() if k in progress})
     if progress["eta_seconds"] is not None and op.is_terminal:
         progress["eta_seconds"] = None
-    return {
-        "operation_id": op.operation_id,
-        "operation_type": op.operation_type,
-        "status": op.status,
-        "created_at": op.created_at,
-        "started_at": op.started_at,
-        "completed_at": op.completed_at,
-        "updated_at": op.updated_at,
-        "progress": progress,
-        "metadata": op.metadata or {},
-        "result_summary": op.result_summary,
-        "error_message": op.error_message,
-        "location": {
-            "executor": op.executor,
-            "agent": op.agent,
-            "remote_operation_id": op.remote_operation_id,
-        },
-        "cancel": {
-            "requested_at": op.cancel_requested_at,
-            "acknowledged_at": op.cancel_acknowledged_at,
-            "reason": op.cancel_reason,
-        },
-        "freshness": _freshness(op),
-    }
+    return _shaped(op, progress, _same)
 
 
 _DATETIME = serializers.DateTimeField()
@@ -237,30 +241,4 @@ def serialize_operation(op: Operation) -> dict[str, Any]:
         "context": dict(raw.get("context") or {}),
         "eta_seconds": None if eta is None else _number(eta, float, None),
     }
-    freshness = _freshness(op)
-    freshness["refreshed_at"] = _dt(freshness["refreshed_at"], zone)
-    freshness["unreachable_since"] = _dt(freshness["unreachable_since"], zone)
-    return {
-        "operation_id": op.operation_id,
-        "operation_type": op.operation_type,
-        "status": op.status,
-        "created_at": _dt(op.created_at, zone),
-        "started_at": _dt(op.started_at, zone),
-        "completed_at": _dt(op.completed_at, zone),
-        "updated_at": _dt(op.updated_at, zone),
-        "progress": progress,
-        "metadata": dict(op.metadata or {}),
-        "result_summary": op.result_summary,
-        "error_message": op.error_message,
-        "location": {
-            "executor": op.executor,
-            "agent": op.agent,
-            "remote_operation_id": op.remote_operation_id,
-        },
-        "cancel": {
-            "requested_at": _dt(op.cancel_requested_at, zone),
-            "acknowledged_at": _dt(op.cancel_acknowledged_at, zone),
-            "reason": op.cancel_reason,
-        },
-        "freshness": freshness,
-    }
+    return _shaped(op, progress, lambda value: _dt(value, zone))
