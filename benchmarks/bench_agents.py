@@ -1,11 +1,14 @@
 """Host-agent budgets (docs/architecture.md §8): a remote refresh over loopback with the pooled
-connection against a new connection per request, the two-level cache hit rate with 10 readers,
-and the latency from a remote start to the first progress a backend reader sees.
+connection against a new connection per request — over plain HTTP (an agent on the backend's
+machine) and over HTTPS (`run_agent --tls-cert/--tls-key`, how an agent on another machine is
+reached) —, the two-level cache hit rate with 10 readers, and the latency from a remote start to
+the first progress a backend reader sees.
 
-Starts its own agent (`manage.py run_agent`) on a free loopback port in a temporary home and
-waits until it has settled (its GPU probe and torch warm-up run in the background at start-up
-and would be measured along). Standalone: `python benchmarks/bench_agents.py`; in the suite:
-`make bench` (`python -m benchmarks agents`).
+Starts its own agents (`manage.py run_agent`) on free loopback ports in temporary homes, the
+HTTPS one with a self-signed ECDSA P-256 certificate (`hostagents.tls`) that the clients trust,
+and waits until each has settled (its GPU probe and torch warm-up run in the background at
+start-up and would be measured along). Standalone: `python benchmarks/bench_agents.py`; in the
+suite: `make bench` (`python -m benchmarks agents`).
 """
 
 from __future__ import annotations
@@ -48,12 +51,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _agent() -> Iterator[tuple[str, int]]:
-    """A real agent process; yields its URL and pid once it answers health."""
+def _agent(*, tls: bool = False) -> Iterator[tuple[str, int, str]]:
+    """A real agent process; yields its URL, pid and the certificate to trust ("" for plain
+    HTTP) once it answers health."""
     import requests
+
+    from hostagents.tls import write_self_signed
 
     port = _free_port()
     home = Path(tempfile.mkdtemp(prefix="ktrdr-bench-agent-"))
+    cert, key = write_self_signed(home / "tls", ["127.0.0.1"]) if tls else (None, None)
+    tls_args = ["--tls-cert", str(cert), "--tls-key", str(key)] if tls else []
     env = {
         k: v
         for k, v in os.environ.items()
@@ -68,15 +76,18 @@ def _agent() -> Iterator[tuple[str, int]]:
     )
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run_agent", "--roles", "training", "--port", str(port),
-         "--home", str(home), "--name", "bench"],
+         "--home", str(home), "--name", "bench", *tls_args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    session = requests.Session()
+    session.trust_env = False  # the certificate below, not the environment's CA bundle
+    session.verify = str(cert) if tls else True
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                r = requests.get(
+                r = session.get(
                     f"{url}/api/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
                 )
                 if r.status_code == 200:
@@ -86,8 +97,9 @@ def _agent() -> Iterator[tuple[str, int]]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the benchmark agent did not start")
             time.sleep(0.1)
-        yield url, proc.pid  # run_agent re-executes itself: same pid
+        yield url, proc.pid, str(cert or "")  # run_agent re-executes itself: same pid
     finally:
+        session.close()
         proc.kill()
         proc.wait(timeout=10)
 
@@ -172,25 +184,29 @@ def _refresher(client: Any, remote_id: str) -> Callable[[], None]:
     return refresh
 
 
-def _refresh_rows(url: str, pid: int) -> list[Row]:
+def _refresh_rows(url: str, pid: int, ca_bundle: str = "") -> list[Row]:
     """Pooled connection vs a new connection per request, for the same refresh, interleaved
     call by call (so load on the machine falls on both alike), against a running countdown (a
-    metric every 10 ms, its owner storing a pull every agent TTL)."""
+    metric every 10 ms, its owner storing a pull every agent TTL). Over plain HTTP also the two
+    GETs an agent without the one-request refresh costs."""
     from hostagents.client import AgentClient
 
-    pooled = AgentClient("bench", url, TOKEN, pooled=True)
-    fresh = AgentClient("bench", url, TOKEN, pooled=False)
-    # What an agent older than the one-request refresh costs: the operation GET + metrics GET.
-    two_gets = AgentClient("bench", url, TOKEN, pooled=True)
-    two_gets.refresh_legacy_until = float("inf")
+    tls = bool(ca_bundle)
+    transport = "HTTPS" if tls else "HTTP"
+    pooled = AgentClient("bench", url, TOKEN, pooled=True, ca_bundle=ca_bundle)
+    fresh = AgentClient("bench", url, TOKEN, pooled=False, ca_bundle=ca_bundle)
     settled = _settle(pooled, pid)
     remote_id = _start(pooled, "bench-refresh", steps=100_000, step_seconds=0.01)
     _wait(lambda: pooled.get_operation(remote_id)["progress"]["steps_completed"] >= 1)
     contenders = {
         "pooled": _refresher(pooled, remote_id),
         "fresh": _refresher(fresh, remote_id),
-        "two_gets": _refresher(two_gets, remote_id),
     }
+    if not tls:
+        # What an agent older than the one-request refresh costs: the operation GET + metrics GET.
+        two_gets = AgentClient("bench", url, TOKEN, pooled=True)
+        two_gets.refresh_legacy_until = float("inf")
+        contenders["two_gets"] = _refresher(two_gets, remote_id)
     for refresh in contenders.values():
         _timed(refresh, WARM_UP)  # imports, first connection
     sent_before = pooled.requests_sent.total()
@@ -198,7 +214,8 @@ def _refresh_rows(url: str, pid: int) -> list[Row]:
     order = list(contenders)
     for i in range(REFRESHES):
         # Each in turn, the order rotated, so neither drift nor position favours one.
-        for name in order[i % 3 :] + order[: i % 3]:
+        turn = i % len(order)
+        for name in order[turn:] + order[:turn]:
             t0 = time.perf_counter()
             contenders[name]()
             samples[name].append(time.perf_counter() - t0)
@@ -207,36 +224,43 @@ def _refresh_rows(url: str, pid: int) -> list[Row]:
 
     p50, p95 = _pct(samples["pooled"], 0.5), _pct(samples["pooled"], 0.95)
     f50, f95 = _pct(samples["fresh"], 0.5), _pct(samples["fresh"], 0.95)
-    t50, t95 = _pct(samples["two_gets"], 0.5), _pct(samples["two_gets"], 0.95)
     faster = 1.0 - p50 / f50
     verdict = "met" if faster >= POOLED_FASTER else "NOT met"
-    return [
+    rows = [
         (
-            "remote refresh (AgentClient.refresh), pooled p50 / p95",
+            f"remote refresh over {transport} (AgentClient.refresh), pooled p50 / p95",
             f"{fmt_ms(p50)} / {fmt_ms(p95)}",
             f"p95 < {POOLED_P95_S * 1e3:.0f} ms: {'met' if p95 < POOLED_P95_S else 'NOT met'}",
         ),
         (
-            "remote refresh, new connection per request p50 / p95",
+            f"remote refresh over {transport}, new connection per request p50 / p95",
             f"{fmt_ms(f50)} / {fmt_ms(f95)}",
-            "baseline: a new session (TCP connection) per request",
+            "baseline: a new session (TCP connection"
+            + (", TLS handshake)" if tls else ")")
+            + " per request",
         ),
         (
-            "pooled vs new connection (p50)",
+            f"pooled vs new connection over {transport} (p50)",
             f"{faster * 100:.0f} % faster ({f50 / p50:.2f}x)",
             f"≥ {POOLED_FASTER * 100:.0f} % faster: {verdict}",
         ),
         (
-            "requests per refresh (pooled)",
+            f"requests per refresh (pooled, {transport})",
             f"{per_refresh:.2f}",
-            f"1: operation + new metrics in one answer; {REFRESHES} refreshes each, interleaved",
-        ),
-        (
-            "remote refresh, 2 GETs (agent without it), pooled p50 / p95",
-            f"{fmt_ms(t50)} / {fmt_ms(t95)}",
-            f"for comparison; agent {settled}",
+            f"1: operation + new metrics in one answer; {REFRESHES} refreshes each, interleaved; "
+            f"agent {settled}",
         ),
     ]
+    if not tls:
+        t50, t95 = _pct(samples["two_gets"], 0.5), _pct(samples["two_gets"], 0.95)
+        rows.append(
+            (
+                "remote refresh, 2 GETs (agent without it), pooled p50 / p95",
+                f"{fmt_ms(t50)} / {fmt_ms(t95)}",
+                "for comparison",
+            )
+        )
+    return rows
 
 
 def _backend_rows(url: str) -> list[Row]:
@@ -357,8 +381,10 @@ def _backend_rows(url: str) -> list[Row]:
 
 def run() -> list[Row]:
     django_ready()
-    with _agent() as (url, pid):
-        return _refresh_rows(url, pid) + _backend_rows(url)
+    with _agent(tls=True) as (url, pid, cert):
+        secure = _refresh_rows(url, pid, ca_bundle=cert)
+    with _agent() as (url, pid, _no_cert):
+        return _refresh_rows(url, pid) + secure + _backend_rows(url)
 
 
 if __name__ == "__main__":

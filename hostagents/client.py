@@ -125,14 +125,16 @@ class _DeadlinePassed(Exception):
     """Raised inside a transfer when its wall deadline has passed (caught by the client)."""
 
 
-def new_session(token: str, *, pool_maxsize: int = 8, base_url: str = "") -> requests.Session:
+def new_session(
+    token: str, *, pool_maxsize: int = 8, base_url: str = "", ca_bundle: str = ""
+) -> requests.Session:
     session = requests.Session()
     # The environment is read here, once: with `trust_env` on, requests merges proxies from the
     # whole environment and looks for a .netrc on every request (a third of a pooled refresh),
     # and a .netrc entry for the agent's host would replace our bearer token.
     session.trust_env = False
     session.proxies.update(get_environ_proxies(base_url) if base_url else {})
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         session.verify = bundle
     # Our own retry loop decides what may be retried; urllib3's must not retry POSTs behind it.
@@ -179,6 +181,22 @@ def _delivered(exc: requests.RequestException) -> bool:
     return not isinstance(reason, _NOT_DELIVERED)
 
 
+def _ssl_reason(exc: requests.exceptions.SSLError) -> str:
+    """The innermost reason of a TLS failure (urllib3 wraps it twice)."""
+    reason: BaseException = exc
+    while True:
+        inner = getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = (
+                reason.args[0]
+                if reason.args and isinstance(reason.args[0], BaseException)
+                else None
+            )
+        if inner is None or inner is reason:
+            return str(reason)
+        reason = inner
+
+
 class _Upload:
     """A request body read from bytes in blocks, refusing to go on past its deadline (a
     `sendall` of the whole body would not look at the clock)."""
@@ -223,13 +241,18 @@ class AgentClient:
         quiet_max: float = 30.0,
         min_transfer_rate: float = 1024**2,
         refresh_timeout: float | None = None,
+        ca_bundle: str = "",
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/") + "/"
         self.token = token
         self.pooled = pooled
+        # What an https agent's certificate is verified against ("" : the system's CAs).
+        self.ca_bundle = ca_bundle
         self.session = (
-            session if session is not None else new_session(token, base_url=self.base_url)
+            session
+            if session is not None
+            else new_session(token, base_url=self.base_url, ca_bundle=ca_bundle)
         )
         self.connect_timeout = connect_timeout
         # The overall deadline of one JSON exchange, and the longest a transfer may stall.
@@ -291,7 +314,7 @@ class AgentClient:
             return self.session.request(method, url, **kwargs)
         # Benchmark baseline: a fresh session (new TCP connection) for every request. The
         # answer keeps its session open until the response is closed and collected.
-        session = new_session(self.token, base_url=self.base_url)
+        session = new_session(self.token, base_url=self.base_url, ca_bundle=self.ca_bundle)
         return session.request(method, url, **kwargs)
 
     def _timed_out(self, kind: str, what: str) -> AgentUnreachable:
@@ -347,6 +370,15 @@ class AgentClient:
                 error = self._timed_out(kind, str(exc) or "no answer within the deadline")
                 error.delivered = not isinstance(exc, requests.ConnectTimeout)
                 raise error from None
+            except requests.exceptions.SSLError as exc:
+                # Before the request was sent, and not a passing fault: not retried.
+                self._observe(kind, "unreachable", sent_at)
+                raise AgentUnreachable(
+                    self.name,
+                    f"TLS handshake failed ({kind}): {_ssl_reason(exc)} — is the agent's "
+                    "certificate trusted here (KTRDR_AGENT_CA_BUNDLE) and valid for its URL?",
+                    delivered=False,
+                ) from None
             except requests.RequestException as exc:
                 self._observe(kind, "unreachable", sent_at)
                 last = AgentUnreachable(
@@ -804,11 +836,13 @@ _clients_lock = threading.Lock()
 def client_for(agent: Any) -> AgentClient:
     """The shared pooled client of a registry `Agent` (re-created if its URL or token changed)."""
     token = str(ktrdr_setting("AGENT_TOKEN") or "")
+    ca_bundle = str(agent_setting("AGENT_CA_BUNDLE") or "")
     client = _clients.get(agent.name)
     if (
         client is not None
         and client.base_url == agent.base_url.rstrip("/") + "/"
         and (client.token == token)
+        and client.ca_bundle == ca_bundle
     ):
         return client
     with _clients_lock:
@@ -817,6 +851,7 @@ def client_for(agent: Any) -> AgentClient:
             client is None
             or client.base_url != agent.base_url.rstrip("/") + "/"
             or (client.token != token)
+            or client.ca_bundle != ca_bundle
         ):
             if client is not None:
                 client.close()
@@ -833,6 +868,7 @@ def client_for(agent: Any) -> AgentClient:
                 quiet_max=float(agent_setting("AGENT_BACKOFF_MAX")),
                 min_transfer_rate=float(agent_setting("AGENT_MIN_TRANSFER_RATE")),
                 refresh_timeout=float(agent_setting("AGENT_REFRESH_TIMEOUT")),
+                ca_bundle=ca_bundle,
             )
             _clients[agent.name] = client
         return client

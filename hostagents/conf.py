@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_REFRESH_TIMEOUT": 1.0,
     "AGENT_RETRIES": 2,
     "AGENT_RETRY_BACKOFF": 0.05,
+    # PEM certificates an HTTPS agent is verified against (empty: the system's trust store).
+    "AGENT_CA_BUNDLE": "",
     # Largest JSON answer read from an agent (bytes); a bigger one is refused unread.
     "AGENT_MAX_ANSWER_BYTES": 8 * 1024**2,
     # After a timeout the agent is not contacted for BASE seconds, doubling per timeout in a row

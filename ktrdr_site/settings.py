@@ -45,6 +45,14 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def env_file(name: str) -> str:
+    """A path to an existing file, or "" when unset."""
+    raw = os.environ.get(name, "").strip()
+    if raw and not Path(raw).expanduser().is_file():
+        raise ImproperlyConfigured(f"{name} must name an existing file, got {raw!r}")
+    return str(Path(raw).expanduser().resolve()) if raw else ""
+
+
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -292,7 +300,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    # An agent is reached over plain HTTP on loopback, or behind a TLS proxy that terminates it.
+    # An agent is reached over plain HTTP on loopback, over its own HTTPS (run_agent --tls-cert),
+    # or behind a TLS proxy that terminates it: never redirected.
     SECURE_SSL_REDIRECT = env_bool(
         "DJANGO_SECURE_SSL_REDIRECT", os.environ.get("KTRDR_ROLE") != "agent"
     )
@@ -430,6 +439,9 @@ KTRDR = {
     # stall. A refresh's operation GET has its own, shorter deadline.
     "AGENT_READ_TIMEOUT": env_float("KTRDR_AGENT_READ_TIMEOUT", 10.0, minimum=0.1),
     "AGENT_REFRESH_TIMEOUT": env_float("KTRDR_AGENT_REFRESH_TIMEOUT", 1.0, minimum=0.1),
+    # Agents served over HTTPS are verified against these PEM certificates (a self-signed
+    # agent's own agent.crt, or the CA that signed its certificate); empty: the system's CAs.
+    "AGENT_CA_BUNDLE": env_file("KTRDR_AGENT_CA_BUNDLE"),
     "AGENT_MAX_ANSWER_BYTES": env_int("KTRDR_AGENT_MAX_ANSWER_BYTES", 8 * 1024**2, minimum=1024),
     "AGENT_BACKOFF_BASE": env_float("KTRDR_AGENT_BACKOFF_BASE", 1.0),
     "AGENT_BACKOFF_MAX": env_float("KTRDR_AGENT_BACKOFF_MAX", 30.0),

@@ -22,6 +22,7 @@ import requests
 
 from hostagents.agent_urls import REFRESH_ROUTE
 from hostagents.client import reset_clients
+from hostagents.tls import write_self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-agent-token-0123456789-abcdefghijklmn"
@@ -40,21 +41,36 @@ class AgentProcess:
     """One `run_agent` subprocess; restartable on the same port (same or fresh home)."""
 
     def __init__(
-        self, name: str, home: Path, roles: str = "training,ib", env: dict[str, str] | None = None
+        self,
+        name: str,
+        home: Path,
+        roles: str = "training,ib",
+        env: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.name = name
         self.extra_env = dict(env or {})
         self.home = home
         self.roles = roles
+        # (certificate, key): served over HTTPS, and this side trusts exactly that certificate.
+        self.tls = tls
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {TOKEN}"
+        self.session = self._session()
         self.log = home.parent / f"{name}.log"
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
+        if self.tls is not None:
+            # Not the environment's REQUESTS_CA_BUNDLE, which requests would prefer to this.
+            session.trust_env = False
+            session.verify = str(self.tls[0])
+        return session
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, *, home: Path | None = None, timeout: float = 120.0) -> AgentProcess:
         if home is not None:
@@ -79,6 +95,8 @@ class AgentProcess:
                 [
                     sys.executable, "manage.py", "run_agent", "--roles", self.roles,
                     "--port", str(self.port), "--home", str(self.home), "--name", self.name,
+                    *(["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+                      if self.tls else []),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -112,8 +130,7 @@ class AgentProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.session.close()
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {TOKEN}"
+        self.session = self._session()
 
     # --- direct calls (what the agent itself says) ---------------------------------------------
     def get(self, path: str, **kwargs: Any) -> requests.Response:
@@ -152,9 +169,14 @@ def agent_factory(
     base = tmp_path_factory.mktemp("agents")
 
     def make(
-        name: str, roles: str = "training,ib", env: dict[str, str] | None = None
+        name: str,
+        roles: str = "training,ib",
+        env: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> AgentProcess:
-        agent = AgentProcess(name, base / f"{name}-home-{len(started)}", roles=roles, env=env)
+        home = base / f"{name}-home-{len(started)}"
+        pair = write_self_signed(home.parent / f"{home.name}-tls", ["127.0.0.1"]) if tls else None
+        agent = AgentProcess(name, home, roles=roles, env=env, tls=pair)
         started.append(agent)
         return agent.start()
 

@@ -1,16 +1,20 @@
-"""`manage.py agents list | add NAME URL | check [NAME…] | enable NAME | disable NAME`
+"""`manage.py agents list | add NAME URL | check [NAME…] | enable NAME | disable NAME |
+cert DIR --host NAME…`
 
 Thin wrapper over the registry services and selectors; `check` pulls health now (the same pull
-pages and selection use) and exits non-zero if any checked agent is unreachable.
+pages and selection use) and exits non-zero if any checked agent is unreachable. `cert` writes a
+self-signed certificate and key for an agent served over HTTPS (`hostagents.tls`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hostagents import selectors, services
+from hostagents.tls import CERT_DAYS, TLSConfigError, write_self_signed
 from operations.exceptions import KtrdrError
 
 
@@ -27,12 +31,26 @@ class Command(BaseCommand):
         check.add_argument("names", nargs="*")
         for action in ("enable", "disable"):
             sub.add_parser(action).add_argument("name")
+        cert = sub.add_parser(
+            "cert", help="write a self-signed agent.crt/agent.key for run_agent --tls-cert/-key"
+        )
+        cert.add_argument("folder", help="where agent.crt and agent.key (0600) are written")
+        cert.add_argument(
+            "--host",
+            action="append",
+            required=True,
+            help="a name or IP address the backend reaches the agent by (repeatable)",
+        )
+        cert.add_argument("--days", type=int, default=CERT_DAYS, help="validity in days")
+        cert.add_argument("--force", action="store_true", help="replace an existing pair")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             getattr(self, f"_{options['action']}")(options)
         except KtrdrError as exc:
             raise CommandError(exc.message) from None
+        except TLSConfigError as exc:
+            raise CommandError(str(exc)) from None
 
     def _list(self, options: dict[str, Any]) -> None:
         agents = selectors.agent_list(pull_health=False)
@@ -80,3 +98,17 @@ class Command(BaseCommand):
     def _disable(self, options: dict[str, Any]) -> None:
         services.agent_set_enabled(name=options["name"], enabled=False)
         self.stdout.write(f"disabled {options['name']}")
+
+    def _cert(self, options: dict[str, Any]) -> None:
+        cert, key = write_self_signed(
+            Path(options["folder"]).expanduser().resolve(),
+            options["host"],
+            days=options["days"],
+            overwrite=options["force"],
+        )
+        self.stdout.write(self.style.SUCCESS(f"wrote {cert} and {key}"))
+        self.stdout.write(
+            f"agent:   manage.py run_agent --host 0.0.0.0 --tls-cert {cert} --tls-key {key} …\n"
+            f"backend: copy {cert.name} there, set KTRDR_AGENT_CA_BUNDLE to the copy and register "
+            f"https://{options['host'][0]}:PORT"
+        )

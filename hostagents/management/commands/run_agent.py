@@ -1,8 +1,10 @@
-"""`manage.py run_agent --roles training,ib --port 8101 [--host 127.0.0.1] [--home DIR]`
+"""`manage.py run_agent --roles training,ib --port 8101 [--host 127.0.0.1] [--home DIR]
+[--tls-cert FILE --tls-key FILE]`
 
 Serves this same project as a host agent: the agent URLconf (operations API, start endpoints,
 artifacts, health), bearer-token auth (`KTRDR_AGENT_TOKEN`, required), its own SQLite database
-under `--home` (migrated on start, skipped when up to date), daphne in this process. The GPU probe
+under `--home` (migrated on start, skipped when up to date), daphne in this process — over HTTPS
+when given a certificate and its key (`hostagents.tls`), else plain HTTP. The GPU probe
 (which imports torch) starts first, in the background: health answers as soon as the agent
 listens and says `"probing": true` until it is done (`hostagents.health`).
 
@@ -20,7 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
 from django.core.management import call_command
@@ -32,6 +33,7 @@ from django.db.migrations.executor import MigrationExecutor
 from hostagents.auth import _service_user
 from hostagents.blobs import MAX_BLOB_BYTES
 from hostagents.health import start_gpu_probe
+from hostagents.tls import ServerTLS, TLSConfigError, endpoint, server_tls
 from ktrdr_site.threaded_wsgi import ThreadedWSGI
 from operations.execution import operation_cancel
 from operations.local import local_runs
@@ -72,6 +74,16 @@ class Command(BaseCommand):
         parser.add_argument("--home", default="", help="data folder (default var/agents/NAME)")
         parser.add_argument("--name", default="", help="agent name shown in health")
         parser.add_argument(
+            "--tls-cert",
+            default=os.environ.get("KTRDR_AGENT_TLS_CERT", ""),
+            help="serve HTTPS with this PEM certificate (chain) file (env KTRDR_AGENT_TLS_CERT)",
+        )
+        parser.add_argument(
+            "--tls-key",
+            default=os.environ.get("KTRDR_AGENT_TLS_KEY", ""),
+            help="the certificate's unencrypted PEM private key (env KTRDR_AGENT_TLS_KEY)",
+        )
+        parser.add_argument(
             "--debug",
             action="store_true",
             help="run with Django's DEBUG on (debug pages list every URL: never on a network)",
@@ -87,6 +99,10 @@ class Command(BaseCommand):
             raise CommandError("--port must be 1-65535")
         host = options["host"]
         name = options["name"] or f"agent-{port}"
+        try:
+            tls = server_tls(options["tls_cert"], options["tls_key"])
+        except TLSConfigError as exc:
+            raise CommandError(str(exc)) from None
         home = Path(options["home"] or Path(settings.BASE_DIR) / "var" / "agents" / name).resolve()
         token = os.environ.get("KTRDR_AGENT_TOKEN", "")
         if not token:
@@ -120,9 +136,15 @@ class Command(BaseCommand):
         # (the same operation ids and cache keys would mix). So these are never inherited.
         inherited = [k for k in BACKEND_ONLY_ENV if os.environ.get(k)]
         if inherited or any(os.environ.get(k) != v for k, v in wanted.items()):
-            self._reexec(wanted, roles=roles, port=port, host=host, home=home, name=name)
+            self._reexec(wanted, roles=roles, port=port, host=host, home=home, name=name, tls=tls)
             return  # not reached
-        self._serve(roles=roles, port=port, host=host, home=home, name=name)
+        if tls is None and not _is_loopback(host):
+            self.stderr.write(
+                f"warning: serving plain HTTP on {host}: the token and your data cross the "
+                "network in clear text; give --tls-cert/--tls-key or put a TLS proxy in front "
+                "(docs/agents.md)"
+            )
+        self._serve(roles=roles, port=port, host=host, home=home, name=name, tls=tls)
 
     def _reexec(
         self,
@@ -133,6 +155,7 @@ class Command(BaseCommand):
         host: str,
         home: Path,
         name: str,
+        tls: ServerTLS | None,
     ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in BACKEND_ONLY_ENV}
         env.update(wanted)
@@ -151,13 +174,23 @@ class Command(BaseCommand):
             str(home),
             "--name",
             name,
+            *(["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []),
             *(["--debug"] if wanted.get("DJANGO_DEBUG") == "1" else []),
         ]
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, argv, env)  # noqa: S606 - fixed argv, no shell
 
-    def _serve(self, *, roles: list[str], port: int, host: str, home: Path, name: str) -> None:
+    def _serve(
+        self,
+        *,
+        roles: list[str],
+        port: int,
+        host: str,
+        home: Path,
+        name: str,
+        tls: ServerTLS | None,
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         # torch takes seconds to import: off the request path, while the database gets ready.
         start_gpu_probe()
@@ -171,14 +204,14 @@ class Command(BaseCommand):
 
         def ready() -> None:
             self.stdout.write(
-                f"agent {name} ready on http://{host}:{port} roles={','.join(roles) or '-'} "
-                f"home={home}"
+                f"agent {name} ready on {'https' if tls else 'http'}://{host}:{port} "
+                f"roles={','.join(roles) or '-'} home={home}"
             )
             self.stdout.flush()
 
         server = Server(
             application=application,
-            endpoints=build_endpoint_description_strings(host=host, port=port),
+            endpoints=[endpoint(host, port, tls)],
             signal_handlers=True,
             server_name="ktrdr-agent",
             ready_callable=ready,
