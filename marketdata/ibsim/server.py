@@ -236,6 +236,11 @@ class IBGatewaySimulator:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # The simulator is stopping (SimulatorThread cancels the handlers still reading).
+            # Ended, not cancelled: Python 3.11's start_server logs the CancelledError of a
+            # handler task as "Exception in callback" with a traceback.
+            pass
         except p.ProtocolError as exc:
             logger.warning("protocol error from client: %s", exc)
         finally:

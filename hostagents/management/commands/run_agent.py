@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ def _needs_migrations() -> bool:
     connection = connections[DEFAULT_DB_ALIAS]
     executor = MigrationExecutor(connection)
     return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What the agent serves, and where: the same before and after it re-executes itself."""
+
+    roles: list[str]
+    port: int
+    host: str
+    home: Path
+    name: str
+    tls: ServerTLS | None
 
 
 class Command(BaseCommand):
@@ -136,7 +149,7 @@ class Command(BaseCommand):
         # (the same operation ids and cache keys would mix). So these are never inherited.
         inherited = [k for k in BACKEND_ONLY_ENV if os.environ.get(k)]
         if inherited or any(os.environ.get(k) != v for k, v in wanted.items()):
-            self._reexec(wanted, roles=roles, port=port, host=host, home=home, name=name, tls=tls)
+            self._reexec(wanted, _Serving(roles, port, host, home, name, tls))
             return  # not reached
         if tls is None and not _is_loopback(host):
             self.stderr.write(
@@ -144,19 +157,10 @@ class Command(BaseCommand):
                 "network in clear text; give --tls-cert/--tls-key or put a TLS proxy in front "
                 "(docs/agents.md)"
             )
-        self._serve(roles=roles, port=port, host=host, home=home, name=name, tls=tls)
+        self._serve(_Serving(roles, port, host, home, name, tls))
 
-    def _reexec(
-        self,
-        wanted: dict[str, str],
-        *,
-        roles: list[str],
-        port: int,
-        host: str,
-        home: Path,
-        name: str,
-        tls: ServerTLS | None,
-    ) -> None:
+    def _reexec(self, wanted: dict[str, str], serving: _Serving) -> None:
+        tls = serving.tls
         env = {k: v for k, v in os.environ.items() if k not in BACKEND_ONLY_ENV}
         env.update(wanted)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
@@ -165,15 +169,15 @@ class Command(BaseCommand):
             manage,
             "run_agent",
             "--roles",
-            ",".join(roles),
+            ",".join(serving.roles),
             "--port",
-            str(port),
+            str(serving.port),
             "--host",
-            host,
+            serving.host,
             "--home",
-            str(home),
+            str(serving.home),
             "--name",
-            name,
+            serving.name,
             *(["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []),
             *(["--debug"] if wanted.get("DJANGO_DEBUG") == "1" else []),
         ]
@@ -181,16 +185,9 @@ class Command(BaseCommand):
         sys.stderr.flush()
         os.execve(sys.executable, argv, env)  # noqa: S606 - fixed argv, no shell
 
-    def _serve(
-        self,
-        *,
-        roles: list[str],
-        port: int,
-        host: str,
-        home: Path,
-        name: str,
-        tls: ServerTLS | None,
-    ) -> None:
+    def _serve(self, serving: _Serving) -> None:
+        roles, port, host, home = serving.roles, serving.port, serving.host, serving.home
+        name, tls = serving.name, serving.tls
         home.mkdir(parents=True, exist_ok=True)
         # torch takes seconds to import: off the request path, while the database gets ready.
         start_gpu_probe()
