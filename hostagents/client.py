@@ -38,6 +38,7 @@ import json as jsonlib
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -181,19 +182,16 @@ def _delivered(exc: requests.RequestException) -> bool:
     return not isinstance(reason, _NOT_DELIVERED)
 
 
-def _ssl_reason(exc: requests.exceptions.SSLError) -> str:
-    """The innermost reason of a TLS failure (urllib3 wraps it twice)."""
+def _ssl_reason(exc: requests.exceptions.SSLError) -> BaseException:
+    """The innermost cause of a TLS failure (urllib3 wraps the `ssl` error twice)."""
     reason: BaseException = exc
     while True:
         inner = getattr(reason, "reason", None)
         if not isinstance(inner, BaseException):
-            inner = (
-                reason.args[0]
-                if reason.args and isinstance(reason.args[0], BaseException)
-                else None
-            )
+            args = reason.args
+            inner = args[0] if args and isinstance(args[0], BaseException) else None
         if inner is None or inner is reason:
-            return str(reason)
+            return reason
         reason = inner
 
 
@@ -371,14 +369,22 @@ class AgentClient:
                 error.delivered = not isinstance(exc, requests.ConnectTimeout)
                 raise error from None
             except requests.exceptions.SSLError as exc:
-                # Before the request was sent, and not a passing fault: not retried.
                 self._observe(kind, "unreachable", sent_at)
-                raise AgentUnreachable(
-                    self.name,
-                    f"TLS handshake failed ({kind}): {_ssl_reason(exc)} — is the agent's "
-                    "certificate trusted here (KTRDR_AGENT_CA_BUNDLE) and valid for its URL?",
-                    delivered=False,
-                ) from None
+                reason = _ssl_reason(exc)
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    # Refused in the handshake, before the request (and its token) went out;
+                    # it will not pass by itself, so it is not retried.
+                    raise AgentUnreachable(
+                        self.name,
+                        f"TLS handshake failed ({kind}): {reason} — is the agent's certificate "
+                        "trusted here (KTRDR_AGENT_CA_BUNDLE) and valid for its URL?",
+                        delivered=False,
+                    ) from None
+                # Any other TLS failure (an http:// agent registered as https://, a connection
+                # cut mid-answer) may come after the request was sent: as any connection error.
+                last = AgentUnreachable(
+                    self.name, f"TLS error ({kind}): {reason}", delivered=_delivered(exc)
+                )
             except requests.RequestException as exc:
                 self._observe(kind, "unreachable", sent_at)
                 last = AgentUnreachable(

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_an_agent_certificate_not_trusted_here_is_refused_before_the_token_is_se
     client = AgentClient("secure", tls_agent.url, TOKEN, retries=2, backoff=0.0)
 
     with pytest.raises(AgentUnreachable) as refused:
-        client.health()
+        client.health(retries=True)
 
     assert "TLS handshake failed (health)" in refused.value.message
     assert "CERTIFICATE_VERIFY_FAILED" in refused.value.message
@@ -80,6 +81,33 @@ def test_an_agent_certificate_not_trusted_here_is_refused_before_the_token_is_se
     # The agent answered no request for it (the health request below is this side's own).
     served = tls_agent.served()
     assert served.get("GET health", 0) == sent_before.get("GET health", 0) + 1
+
+
+def test_a_tls_failure_other_than_the_certificate_is_retried_like_a_connection_error():
+    """An endpoint that answers a TLS hello in plain text (a plain-HTTP proxy registered as
+    https://): the handshake fails, but not on the certificate — it may be passing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_in_plain_text() -> None:
+        for _ in range(3):
+            conn, _addr = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    server = threading.Thread(target=answer_in_plain_text, daemon=True)
+    server.start()
+    client = AgentClient("plain", f"https://127.0.0.1:{port}", TOKEN, retries=2, backoff=0.0)
+    try:
+        with pytest.raises(AgentUnreachable) as refused:
+            client.health(retries=True)
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    assert refused.value.message.startswith("TLS error (health): ")
+    assert "WRONG_VERSION_NUMBER" in refused.value.message
+    assert client.requests_sent.total() == 3  # no verdict on the certificate: retried
 
 
 @pytest.mark.slow
