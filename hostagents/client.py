@@ -268,8 +268,10 @@ class AgentClient:
         self._clock = clock
         self._quiet_lock = threading.Lock()
         self._timeouts = 0
-        # Until then (clock time) the agent is not contacted: it timed out recently.
+        # Until then (clock time) the agent is not contacted: it timed out recently, or nothing
+        # answered at its address (`_quiet_why` says which).
         self.quiet_until = 0.0
+        self._quiet_why = ""
         # Until then (clock time) refreshes use the two older GETs: the agent lacked the
         # one-request refresh when it was last asked.
         self.refresh_legacy_until = 0.0
@@ -286,8 +288,7 @@ class AgentClient:
             AGENT_REQUESTS.labels(self.name, kind, "skipped").inc()
             raise AgentUnreachable(
                 self.name,
-                f"not contacted ({kind}): it timed out {self._timeouts} time(s) in a row; "
-                f"next try in {wait:.1f} s",
+                f"not contacted ({kind}): {self._quiet_why}; next try in {wait:.1f} s",
                 delivered=False,
             )
 
@@ -296,9 +297,22 @@ class AgentClient:
             self._timeouts += 1
             delay = min(self.quiet_max, self.quiet_base * 2 ** (self._timeouts - 1))
             self.quiet_until = self._clock() + delay
+            self._quiet_why = f"it timed out {self._timeouts} time(s) in a row"
+
+    def _note_down(self, error: AgentUnreachable) -> None:
+        """Nothing answered at the agent's address after the retries (refused, no route): the
+        next `quiet_base` seconds fail at once. A page listing N of its operations would
+        otherwise pay the retries' backoff N times per TTL window, in every server thread that
+        polls it. Not doubled: a restarted agent is found again within `quiet_base`."""
+        text = error.message.lower()
+        why = "connection refused" if "refused" in text else "no connection"
+        with self._quiet_lock:
+            if self.quiet_until < self._clock() + self.quiet_base:
+                self.quiet_until = self._clock() + self.quiet_base
+                self._quiet_why = f"nothing answered at its last try ({why})"
 
     def _note_answer(self) -> None:
-        if self._timeouts:
+        if self.quiet_until:
             with self._quiet_lock:
                 self._timeouts = 0
                 self.quiet_until = 0.0
@@ -408,6 +422,8 @@ class AgentClient:
                 self._sleep(self.backoff * (2**attempt))
         if last is None:
             raise self._timed_out(kind, f"no answer within {budget:.1f} s")
+        if isinstance(last, AgentUnreachable) and not last.delivered:
+            self._note_down(last)
         raise last
 
     def _observe(self, kind: str, outcome: str, sent_at: float) -> None:

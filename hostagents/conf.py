@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
     # Largest JSON answer read from an agent (bytes); a bigger one is refused unread.
     "AGENT_MAX_ANSWER_BYTES": 8 * 1024**2,
     # After a timeout the agent is not contacted for BASE seconds, doubling per timeout in a row
-    # up to MAX: readers get the last snapshot at once instead of waiting on a hung agent.
+    # up to MAX (after a call nothing answered at all, e.g. connection refused: BASE seconds):
+    # readers get the last snapshot at once instead of waiting on a hung or stopped agent.
     "AGENT_BACKOFF_BASE": 1.0,
     "AGENT_BACKOFF_MAX": 30.0,
     # Slowest transfer accepted for blobs and artifacts (bytes/s): their deadline is the read

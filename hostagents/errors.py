@@ -90,17 +90,17 @@ class ArtifactIntegrityError(AgentError):
 # first pattern found in the lower-cased text wins; the raw text stays available beside it.
 _ERROR_SENTENCES = (
     (
-        ("not contacted",),
-        "Not contacted just now: it timed out several times in a row, so "
-        "the backend waits a little before trying again.",
-    ),
-    (
         ("token rejected", "401", "403 forbidden"),
         "It rejected this backend's token: check KTRDR_AGENT_TOKEN on both sides.",
     ),
     (
         ("connection refused", "errno 111", "actively refused"),
         "Nothing answers at its address (connection refused): is the agent running on that port?",
+    ),
+    (
+        ("not contacted",),
+        "Not contacted just now: it timed out or nothing answered at its last try, so "
+        "the backend waits a little before trying again.",
     ),
     (
         (

@@ -24,7 +24,7 @@ AGENT_REQUESTS = Counter(
     "ktrdr_agent_requests",
     "Requests the backend sent to an agent, by agent, endpoint (the client's request kind) and "
     "outcome: ok, rejected (4xx), server_error (5xx), unreachable, timeout, skipped (the agent "
-    "is in its backoff after a timeout and was not contacted).",
+    "is in its backoff after a timeout or a refused connection and was not contacted).",
     ["agent", "endpoint", "outcome"],
 )
 AGENT_REQUEST_SECONDS = Histogram(

@@ -25,6 +25,7 @@ from hostagents.client import (
     client_for,
     reset_clients,
 )
+from hostagents.errors import describe_agent_error
 from tests.hostagents.conftest import TOKEN, AgentProcess, free_port
 
 
@@ -82,6 +83,40 @@ def test_connection_refused_becomes_unreachable_after_retries():
     with pytest.raises(AgentUnreachable, match="agent gone: unreachable"):
         client.get_operation("x")
     assert client.requests_sent[("GET", "operation")] == 3
+
+
+def test_after_nothing_answered_the_agent_is_not_contacted_for_the_base_backoff(agent):
+    now = [100.0]
+    client = AgentClient(
+        "gone", f"http://127.0.0.1:{free_port()}", TOKEN, retries=2, backoff=0,
+        clock=lambda: now[0], quiet_base=1.0, quiet_max=30.0,
+    )  # fmt: skip
+    with pytest.raises(AgentUnreachable, match="Connection refused"):
+        client.get_operation("x")
+    assert client.requests_sent.total() == 3
+
+    # Within the next second every call fails at once, saying why, without a request.
+    for _ in range(5):
+        with pytest.raises(AgentUnreachable) as quiet:
+            client.refresh("x", cursor=0)
+        assert "not contacted (refresh): nothing answered at its last try (connection refused)" in (
+            quiet.value.message
+        )
+        assert quiet.value.delivered is False
+    assert client.requests_sent.total() == 3
+    assert describe_agent_error(quiet.value.message).startswith("Nothing answers at its address")
+
+    # Not doubled: a second refused call keeps the wait at one second.
+    now[0] += 1.01
+    with pytest.raises(AgentUnreachable, match="Connection refused"):
+        client.health()
+    assert client.quiet_until - now[0] == pytest.approx(1.0)
+
+    # The agent is back at that address: the next call after the wait reaches it.
+    now[0] += 1.01
+    client.base_url = agent.url + "/"
+    assert client.health()["status"] == "ok"
+    assert client.quiet_until == 0.0
 
 
 def test_reads_are_retried_with_growing_backoff_and_then_succeed(agent: AgentProcess):

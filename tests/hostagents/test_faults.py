@@ -562,3 +562,31 @@ def test_a_fetch_that_crashes_leaves_the_operation_running_and_a_later_look_retr
     assert adapter.artifact_gets == 2
     claim = Operation.objects.get(operation_id=op_id).metadata["result_fetch"]
     assert claim["by"] == current_instance_id()
+
+
+# --- a stopped agent --------------------------------------------------------------------------
+def test_a_page_listing_many_operations_of_a_stopped_agent_contacts_it_once_not_per_row(
+    backend_settings, client, django_user_model
+):
+    user = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
+    client.force_login(user)
+    stopped, _ = agent_services.agent_add(
+        name="stopped", base_url=f"http://127.0.0.1:{free_port()}"
+    )
+    ids = [f"op_countdown_20261203_000000_{i:08x}" for i in range(8)]
+    for i, operation_id in enumerate(ids):
+        Operation.objects.create(
+            operation_id=operation_id, operation_type="countdown", status="running",
+            executor=Executor.AGENT, agent="stopped", remote_operation_id=f"remote-{i}",
+        )  # fmt: skip
+    table = {"HX-Request": "true", "HX-Target": "operations-table"}
+
+    page = client.get("/operations/", headers=table)
+
+    assert page.status_code == 200
+    assert all(f'id="row-{operation_id}"' in page.content.decode() for operation_id in ids)
+    # One refresh went out (its two attempts: retries=1); the seven others were answered from
+    # the rows at once instead of paying the retries' backoff seven times more.
+    assert client_for(stopped).requests_sent.total() == 2
+    assert Operation.objects.filter(unreachable_since__isnull=False).count() == len(ids)
+    assert {op.status for op in Operation.objects.all()} == {"running"}
